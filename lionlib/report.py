@@ -1,0 +1,151 @@
+"""What every notebook of the companion uses to save figures and state its claims.
+
+A notebook creates one `Report`, saves each figure through `report.savefig` (a deterministic PNG in
+`paper_figures/`, recorded against the paper element it reproduces) and states each numerical claim
+through `report.check` (a value, a comparison and a threshold, so PASS/FAIL is computed, never
+typed). Its last two cells are
+
+    # NBVAL_IGNORE_OUTPUT
+    report.table()          # every number, machine-dependent ones included
+
+    # NBVAL_CHECK_OUTPUT
+    report.summary()        # one PASS/FAIL line per claim; writes claims/<notebook>.json
+
+nbval compares the text of the last cell with the committed notebook, so that text must not depend on
+the machine or on the scale: values of claims marked `stable=False` (losses, timings) are not printed
+there, and stable values are printed rounded with `fmt`. A value that changes with the scale
+(smoke/cpu/paper) must be marked `stable=False` too. `lionlib.reproduce` collects
+`claims/*.json` into `paper_figures/manifest.json`.
+"""
+
+import json
+import math
+import operator
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import matplotlib
+
+from lionlib.paths import PAPER_FIGURES
+
+DPI = 150  # fixed so the PNG bytes do not depend on the display's or the user's rcParams
+OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq}
+
+
+def _in_notebook() -> bool:
+    """True inside a Jupyter kernel (papermill and nbval included), where inline figures are wanted."""
+    shell = sys.modules.get("IPython")
+    ip = shell.get_ipython() if shell is not None else None
+    return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
+
+
+def setup_plotting() -> None:
+    """The companion's figure style. Scripts get the headless Agg backend; notebooks keep inline."""
+    if not _in_notebook():
+        matplotlib.use("Agg")
+    import seaborn as sns
+
+    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
+    matplotlib.rcParams["savefig.dpi"] = DPI
+
+
+def resolve_device(device: str = "auto"):
+    """`"auto"` -> the best available device (cuda, then mps, then cpu); anything else is passed to torch."""
+    import torch
+
+    if device != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@dataclass
+class Claim:
+    element: str  # the paper element it supports: "Figure 1", "Theorem 3.1", ...
+    claim: str  # what is asserted, in words
+    value: float
+    op: str
+    threshold: float
+    verdict: bool
+    stable: bool  # False: the value may differ between machines or scales; summary() hides it
+    fmt: str = ".3g"
+
+    def line(self) -> str:
+        value = _fmt(self.value, self.fmt) if self.stable else "<varies>"
+        return (f"{'PASS' if self.verdict else 'FAIL'}  {self.element}: {self.claim}  "
+                f"[{value} {self.op} {_fmt(self.threshold, self.fmt)}]")
+
+
+def _fmt(x: float, fmt: str) -> str:
+    s = format(x, fmt)
+    # -0 and 0 are the same claim; rounding a tiny negative number must not change the checked text
+    return s[1:] if s.startswith("-") and float(s) == 0 else s
+
+
+def _json_num(x):
+    """Strict JSON has no NaN or infinity: write them as null."""
+    return None if isinstance(x, float) and not math.isfinite(x) else x
+
+
+def _float(x) -> float:
+    """Accept Python numbers, numpy scalars and 0-d torch tensors."""
+    return float(x.item()) if hasattr(x, "item") else float(x)
+
+
+class Report:
+    """Figures and claims of one notebook. `out_dir=None` writes to the repo's `paper_figures/`."""
+
+    def __init__(self, notebook: str, out_dir: str | Path | None = None):
+        self.notebook = notebook
+        self.out_dir = Path(out_dir) if out_dir is not None else PAPER_FIGURES
+        self.claims: dict[tuple[str, str], Claim] = {}  # keyed so re-running a cell replaces, not duplicates
+        self.figures: dict[str, list[str]] = {}  # element -> file names relative to out_dir
+
+    def savefig(self, fig, name: str, *, element: str) -> Path:
+        """Save `fig` as `<out_dir>/<name>.png` with no timestamp or version in its metadata."""
+        if Path(name).suffix or "/" in name:
+            raise ValueError(f"name must be a bare file stem (the figure is always PNG), got {name!r}")
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        path = self.out_dir / f"{name}.png"
+        fig.savefig(path, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+        files = self.figures.setdefault(element, [])
+        if path.name not in files:
+            files.append(path.name)
+        return path
+
+    def check(self, element: str, claim: str, value, op: str, threshold, fmt: str = ".3g",
+              stable: bool = True) -> bool:
+        """Record `value op threshold` as a claim about `element` and return the verdict (NaN fails)."""
+        if op not in OPS:
+            raise ValueError(f"op must be one of {sorted(OPS)}, got {op!r}")
+        value, threshold = _float(value), _float(threshold)
+        verdict = not math.isnan(value) and bool(OPS[op](value, threshold))
+        self.claims[(element, claim)] = Claim(element, claim, value, op, threshold, verdict, stable, fmt)
+        return verdict
+
+    def table(self):
+        """All claims with their full-precision values, as a DataFrame (for the reader, not for nbval)."""
+        import pandas as pd
+
+        cols = ["element", "claim", "value", "op", "threshold", "verdict", "stable"]
+        return pd.DataFrame([asdict(c) for c in self.claims.values()], columns=cols + ["fmt"])[cols]
+
+    def summary(self) -> None:
+        """Print one PASS/FAIL line per claim and write `<out_dir>/claims/<notebook>.json`."""
+        for c in self.claims.values():
+            print(c.line())
+        n_pass = sum(c.verdict for c in self.claims.values())
+        print(f"{n_pass}/{len(self.claims)} claims pass")
+        record = {
+            "notebook": self.notebook,
+            "claims": [{k: _json_num(v) for k, v in asdict(c).items() if k != "fmt"}
+                       for c in self.claims.values()],
+            "figures": self.figures,
+        }
+        path = self.out_dir / "claims" / f"{self.notebook}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
