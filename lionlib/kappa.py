@@ -21,6 +21,7 @@ Conventions, shared by every K:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -79,8 +80,12 @@ class Kappa:
     def domain_distance(self, y: Tensor) -> Tensor:
         return y.new_zeros(())  # dom K* is everything unless a subclass says otherwise
 
+    def spec(self) -> dict:
+        """Plain-data description; `get(**K.spec())` rebuilds K (used by optimizer state_dicts)."""
+        return {"name": self.name, **dataclasses.asdict(self)}
+
     def describe(self) -> str:
-        params = ", ".join(f"{k}={v}" for k, v in self.__dict__.items())
+        params = ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(self).items())
         return f"{self.name}({params})" if params else self.name
 
 
@@ -174,6 +179,9 @@ class L2(Lp):
     def __post_init__(self):
         if self.p != 2:
             raise ValueError(f"l2 has p=2, got p={self.p!r}; use kappa.get('lp', p=...)")
+
+    def spec(self):
+        return {"name": self.name}
 
     def describe(self):
         return self.name

@@ -1,0 +1,361 @@
+"""Lion, Lion-K and Muon as `torch.optim` optimizers.
+
+One update rule, the paper's eq. (2), written in PyTorch's sign convention. The state `exp_avg`
+is the EMA of +grad (the paper's m is -exp_avg), and for every K:
+
+    c        = beta1 * exp_avg + (1 - beta1) * g                   (g = grad, or -grad if maximize)
+    p       <- p * (1 - lr * wd) - lr * grad K(c)                  (explicit decay, as in Lion)
+    p       <- (p - lr * grad K(c)) / (1 + lr * wd)                (implicit_decay=True, PAPER.md 2.3)
+    exp_avg <- beta2 * exp_avg + (1 - beta2) * g
+
+For a K that is not symmetric (logsumexp) the direction is +grad K(-c), the paper's grad K(m~);
+for symmetric K the two are equal. With K = ||.||_1 (grad K = sign) this is exactly Lion.
+
+Execution paths, all checked against the for-loop reference in tests/test_optim.py:
+- "forloop": one tensor at a time; the readable reference.
+- "foreach": horizontally batched `torch._foreach_*` ops per (device, dtype) group.
+- "compiled" / "triton": single-pass fused updates from `lionlib.fused` (CPU / CUDA).
+Low-precision parameters (bf16, fp16) are updated in fp32 and rounded once; `momentum_dtype=
+torch.float32` also keeps the momentum in fp32, and `state_dict` round trips keep it so.
+
+NaN and inf: sign(NaN) = NaN, so a NaN gradient turns that coordinate of the parameter and of the
+momentum into NaN (as torch's own optimizers do: nothing is silently skipped). An infinite
+gradient gives a finite step of size lr (sign(inf) = 1) and an infinite momentum, which makes
+later steps NaN where inf - inf occurs. Every path behaves identically here (tested).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from lionlib import kappa as kappa_lib
+from lionlib.kappa import Kappa
+
+__all__ = ["LionK", "Lion", "Muon", "lionk_step"]
+
+BACKENDS = ("forloop", "foreach", "compiled", "triton")
+_LOW_PRECISION = (torch.bfloat16, torch.float16)
+
+
+# ----------------------------------------------------------------------------------------------
+# The update, as functions of tensor lists (one param group, already gathered).
+
+
+def _forloop(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, implicit_decay, maximize):
+    for p, g, m in zip(params, grads, exp_avgs):
+        # Compute in fp32 for low-precision params; write p (and m) back once at the end.
+        work_p = p.float() if p.dtype in _LOW_PRECISION else p
+        work_m = m.float() if m.dtype in _LOW_PRECISION else m
+        g = g.to(work_m.dtype)
+        if maximize:
+            g = -g  # a new tensor: p.grad is never mutated
+        if weight_decay and not implicit_decay:
+            work_p.mul_(1 - lr * weight_decay)
+        c = work_m.mul(beta1).add_(g, alpha=1 - beta1)
+        if kappa.symmetric:
+            work_p.add_(kappa.grad(c).to(work_p.dtype), alpha=-lr)
+        else:
+            work_p.add_(kappa.grad(c.neg_()).to(work_p.dtype), alpha=lr)
+        if weight_decay and implicit_decay:
+            work_p.div_(1 + lr * weight_decay)
+        work_m.mul_(beta2).add_(g, alpha=1 - beta2)
+        if work_p is not p:
+            p.copy_(work_p)
+        if work_m is not m:
+            m.copy_(work_m)
+
+
+def _foreach(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, implicit_decay, maximize):
+    grouped = Optimizer._group_tensors_by_device_and_dtype([params, grads, exp_avgs])
+    for (p_list, g_list, m_list), _ in grouped.values():
+        low_p = p_list[0].dtype in _LOW_PRECISION
+        low_m = m_list[0].dtype in _LOW_PRECISION
+        work_p = [p.float() for p in p_list] if low_p else p_list
+        work_m = [m.float() for m in m_list] if low_m else m_list
+        g_list = [g.to(work_m[0].dtype) for g in g_list] if g_list[0].dtype != work_m[0].dtype else g_list
+        if maximize:
+            g_list = torch._foreach_neg(g_list)
+        if weight_decay and not implicit_decay:
+            torch._foreach_mul_(work_p, 1 - lr * weight_decay)
+        c = torch._foreach_mul(work_m, beta1)
+        torch._foreach_add_(c, g_list, alpha=1 - beta1)
+        if isinstance(kappa, kappa_lib.L1):
+            torch._foreach_sign_(c)
+            direction = c
+        elif kappa.symmetric:
+            direction = [kappa.grad(x) for x in c]
+        else:
+            direction = [kappa.grad(x.neg_()) for x in c]
+        torch._foreach_add_(work_p, direction, alpha=-lr if kappa.symmetric else lr)
+        del c, direction
+        if weight_decay and implicit_decay:
+            torch._foreach_div_(work_p, 1 + lr * weight_decay)
+        torch._foreach_mul_(work_m, beta2)
+        torch._foreach_add_(work_m, g_list, alpha=1 - beta2)
+        if low_p:
+            torch._foreach_copy_(p_list, work_p)
+        if low_m:
+            torch._foreach_copy_(m_list, work_m)
+
+
+def _fused(backend: str) -> Callable:
+    from lionlib import fused  # optional: imports Triton lazily
+
+    return fused.triton_step if backend == "triton" else fused.compiled_step
+
+
+def lionk_step(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], *, backend: str = "forloop", **hyper) -> None:
+    """Functional Lion-K step on lists of tensors (updates `params` and `exp_avgs` in place).
+
+    `hyper` holds kappa, lr, beta1, beta2, weight_decay, implicit_decay and maximize.
+    """
+    if backend == "forloop":
+        _forloop(params, grads, exp_avgs, **hyper)
+    elif backend == "foreach":
+        _foreach(params, grads, exp_avgs, **hyper)
+    elif backend in ("compiled", "triton"):
+        _fused(backend)(params, grads, exp_avgs, **hyper)
+    else:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+
+
+def _triton_available() -> bool:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _resolve_backend(params: list[Tensor], kappa: Kappa, foreach: bool | None, fused: bool | None) -> str:
+    """torch.optim's rules: explicit flags win; by default Triton on CUDA, foreach elsewhere."""
+    on_cuda = all(p.is_cuda for p in params)
+    if fused:
+        if not on_cuda:
+            return "compiled"
+        if not _triton_available():
+            raise RuntimeError("fused=True on CUDA needs Triton (pip install triton), which is not importable")
+        from lionlib import fused as fused_lib
+
+        return "triton" if fused_lib.triton_supports(kappa) else "foreach"
+    if fused is None and on_cuda and _triton_available():
+        from lionlib import fused as fused_lib
+
+        if fused_lib.triton_supports(kappa):
+            return "triton"
+    return "forloop" if foreach is False else "foreach"
+
+
+# ----------------------------------------------------------------------------------------------
+# The optimizer.
+
+
+def _check_hyper(lr, betas, weight_decay, momentum_dtype) -> None:
+    if not (isinstance(lr, (int, float)) and 0.0 <= lr < math.inf):
+        raise ValueError(f"Invalid learning rate: lr={lr!r} (need a finite float >= 0)")
+    if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
+        raise ValueError(f"Invalid betas: {betas!r} (need a pair (beta1, beta2))")
+    for i, beta in enumerate(betas):
+        if not (isinstance(beta, (int, float)) and 0.0 <= beta <= 1.0):
+            raise ValueError(f"Invalid beta{i + 1}: {beta!r} (need 0 <= beta <= 1)")
+    if not (isinstance(weight_decay, (int, float)) and 0.0 <= weight_decay < math.inf):
+        raise ValueError(f"Invalid weight_decay: {weight_decay!r} (need a finite float >= 0)")
+    if momentum_dtype is not None and not (isinstance(momentum_dtype, torch.dtype) and momentum_dtype.is_floating_point):
+        raise ValueError(f"Invalid momentum_dtype: {momentum_dtype!r} (need None or a floating torch.dtype)")
+
+
+class LionK(Optimizer):
+    """Lion-K (paper eq. (2)): Lion with sign replaced by the gradient of a convex K.
+
+    With weight decay lambda it solves min_x f(x) + (1/lambda) K*(lambda x); for K = ||.||_1 that is
+    min f(x) subject to ||x||_inf <= 1/lambda (PAPER.md section 3).
+
+    Args:
+        params: parameters or param groups; every group may set its own `kappa` and hyperparameters.
+        kappa: a name from `lionlib.kappa.names()` or a `Kappa` object (e.g. `kappa.get("lp", p=1.5)`).
+        lr: learning rate (the paper's epsilon). betas: (beta1, beta2) of eq. (2).
+        weight_decay: lambda, multiplied by lr as in Lion and AdamW (so the box has radius 1/lambda).
+        implicit_decay: decay at the new iterate, p <- (p - lr grad K(c)) / (1 + lr lambda): the scheme
+            the discrete-time theorem analyses. Differs from the default at O(lr^2).
+        maximize: ascend the objective instead.
+        foreach / fused: execution path, as in torch.optim (see the module docstring).
+        momentum_dtype: dtype of `exp_avg` (default: the parameter's); torch.float32 for bf16 params.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        kappa: str | Kappa = "l1",
+        lr: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.99),
+        weight_decay: float = 0.0,
+        *,
+        implicit_decay: bool = False,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+        momentum_dtype: torch.dtype | None = None,
+    ):
+        _check_hyper(lr, betas, weight_decay, momentum_dtype)
+        if fused and foreach:
+            raise ValueError("fused=True and foreach=True cannot both be set")
+        defaults = dict(
+            kappa=kappa_lib.get(kappa),
+            lr=lr,
+            betas=tuple(betas),
+            weight_decay=weight_decay,
+            implicit_decay=implicit_decay,
+            maximize=maximize,
+            foreach=foreach,
+            fused=fused,
+            momentum_dtype=momentum_dtype,
+        )
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        # Validate every group up front, so a bad group fails when added, not mid-step, and
+        # leaves the optimizer as it was.
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        try:
+            group["kappa"] = kappa_lib.get(group["kappa"])
+            _check_hyper(group["lr"], group["betas"], group["weight_decay"], group["momentum_dtype"])
+            for p in group["params"]:
+                if p.is_complex():
+                    raise ValueError(f"{type(self).__name__} does not support complex parameters (shape {tuple(p.shape)})")
+                if not p.is_floating_point():
+                    raise ValueError(f"{type(self).__name__} needs floating-point parameters, got {p.dtype}")
+        except ValueError:
+            self.param_groups.pop()
+            raise
+
+    def _gather(self, group: dict[str, Any]) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        params, grads, exp_avgs = [], [], []
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            state = self.state[p]
+            if "exp_avg" not in state:
+                dtype = group["momentum_dtype"] or p.dtype
+                state["exp_avg"] = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
+            params.append(p)
+            grads.append(p.grad)
+            exp_avgs.append(state["exp_avg"])
+        return params, grads, exp_avgs
+
+    @staticmethod
+    def _check_grads(group: dict[str, Any]) -> None:
+        for p in group["params"]:
+            g = p.grad
+            if g is None:
+                continue
+            if g.is_sparse:
+                raise RuntimeError("LionK does not support sparse gradients; use a dense gradient")
+            if g.is_complex():
+                raise RuntimeError("LionK does not support complex gradients")
+            if g.shape != p.shape:
+                raise RuntimeError(f"gradient shape {tuple(g.shape)} does not match parameter shape {tuple(p.shape)}")
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:  # check everything before changing anything
+            self._check_grads(group)
+        for group in self.param_groups:
+            params, grads, exp_avgs = self._gather(group)
+            if not params:
+                continue
+            beta1, beta2 = group["betas"]
+            lionk_step(
+                params,
+                grads,
+                exp_avgs,
+                backend=_resolve_backend(params, group["kappa"], group["foreach"], group["fused"]),
+                kappa=group["kappa"],
+                lr=group["lr"],
+                beta1=beta1,
+                beta2=beta2,
+                weight_decay=group["weight_decay"],
+                implicit_decay=group["implicit_decay"],
+                maximize=group["maximize"],
+            )
+        return loss
+
+    def state_dict(self) -> dict[str, Any]:
+        """As torch's, with each group's K stored as a plain spec ({"name": "lp", "p": 1.5}) so the
+        file loads with `torch.load(..., weights_only=True)`."""
+        state_dict = super().state_dict()
+        for group in state_dict["param_groups"]:
+            group["kappa"] = group["kappa"].spec()
+        return state_dict
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """As torch's, but the momentum keeps its saved dtype.
+
+        `Optimizer.load_state_dict` casts floating state to the parameter's dtype, which would round
+        fp32 momentum of bf16 parameters to bf16 and break bit-exact continuation.
+        """
+        saved = {pid: s["exp_avg"] for pid, s in state_dict["state"].items() if "exp_avg" in s}
+        groups = [{**g, "kappa": kappa_lib.get(**g["kappa"]) if isinstance(g["kappa"], dict) else g["kappa"]} for g in state_dict["param_groups"]]
+        super().load_state_dict({**state_dict, "param_groups": groups})
+        saved_ids = (pid for g in state_dict["param_groups"] for pid in g["params"])
+        own_params = (p for g in self.param_groups for p in g["params"])
+        for pid, p in zip(saved_ids, own_params):
+            if pid in saved:
+                self.state[p]["exp_avg"] = saved[pid].to(device=p.device, copy=True)
+
+
+class Lion(LionK):
+    """Lion (Chen et al. 2023): Lion-K with K = ||.||_1. Same hyperparameters and defaults as
+    `lion_pytorch.Lion` and the authors' code (weight decay multiplied by lr)."""
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.99),
+        weight_decay: float = 0.0,
+        **kwargs: Any,
+    ):
+        super().__init__(params, "l1", lr, betas, weight_decay, **kwargs)
+
+
+class Muon(LionK):
+    """Muon as Lion-K with the nuclear norm ("Muon is a Nuclear Lion King", PAPER.md 2.4, 10).
+
+    Muon's buffer B <- mu B + g with the Nesterov input g + mu B is proportional to Lion-K's c with
+    beta1 = mu^2 and beta2 = mu, and msign is scale invariant, so this is Muon exactly (up to the
+    Newton-Schulz approximation; `exact_svd=True` uses the true polar factor U V^T). With decoupled
+    weight decay lambda it keeps every weight's spectral norm at or below 1/lambda after phase 1.
+    Muon's optional shape factor sqrt(max(1, rows/cols)) is not applied: it would rescale K and
+    hence the constraint radius. Only 2-D parameters are accepted.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float = 0.02,
+        momentum: float = 0.95,
+        weight_decay: float = 0.0,
+        *,
+        ns_steps: int = 5,
+        exact_svd: bool = False,
+        **kwargs: Any,
+    ):
+        if not (isinstance(momentum, (int, float)) and 0.0 <= momentum <= 1.0):
+            raise ValueError(f"Invalid momentum: {momentum!r} (need 0 <= momentum <= 1)")
+        kappa = kappa_lib.get("nuclear", method="svd" if exact_svd else "newton_schulz", ns_steps=ns_steps)
+        super().__init__(params, kappa, lr, (momentum**2, momentum), weight_decay, **kwargs)
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.dim() != 2:
+                    raise ValueError(f"Muon updates 2-D weights only; got a parameter of shape {tuple(p.shape)}")
