@@ -11,8 +11,10 @@ Conventions, shared by every K:
 - `grad` returns a subgradient with the sign(0) = 0 convention (the zero vector at a kink of a norm).
 - `conjugate` returns +inf outside dom K*; `conjugate_grad` returns an element of the
   subdifferential of K* inside dom K* (0 in the interior of an indicator's domain).
-- `domain_distance(y)` is the distance from y to dom K*, measured in the norm whose unit ball is
-  dom K* (so max(||y||_inf - 1, 0) for Lion's box), Euclidean for the simplex. Any norm works for
+- `gauge(y)` is the norm whose unit ball is dom K* (||y||_inf for Lion's box; None when dom K* is
+  everything or not a ball), so lambda * gauge(x) <= 1 is the constraint on x.
+- `domain_distance(y)` is the distance from y to dom K*, measured in that norm (max(gauge - 1, 0)),
+  Euclidean for the simplex. Any norm works for
   the phase-1 contraction dist(lambda x_t) <= (1 - lr lambda)^t dist(lambda x_0) (PAPER.md 4.2).
 - Elementwise K act coordinate by coordinate. Whole-tensor K (lp, l2, linf, relativistic_norm,
   logsumexp, nuclear) treat each parameter tensor as one vector (nuclear: one matrix), so in an
@@ -48,9 +50,9 @@ def _excess(norm: Tensor) -> Tensor:
     return torch.where(d > 64 * torch.finfo(d.dtype).eps, d, torch.zeros_like(d))
 
 
-def _box_excess(y: Tensor) -> Tensor:
-    """max(||y||_inf - 1, 0): distance to the box [-1, 1]^d in the inf-norm."""
-    return _excess(y.abs().amax()) if y.numel() else y.new_zeros(())
+def _max_abs(y: Tensor) -> Tensor:
+    """||y||_inf, the gauge of Lion's box (0 for an empty tensor)."""
+    return y.abs().amax() if y.numel() else y.new_zeros(())
 
 
 @dataclass(frozen=True)
@@ -77,8 +79,13 @@ class Kappa:
     def conjugate_grad(self, y: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def gauge(self, y: Tensor) -> Tensor | None:
+        """The norm whose unit ball is dom K* (<= 1 iff y is feasible); None if dom K* is no ball."""
+        return None
+
     def domain_distance(self, y: Tensor) -> Tensor:
-        return y.new_zeros(())  # dom K* is everything unless a subclass says otherwise
+        gauge = self.gauge(y)
+        return y.new_zeros(()) if gauge is None else _excess(gauge)
 
     def spec(self) -> dict:
         """Plain-data description; `get(**K.spec())` rebuilds K (used by optimizer state_dicts)."""
@@ -109,13 +116,13 @@ class L1(Kappa):
         return x.sign()
 
     def conjugate(self, y):
-        return _inf_if(_box_excess(y) > 0, y.new_zeros(()))
+        return _inf_if(self.domain_distance(y) > 0, y.new_zeros(()))
 
     def conjugate_grad(self, y):
         return torch.zeros_like(y)
 
-    def domain_distance(self, y):
-        return _box_excess(y)
+    def gauge(self, y):
+        return _max_abs(y)
 
 
 @dataclass(frozen=True)
@@ -156,7 +163,7 @@ class Lp(Kappa):
         un = torch.where(norm > 0, norm / safe, torch.ones_like(norm))
         return u.sign() * (u.abs() / un).pow(self.p - 1)
 
-    def dual_norm(self, y: Tensor) -> Tensor:
+    def gauge(self, y):
         return torch.linalg.vector_norm(y, ord=self.q) if y.numel() else y.new_zeros(())
 
     def conjugate(self, y):
@@ -164,9 +171,6 @@ class Lp(Kappa):
 
     def conjugate_grad(self, y):
         return torch.zeros_like(y)
-
-    def domain_distance(self, y):
-        return _excess(self.dual_norm(y))
 
 
 @dataclass(frozen=True)
@@ -205,14 +209,14 @@ class LInf(Kappa):
             out.view(-1)[i] = x.flatten()[i].sign()
         return out
 
+    def gauge(self, y):
+        return y.abs().sum()
+
     def conjugate(self, y):
         return _inf_if(self.domain_distance(y) > 0, y.new_zeros(()))
 
     def conjugate_grad(self, y):
         return torch.zeros_like(y)
-
-    def domain_distance(self, y):
-        return _excess(y.abs().sum())
 
 
 def newton_schulz(x: Tensor, steps: int = 5, eps: float = 1e-7) -> Tensor:
@@ -272,7 +276,7 @@ class Nuclear(Kappa):
         tol = s.amax() * max(x.shape) * torch.finfo(s.dtype).eps if s.numel() else 0
         return ((u * (s > tol)) @ vh).to(x.dtype)
 
-    def spectral_norm(self, y: Tensor) -> Tensor:
+    def gauge(self, y):
         return torch.linalg.matrix_norm(self._matrix(y), ord=2)
 
     def conjugate(self, y):
@@ -280,9 +284,6 @@ class Nuclear(Kappa):
 
     def conjugate_grad(self, y):
         return torch.zeros_like(y)
-
-    def domain_distance(self, y):
-        return _excess(self.spectral_norm(y))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -342,13 +343,13 @@ class Huber(Kappa):
         return (x / self.delta).clamp(-1, 1)
 
     def conjugate(self, y):
-        return _inf_if(_box_excess(y) > 0, 0.5 * self.delta * y.square().sum())
+        return _inf_if(self.domain_distance(y) > 0, 0.5 * self.delta * y.square().sum())
 
     def conjugate_grad(self, y):
         return self.delta * y
 
-    def domain_distance(self, y):
-        return _box_excess(y)
+    def gauge(self, y):
+        return _max_abs(y)
 
 
 @dataclass(frozen=True)
@@ -375,13 +376,13 @@ class Relativistic(Kappa):
         return x / torch.sqrt(x.square() + self.delta**2)
 
     def conjugate(self, y):
-        return _inf_if(_box_excess(y) > 0, -self.delta * torch.sqrt((1 - y.square()).clamp_min(0)).sum())
+        return _inf_if(self.domain_distance(y) > 0, -self.delta * torch.sqrt((1 - y.square()).clamp_min(0)).sum())
 
     def conjugate_grad(self, y):
         return self.delta * y / torch.sqrt(1 - y.square())
 
-    def domain_distance(self, y):
-        return _box_excess(y)
+    def gauge(self, y):
+        return _max_abs(y)
 
 
 @dataclass(frozen=True)
@@ -413,8 +414,8 @@ class RelativisticNorm(Kappa):
     def conjugate_grad(self, y):
         return self.delta * y / torch.sqrt(1 - y.square().sum())
 
-    def domain_distance(self, y):
-        return _excess(torch.linalg.vector_norm(y))
+    def gauge(self, y):
+        return torch.linalg.vector_norm(y)
 
 
 @dataclass(frozen=True)
@@ -445,13 +446,13 @@ class LogCosh(Kappa):
     def conjugate(self, y):
         p, q = (1 + y) / 2, (1 - y) / 2
         val = self.delta * (torch.special.xlogy(p, p) + torch.special.xlogy(q, q)).sum()
-        return _inf_if(_box_excess(y) > 0, val)
+        return _inf_if(self.domain_distance(y) > 0, val)
 
     def conjugate_grad(self, y):
         return self.delta * torch.atanh(y)
 
-    def domain_distance(self, y):
-        return _box_excess(y)
+    def gauge(self, y):
+        return _max_abs(y)
 
 
 @dataclass(frozen=True)
