@@ -64,6 +64,7 @@ class Kappa:
     symmetric = True  # K(-x) = K(x), hence grad K is odd
     smooth = False  # differentiable everywhere (needed by Theorem 3.1)
     exact = True  # grad is exact (False: an approximation, e.g. Newton-Schulz)
+    is_norm = False  # K is a norm: K* is the indicator of the dual unit ball (a pure constraint)
     constraint = ""  # what (1/lambda) K*(lambda x) does to x
     latex = ("", "", "")  # (K(x), grad K(x), K*(y)) in LaTeX
 
@@ -105,6 +106,7 @@ class L1(Kappa):
     """K = ||x||_1, grad K = sign: this is Lion. Constraint ||x||_inf <= 1/lambda."""
 
     name = "l1"
+    is_norm = True
     elementwise = True
     constraint = "box: ||x||_inf <= 1/lambda"
     latex = (r"\|x\|_1", r"\mathrm{sign}(x)", r"\iota\{\|y\|_\infty \le 1\}")
@@ -132,6 +134,7 @@ class Lp(Kappa):
 
     p: float = 2.0
     name = "lp"
+    is_norm = True
 
     def __post_init__(self):
         if not (isinstance(self.p, (int, float)) and self.p >= 1 and math.isfinite(self.p)):
@@ -196,6 +199,7 @@ class LInf(Kappa):
     """K = ||x||_inf, grad K = sign(x_i*) e_i* at the first largest |x_i|. Constraint ||x||_1 <= 1/lambda."""
 
     name = "linf"
+    is_norm = True
     constraint = "l1 ball: ||x||_1 <= 1/lambda (sparsity)"
     latex = (r"\|x\|_\infty", r"\mathrm{sign}(x_{i^*}) e_{i^*}", r"\iota\{\|y\|_1 \le 1\}")
 
@@ -246,6 +250,7 @@ class Nuclear(Kappa):
     method: str = "svd"
     ns_steps: int = 5
     name = "nuclear"
+    is_norm = True
     constraint = "spectral ball: ||X||_op <= 1/lambda"
     latex = (r"\|X\|_*", r"U V^\top", r"\iota\{\|Y\|_{op} \le 1\}")
 

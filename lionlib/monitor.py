@@ -1,0 +1,124 @@
+"""Constraint diagnostics for real training runs: does every tensor obey what Lion-K predicts?
+
+With weight decay lambda, Lion-K drives each parameter tensor x into {lambda x in dom K*}: for
+Lion, ||x||_inf <= 1/lambda. `ConstraintMonitor` records, per tensor and step:
+
+- `constraint`: lambda * gauge(x), where gauge is the norm whose unit ball is dom K*
+  (lambda ||x||_inf for Lion, lambda ||x||_q for Lion-lp). Inside the set when <= 1.
+- `bound`: the phase-1 guarantee on it, 1 + prod_s(1 - lr_s lambda) * (constraint_0 - 1)_+
+  (1 / (1 + lr_s lambda) per step for implicit decay), valid for ANY gradient sequence
+  (PAPER.md 4.2). Only meaningful for Lion-K groups; NaN for other optimizers.
+- `kkt`: the KKT score S(x) = K(-g) + lambda <x, g> of PAPER.md section 3 (0 at a constrained
+  stationary point, >= 0 on the feasible set for norm K), with g the latest gradient, and
+  `kkt_rel` = S / K(-g), in [0, 2] once feasible, comparable across tensors.
+
+Call `record()` after every `optimizer.step()`: the bound multiplies one factor per call.
+For optimizers without a `kappa` in their groups (AdamW), the geometry of `default_kappa` is used,
+so Lion's box can be watched under AdamW too.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import pandas as pd
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from lionlib import kappa as kappa_lib
+
+__all__ = ["ConstraintMonitor"]
+
+
+class ConstraintMonitor:
+    """Per-tensor constraint value, phase-1 bound and KKT score along training."""
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        names: Iterable[tuple[str, Tensor]] | None = None,
+        *,
+        default_kappa: str = "l1",
+        every: int = 1,
+        kkt: bool = True,
+    ):
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every!r}")
+        self.optimizer = optimizer
+        self.every = every
+        self.kkt = kkt
+        self.default_kappa = kappa_lib.get(default_kappa)
+        by_id = {id(p): n for n, p in names} if names is not None else {}
+        self._tensors = []  # (name, param, group)
+        for gi, group in enumerate(optimizer.param_groups):
+            if group.get("weight_decay", 0) <= 0:
+                continue  # no decay, no constraint
+            for pi, p in enumerate(group["params"]):
+                self._tensors.append((by_id.get(id(p), f"group{gi}.param{pi}"), p, group))
+        self._factor = [1.0] * len(self._tensors)
+        self._start = [self._gauge(p, g) for _, p, g in self._tensors]
+        self._calls = 0
+        self.rows: list[dict] = []
+
+    def _kappa(self, group) -> kappa_lib.Kappa:
+        return group.get("kappa", self.default_kappa)
+
+    @torch.no_grad()
+    def _gauge(self, p: Tensor, group) -> float:
+        gauge = self._kappa(group).gauge(group["weight_decay"] * p.detach().double())
+        return math.nan if gauge is None else float(gauge)
+
+    @torch.no_grad()
+    def record(self, step: int | None = None) -> None:
+        """Advance the phase-1 bound by one optimizer step; store a row every `every` calls."""
+        self._calls += 1
+        keep = self._calls % self.every == 0 or self._calls == 1
+        for i, (name, p, group) in enumerate(self._tensors):
+            lam_lr = group["weight_decay"] * float(group["lr"])
+            implicit = group.get("implicit_decay", False)
+            self._factor[i] *= 1 / (1 + lam_lr) if implicit else max(1 - lam_lr, 0.0)
+            if not keep:
+                continue
+            K = self._kappa(group)
+            row = dict(step=self._calls if step is None else step, name=name, kappa=K.name, numel=p.numel())
+            row["constraint"] = self._gauge(p, group)
+            is_lionk = "kappa" in group
+            row["bound"] = 1 + self._factor[i] * max(self._start[i] - 1, 0.0) if is_lionk else math.nan
+            row["kkt"] = row["kkt_rel"] = math.nan
+            if self.kkt and K.is_norm and p.grad is not None:
+                x, g = p.detach().double(), p.grad.detach().double()
+                k_neg_g = float(K.value(-g))
+                s = k_neg_g + group["weight_decay"] * float((x * g).sum())
+                row["kkt"] = s
+                row["kkt_rel"] = s / k_neg_g if k_neg_g > 0 else math.nan
+            self.rows.append(row)
+
+    def frame(self) -> pd.DataFrame:
+        """One row per (recorded step, tensor)."""
+        return pd.DataFrame(self.rows, columns=["step", "name", "kappa", "numel", "constraint", "bound", "kkt", "kkt_rel"])
+
+    def summary(self) -> pd.DataFrame:
+        """Last recorded row of every tensor, with `inside` = constraint <= 1 (small rounding slack)."""
+        last = self.frame().groupby("name", sort=False).tail(1).reset_index(drop=True)
+        last["inside"] = last["constraint"] <= 1 + 1e-6
+        return last
+
+    def plot(self, ax=None, max_tensors: int = 12):
+        """lambda * gauge(x) per tensor against 1, with the phase-1 bound dashed."""
+        import matplotlib.pyplot as plt
+        import seaborn as sns
+
+        df = self.frame()
+        keep = df.groupby("name")["numel"].first().nlargest(max_tensors).index
+        df = df[df["name"].isin(keep)]
+        ax = ax or plt.subplots(figsize=(6, 3.5))[1]
+        sns.lineplot(data=df, x="step", y="constraint", hue="name", ax=ax, legend=len(keep) <= 8)
+        if df["bound"].notna().any():
+            envelope = df.groupby("step")["bound"].max()
+            ax.plot(envelope.index, envelope.values, "k--", lw=1, label="phase-1 bound (max over tensors)")
+        ax.axhline(1.0, color="red", lw=1, label="constraint boundary")
+        ax.set_ylabel(r"$\lambda\,\|x\|$ (dual norm of K)")
+        ax.set_yscale("log")
+        return ax
