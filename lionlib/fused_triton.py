@@ -1,0 +1,150 @@
+"""Triton kernels of `lionlib.fused` (imported on first use: Triton is optional, and
+`TRITON_INTERPRET=1` must be set before the kernels are decorated to run them on CPU).
+
+`step_kernel` is the horizontally fused Lion-K update: program i updates chunk i of the tensor
+named by the chunk table, looping over it in blocks. `norm_kernel` produces the per-chunk partials
+of the lp norm (whole-tensor K). See `lionlib/fused.py` for the host side.
+"""
+
+import triton
+import triton.language as tl
+
+@triton.jit
+def _fma(x, y, z, INTERPRET: tl.constexpr):
+    # Eager torch's add-with-alpha is one fused multiply-add. The interpreter's tl.fma rounds
+    # twice; fp64 is exact for the fp32 product, and rounds the sum once more only in ties.
+    if INTERPRET:
+        return (x.to(tl.float64) * y.to(tl.float64) + z.to(tl.float64)).to(tl.float32)
+    else:
+        return tl.fma(x, y, z)
+
+@triton.jit
+def _cast(x, DTYPE: tl.constexpr, INTERPRET: tl.constexpr):
+    # fp32 -> storage dtype, rounding to nearest even like torch. The interpreter truncates on
+    # fp32 -> bf16, so there the rounding is done on the bits (NaN kept NaN).
+    if INTERPRET and DTYPE == tl.bfloat16:
+        bits = x.to(tl.uint32, bitcast=True)
+        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+        bits = tl.where(x != x, 0x7FC0, bits)
+        return bits.to(tl.uint16).to(tl.bfloat16, bitcast=True)
+    else:
+        return x.to(DTYPE)
+
+
+@triton.jit
+def _sign(x):
+    # torch.sign: sign(0) = 0 and sign(NaN) = 0 (torch 2.x eager, CPU and CUDA).
+    return (x > 0).to(tl.float32) - (x < 0).to(tl.float32)
+
+@triton.jit
+def _tanh(x):
+    # No tanh in core Triton (libdevice is not available to the interpreter): Taylor series
+    # near 0, where (1 - e) / (1 + e) would cancel, the exponential form elsewhere.
+    a = tl.abs(x)
+    e = tl.exp(-2.0 * a)
+    big = tl.div_rn(1.0 - e, 1.0 + e)
+    a2 = a * a
+    small = a * (1.0 + a2 * (-1.0 / 3.0 + a2 * (2.0 / 15.0 + a2 * (-17.0 / 315.0 + a2 * (62.0 / 2835.0)))))
+    t = tl.where(a < 0.2, small, big)
+    return tl.where(x < 0, -t, t)
+
+@triton.jit
+def _momenta(g_base, m_base, idx, mask, b1, omb1, MAXIMIZE: tl.constexpr, INTERPRET: tl.constexpr):
+    # g (negated if maximizing), m, and c = b1 m + (1 - b1) g, in fp32
+    g = tl.load(g_base + idx, mask=mask).to(tl.float32)
+    m = tl.load(m_base + idx, mask=mask).to(tl.float32)
+    if MAXIMIZE:
+        g = -g
+    c = _fma(g, omb1, m * b1, INTERPRET)
+    return g, m, c
+
+@triton.jit
+def norm_kernel(g_ptrs, m_ptrs, sizes, chunk_tensor, chunk_start, safe, out, chunk, hyper,
+                 MAXIMIZE: tl.constexpr, INTERPRET: tl.constexpr, SUM: tl.constexpr, BLOCK: tl.constexpr,
+                 P_DTYPE: tl.constexpr, G_DTYPE: tl.constexpr, M_DTYPE: tl.constexpr):
+    # Per-chunk partials for lp: max |c| (SUM=False), or sum (|c| / safe)^p (SUM=True), where
+    # safe is the tensor's max |c| (or 1): the reference's overflow-free scaling.
+    pid = tl.program_id(0)
+    t = tl.load(chunk_tensor + pid)
+    start = tl.load(chunk_start + pid)
+    end = tl.minimum(start + chunk, tl.load(sizes + t))
+    b1 = tl.load(hyper + 1)
+    omb1 = tl.load(hyper + 2)
+    pnorm = tl.load(hyper + 7)
+    g_base = tl.load(g_ptrs + t).to(tl.pointer_type(G_DTYPE))
+    m_base = tl.load(m_ptrs + t).to(tl.pointer_type(M_DTYPE))
+    s = tl.load(safe + t)
+    acc = tl.zeros((BLOCK,), dtype=tl.float32)
+    nan = tl.zeros((BLOCK,), dtype=tl.int32)
+    for off in range(start, end, BLOCK):
+        idx = off + tl.arange(0, BLOCK)
+        mask = idx < end
+        g, m, c = _momenta(g_base, m_base, idx, mask, b1, omb1, MAXIMIZE, INTERPRET)
+        a = tl.abs(c)
+        nan += (a != a).to(tl.int32)
+        if SUM:
+            u = tl.div_rn(a, s)
+            acc += tl.where(u > 0, tl.exp2(pnorm * tl.log2(tl.where(u > 0, u, 1.0))), 0.0)
+        else:
+            acc = tl.maximum(acc, tl.where(mask, a, 0.0))
+    if SUM:
+        res = tl.sum(acc, axis=0)
+    else:
+        res = tl.max(acc, axis=0)
+    tl.store(out + pid, tl.where(tl.sum(nan, axis=0) > 0, float("nan"), res))
+
+@triton.jit
+def step_kernel(p_ptrs, g_ptrs, m_ptrs, sizes, chunk_tensor, chunk_start, safe, unorm, chunk, hyper,
+                 K: tl.constexpr, DECAY: tl.constexpr, MAXIMIZE: tl.constexpr, INTERPRET: tl.constexpr,
+                 BLOCK: tl.constexpr, P_DTYPE: tl.constexpr, G_DTYPE: tl.constexpr, M_DTYPE: tl.constexpr):
+    # One program = one chunk of one tensor; the same operations, in the same order and
+    # rounding, as optim._forloop.
+    pid = tl.program_id(0)
+    t = tl.load(chunk_tensor + pid)
+    start = tl.load(chunk_start + pid)
+    end = tl.minimum(start + chunk, tl.load(sizes + t))
+    # hyperparameters from a device tensor: no recompilation, and no host sync, when they change
+    decay = tl.load(hyper + 0)
+    b1 = tl.load(hyper + 1)
+    omb1 = tl.load(hyper + 2)
+    neg_lr = tl.load(hyper + 3)
+    div = tl.load(hyper + 4)
+    b2 = tl.load(hyper + 5)
+    omb2 = tl.load(hyper + 6)
+    kp = tl.load(hyper + 7)
+    p_base = tl.load(p_ptrs + t).to(tl.pointer_type(P_DTYPE))
+    g_base = tl.load(g_ptrs + t).to(tl.pointer_type(G_DTYPE))
+    m_base = tl.load(m_ptrs + t).to(tl.pointer_type(M_DTYPE))
+    if K == 6:
+        s = tl.load(safe + t)
+        un = tl.load(unorm + t)
+    for off in range(start, end, BLOCK):
+        idx = off + tl.arange(0, BLOCK)
+        mask = idx < end
+        g, m, c = _momenta(g_base, m_base, idx, mask, b1, omb1, MAXIMIZE, INTERPRET)
+        p = tl.load(p_base + idx, mask=mask).to(tl.float32)
+        if DECAY == 1:
+            p = p * decay
+        if K == 0:  # l1: Lion
+            d = _sign(c)
+        elif K == 1:  # half_sq_l2
+            d = c
+        elif K == 2:  # huber: clamp(c / delta, -1, 1), NaN kept
+            u = tl.div_rn(c, kp)
+            d = tl.where(u > 1.0, 1.0, tl.where(u < -1.0, -1.0, u))
+        elif K == 3:  # relativistic: c / sqrt(c^2 + delta^2)
+            d = tl.div_rn(c, tl.sqrt_rn(c * c + kp))
+        elif K == 4:  # logcosh: tanh(c / delta)
+            d = _tanh(tl.div_rn(c, kp))
+        elif K == 5:  # l1_plus_sq_l2: sign(c) + a c
+            d = _sign(c) + kp * c
+        else:  # lp: sign(u) (|u| / ||u||_p)^(p-1), u = c / safe
+            u = tl.div_rn(c, s)
+            r = tl.div_rn(tl.abs(u), un)
+            d = _sign(u) * tl.where(r > 0, tl.exp2((kp - 1.0) * tl.log2(tl.where(r > 0, r, 1.0))), tl.where(r == 0, 0.0, r))
+        p = _fma(d, neg_lr, p, INTERPRET)
+        if DECAY == 2:
+            p = tl.div_rn(p, div)
+        m = _fma(g, omb2, m * b2, INTERPRET)
+        tl.store(p_base + idx, _cast(p, P_DTYPE, INTERPRET), mask=mask)
+        tl.store(m_base + idx, _cast(m, M_DTYPE, INTERPRET), mask=mask)
