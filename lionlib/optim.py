@@ -18,10 +18,12 @@ Execution paths, all checked against the for-loop reference in tests/test_optim.
 Low-precision parameters (bf16, fp16) are updated in fp32 and rounded once; `momentum_dtype=
 torch.float32` also keeps the momentum in fp32, and `state_dict` round trips keep it so.
 
-NaN and inf: sign(NaN) = NaN, so a NaN gradient turns that coordinate of the parameter and of the
-momentum into NaN (as torch's own optimizers do: nothing is silently skipped). An infinite
-gradient gives a finite step of size lr (sign(inf) = 1) and an infinite momentum, which makes
-later steps NaN where inf - inf occurs. Every path behaves identically here (tested).
+NaN and inf follow torch's eager semantics, identically on every path (tested). torch.sign(NaN)
+is 0, so for Lion a NaN gradient coordinate takes no step but leaves a NaN momentum, which keeps
+that coordinate frozen (decay only) from then on; for a K whose grad maps NaN to NaN (tanh, clip)
+the parameter itself becomes NaN. An infinite gradient gives a step of size lr (sign(inf) = 1)
+and an infinite momentum. Nothing is skipped silently: guard with torch.nn.utils.clip_grad_norm_
+(error_if_nonfinite=True) or AMP's GradScaler if non-finite gradients are possible.
 """
 
 from __future__ import annotations
