@@ -18,7 +18,6 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[test,notebooks]"
 	@# CUDA builds of torch ship their own Triton; elsewhere add the pinned one (for TRITON_INTERPRET=1).
 	$(BIN)/python -c "import triton" 2>/dev/null || $(BIN)/python -m pip install -q -e ".[triton]"
-	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
 test: sync unit nbval
