@@ -21,6 +21,7 @@ there, and stable values are printed rounded with `fmt`. A value that changes wi
 import json
 import math
 import operator
+import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -97,11 +98,15 @@ def _float(x) -> float:
 
 
 class Report:
-    """Figures and claims of one notebook. `out_dir=None` writes to the repo's `paper_figures/`."""
+    """Figures and claims of one notebook.
+
+    `out_dir=None` writes to `$LIONLIB_OUT_DIR` if set (the test suite points it at `build/`, so
+    checking the notebooks never overwrites the committed figures), else to `paper_figures/`.
+    """
 
     def __init__(self, notebook: str, out_dir: str | Path | None = None):
         self.notebook = notebook
-        self.out_dir = Path(out_dir) if out_dir is not None else PAPER_FIGURES
+        self.out_dir = Path(out_dir or os.environ.get("LIONLIB_OUT_DIR") or PAPER_FIGURES)
         self.claims: dict[tuple[str, str], Claim] = {}  # keyed so re-running a cell replaces, not duplicates
         self.figures: dict[str, list[str]] = {}  # element -> file names relative to out_dir
 
