@@ -29,7 +29,7 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest tests -n 2 --dist loadgroup -q
 
 nbval: $(STAMP)
-	LIONLIB_SCALE=smoke LIONLIB_OUT_DIR=$(CURDIR)/build/nbval MPLBACKEND=Agg $(BIN)/python -m pytest notebooks -p no:python --nbval-lax --nbval-current-env -n 2 --dist loadscope -q
+	LIONLIB_SCALE=smoke LIONLIB_OUT_DIR=$(CURDIR)/build/nbval $(BIN)/python -m pytest notebooks -p no:python --nbval-lax --nbval-current-env -n 2 --dist loadscope -q
 
 reproduce: $(STAMP)
 	$(BIN)/python -m lionlib.reproduce --scale $(SCALE)
