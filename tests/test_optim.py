@@ -44,20 +44,37 @@ def run(opt_factory, params, grads):
     return [p.detach() for p in params], opt
 
 
+def two_groups(ps):
+    """Two param groups with their own lr and weight decay (the defaults fill the rest)."""
+    return [dict(params=ps[:2]), dict(params=ps[2:], lr=1e-2, weight_decay=1.0)]
+
+
 @pytest.mark.parametrize("wd", [0.0, 0.3])
 @pytest.mark.parametrize("betas", [(0.9, 0.99), (0.95, 0.98)])
-def test_lion_equals_lion_pytorch_and_lionk_l1_bit_exactly(wd, betas):
+@pytest.mark.parametrize("grouped", [False, True])
+def test_lion_equals_lion_pytorch_and_lionk_l1_bit_exactly(wd, betas, grouped):
     params, grads = make_params(), grad_sequence()
     hyper = dict(lr=3e-3, betas=betas, weight_decay=wd)
-    ref, _ = run(lambda ps: lion_pytorch.Lion(ps, **hyper), params, grads)
+    split = two_groups if grouped else (lambda ps: ps)
+    ref, _ = run(lambda ps: lion_pytorch.Lion(split(ps), **hyper), params, grads)
     for factory in (
-        lambda ps: Lion(ps, **hyper, foreach=False),
-        lambda ps: Lion(ps, **hyper, foreach=True),
-        lambda ps: LionK(ps, "l1", **hyper),
+        lambda ps: Lion(split(ps), **hyper, foreach=False),
+        lambda ps: Lion(split(ps), **hyper, foreach=True),
+        lambda ps: LionK(split(ps), "l1", **hyper),
     ):
         out, _ = run(factory, params, grads)
         for a, b in zip(out, ref):
             assert torch.equal(a, b)
+    # And the independent float64 reference of eq. (2), in the paper's sign convention.
+    xs, ms = [p.double() for p in params], [torch.zeros_like(p, dtype=torch.float64) for p in params]
+    lrs = [3e-3] * 4 if not grouped else [3e-3, 3e-3, 1e-2, 1e-2]
+    wds = [wd] * 4 if not grouped else [wd, wd, 1.0, 1.0]
+    for gs in grads:
+        for i, g in enumerate(gs):
+            xs[i], ms[i] = reference_lionk(xs[i], ms[i], g.double(), grad_k=torch.sign, lr=lrs[i], b1=betas[0],
+                                           b2=betas[1], wd=wds[i], implicit=False)
+    for a, b in zip(ref, xs):
+        torch.testing.assert_close(a.double(), b, rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("implicit", [False, True])
@@ -165,7 +182,7 @@ def test_closure_maximize_and_grad_untouched():
     for _ in range(300):
         loss = opt.step(closure)
         assert loss is not None and loss.requires_grad  # the closure's own loss is returned
-    assert float(closure().detach()) > first and float((w - target).abs().max()) < 0.1
+    assert float(closure().detach()) > first and float((w.detach() - target).abs().max()) < 0.1
 
     # maximize with g equals minimize with -g, and p.grad is never written.
     params, grads = make_params(), grad_sequence(5)
