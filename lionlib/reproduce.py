@@ -328,8 +328,8 @@ def main(argv=None) -> int:
         r = run_notebook(py, params, args.build_dir, update=args.update_notebooks, out_dir=out_dir,
                          cell_timeout=args.cell_timeout, log_output=args.log_output)
         expected = registry_entry(py.stem).minutes.get(args.scale)
-        bar.write(f"{'ok  ' if r.error is None and not r.failed_claims else 'FAIL'}  {py.stem:28s} "
-                  f"{r.seconds:7.1f} s" + (f"  (expected ~{expected * 60:.0f} s)" if expected else ""))
+        tqdm.write(f"{'ok  ' if r.error is None and not r.failed_claims else 'FAIL'}  {py.stem:28s} "
+                   f"{r.seconds:7.1f} s" + (f"  (expected ~{expected * 60:.0f} s)" if expected else ""), file=sys.stdout)
         results.append(r)
     manifest = write_manifest(out_dir, REGISTRY)
 

@@ -1,0 +1,314 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: -papermill,-execution,-ExecuteTime
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version,-papermill
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Muon is Lion-K with the nuclear norm (the authors' follow-up note)
+#
+# "Muon is a Nuclear Lion King" (PAPER.md §10) observes that Muon is Lion-K with K = ‖X‖_* (the sum
+# of singular values): ∇K(X) = UVᵀ, which Muon approximates with a Newton-Schulz iteration, and its
+# Nesterov momentum μ is Lion-K's β1 = μ², β2 = μ. The Lion-K theory then says, for Muon with decoupled
+# weight decay λ:
+#
+# 1. **Constraint.** K* is the indicator of the spectral-norm ball, so Muon solves
+#    min F(X) subject to σ_max(X) ≤ 1/λ. Phase 1: max(σ_max(X_t) − 1/λ, 0) ≤ (1 − ελ)^t max(σ_max(X_0) − 1/λ, 0)
+#    for any gradients, and once inside the ball X stays inside.
+# 2. **Lyapunov.** For the implicit-decay scheme (the one the discrete theorem analyses, also used by the
+#    follow-up paper arXiv 2506.15054) H_d(X, M) = F(X) + C_d (‖M‖_* − λ⟨M, X⟩) changes by at most the
+#    smoothness remainder (L/2)‖X_{t+1} − X_t‖² per step, and the KKT score
+#    S(X) = ‖∇F(X)‖_* + λ⟨X, ∇F(X)⟩ goes to 0.
+#
+# Both statements need the exact ∇K = UVᵀ. Newton-Schulz only approximates it, so we also measure how far
+# its singular values are from 1 and what that does to the constraint and the trajectory.
+#
+# We use `lionlib.Muon` (Lion-K with the nuclear norm, `exact_svd=True` or Newton-Schulz),
+# `lionlib.monitor.ConstraintMonitor` for σ_max and the phase-1 bound, and `lionlib.lyapunov` for
+# H_d, its one-step change and the KKT score.
+#
+# **Settings chosen here (the note gives no experiment), all parameters below:** matrix least squares
+# F(X) = ‖AX − B‖²_F / (2n) with Gaussian A (n = 32, X of size 8×6); the unconstrained minimiser has
+# σ_max = 3/λ, so the constraint is active; the start has σ_max = 4/λ, so phase 1 is visible; λ = 1,
+# learning rate 0.05 (so phase 1 ends within ~50 steps), Muon's usual momentum 0.95, 5 Newton-Schulz steps; float64.
+
+# %% tags=["parameters"]
+import os
+
+SCALE = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
+SEED = 0
+DEVICE = "auto"
+OUT_DIR = None  # None -> the repo's paper_figures/
+STEPS = None  # Muon steps per run; None -> 400 (smoke), 1500 (cpu), 5000 (paper)
+ROWS = 8  # X has shape (ROWS, COLS)
+COLS = 6
+N_SAMPLES = 32  # rows of A
+LR = 0.05  # Muon learning rate
+MOMENTUM = 0.95  # Muon momentum mu: Lion-K betas (mu^2, mu)
+WEIGHT_DECAY = 1.0  # lambda: Muon keeps sigma_max(X) below 1/lambda
+SIGMA_TRUE = 3.0  # lambda times sigma_max of the unconstrained minimiser (above 1: constraint active)
+SIGMA_START = 4.0  # lambda times sigma_max of X_0 (above 1: starts outside the ball)
+NS_STEPS = 5  # Newton-Schulz iterations (Muon's default)
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
+
+from lionlib import Muon, kappa
+from lionlib.kappa import newton_schulz
+from lionlib.lyapunov import DiscreteConstants, H_d, kkt_score, one_step_change, smooth_remainder_bound
+from lionlib.monitor import ConstraintMonitor
+from lionlib.report import Report, resolve_device, setup_plotting
+
+setup_plotting()
+report = Report("06_muon", out_dir=OUT_DIR)
+steps = STEPS or {"smoke": 400, "cpu": 1500, "paper": 5000}[SCALE]
+device = resolve_device(DEVICE)
+dtype = torch.float32 if device.type == "mps" else torch.float64  # mps has no float64
+lam = WEIGHT_DECAY
+print(f"scale={SCALE} steps={steps} device={device.type} dtype={dtype}")
+
+# %% [markdown]
+# ## The problem and its constrained solution
+#
+# The exact solution X* of min F s.t. σ_max(X) ≤ 1/λ comes from projected gradient descent (step 1/L,
+# projection = clip the singular values at 1/λ), run to convergence: the reference Muon should reach.
+
+# %%
+gen = torch.Generator().manual_seed(SEED)
+
+
+def randn(*shape):
+    return torch.randn(*shape, generator=gen, dtype=torch.float64).to(device, dtype)
+
+
+def with_top_singular_value(M, s):
+    return M * (s / torch.linalg.matrix_norm(M, ord=2))
+
+
+A = randn(N_SAMPLES, ROWS)
+X_true = with_top_singular_value(randn(ROWS, COLS), SIGMA_TRUE / lam)
+B = A @ X_true + 0.1 * randn(N_SAMPLES, COLS)
+X0 = with_top_singular_value(randn(ROWS, COLS), SIGMA_START / lam)
+L = (torch.linalg.matrix_norm(A, ord=2) ** 2 / N_SAMPLES).item()  # F is L-smooth in the Frobenius norm
+
+
+def F(X):
+    return 0.5 * (A @ X - B).square().sum() / N_SAMPLES
+
+
+def grad_F(X):
+    return A.T @ (A @ X - B) / N_SAMPLES
+
+
+def project(X):  # onto {sigma_max <= 1/lambda}
+    U, s, Vh = torch.linalg.svd(X, full_matrices=False)
+    return (U * s.clamp(max=1 / lam)) @ Vh
+
+
+X_star = X0.clone()
+for _ in range(20000):
+    X_next = project(X_star - grad_F(X_star) / L)
+    done = (X_next - X_star).abs().max() < 1e-14
+    X_star = X_next
+    if done:
+        break
+print(f"L = {L:.3f}; X*: lambda sigma_max = {lam * torch.linalg.matrix_norm(X_star, ord=2).item():.6f}, "
+      f"F(X*) = {F(X_star).item():.6f}")
+
+# %% [markdown]
+# ## Running Muon and recording what the theory talks about
+#
+# `train` runs `lionlib.Muon` and records, at every step, X_t, the paper's momentum m_t = −`exp_avg`
+# (PAPER.md §1), the gradient, and the spectral norm of the direction ∇K(c_t) actually applied (exactly 1
+# for UVᵀ; not for Newton-Schulz). The `ConstraintMonitor` records λσ_max(X_t) and the phase-1 bound.
+
+# %%
+def train(exact_svd, implicit_decay=False, n=steps):
+    X = torch.nn.Parameter(X0.clone())
+    opt = Muon([X], lr=LR, momentum=MOMENTUM, weight_decay=lam, ns_steps=NS_STEPS, exact_svd=exact_svd,
+               implicit_decay=implicit_decay)
+    monitor = ConstraintMonitor(opt, [("X", X)])
+    K, beta1 = opt.param_groups[0]["kappa"], opt.param_groups[0]["betas"][0]
+    xs, ms, gs, direction_norm = [X.detach().clone()], [torch.zeros_like(X0)], [], []
+    for t in range(n):
+        opt.zero_grad()
+        F(X).backward()
+        g = X.grad.detach().clone()
+        exp_avg = opt.state[X].get("exp_avg", torch.zeros_like(g))
+        direction_norm.append(torch.linalg.matrix_norm(K.grad(beta1 * exp_avg + (1 - beta1) * g), ord=2).item())
+        opt.step()
+        monitor.record(t + 1)
+        xs.append(X.detach().clone())
+        ms.append(-opt.state[X]["exp_avg"].clone())
+        gs.append(g)
+    frame = monitor.frame()
+    start = {"step": 0, "constraint": SIGMA_START, "bound": SIGMA_START}
+    constraint = pd.concat([pd.DataFrame([start]), frame[["step", "constraint", "bound"]]], ignore_index=True)
+    return {"X": torch.stack(xs), "m": torch.stack(ms), "g": torch.stack(gs),
+            "direction_norm": np.array(direction_norm), "constraint": constraint,
+            "F": np.array([F(x).item() for x in xs])}
+
+
+runs = {"exact SVD": train(exact_svd=True), "Newton-Schulz": train(exact_svd=False)}
+
+# %% [markdown]
+# ## 1. The spectral-norm constraint (exact SVD, decoupled weight decay as in Muon)
+#
+# λσ_max(X_t) against the phase-1 bound 1 + (1 − ελ)^t (λσ_max(X_0) − 1), then against 1 once inside.
+
+# %%
+c = runs["exact SVD"]["constraint"]
+excess = (c["constraint"] - c["bound"]).max()
+inside = np.flatnonzero(c["constraint"].to_numpy() <= 1 + 1e-12)
+entry = int(c["step"].iloc[inside[0]])
+after = c["constraint"].to_numpy()[inside[0]:].max()
+X_T = runs["exact SVD"]["X"][-1]
+rel_dist = (torch.linalg.matrix_norm(X_T - X_star) / torch.linalg.matrix_norm(X_star)).item()
+print(f"phase 1: max_t (lambda sigma_max - bound) = {excess:.2e}; inside the ball from step {entry}")
+print(f"after entry: max lambda sigma_max = {after:.12f}")
+print(f"final: ||X_T - X*||_F / ||X*||_F = {rel_dist:.2e}; F(X_T) - F(X*) = {runs['exact SVD']['F'][-1] - F(X_star).item():.2e}")
+report.check("Muon note", "phase 1 (exact SVD): lambda sigma_max(X_t) never exceeds the bound 1 + (1-lr lambda)^t (lambda sigma_max(X_0) - 1): max excess",
+             excess, "<=", 1e-12, stable=False)
+report.check("Muon note", "after phase 1 (exact SVD): max over later steps of lambda sigma_max(X_t)",
+             after, "<=", 1 + 1e-12, fmt=".4f")
+report.check("Muon note", "Muon (exact SVD) ends near the constrained optimum X* (projected GD): ||X_T - X*||_F / ||X*||_F",
+             rel_dist, "<=", 0.05, stable=False)
+
+# %% [markdown]
+# ## 2. Exact SVD vs Newton-Schulz
+#
+# Newton-Schulz with Muon's quintic coefficients does not return UVᵀ: it pushes every singular value
+# toward a band around 1 quickly, not to 1. First on fixed random matrices (256 Gaussian 8×6 matrices,
+# seeded), then along the run: the spectral norm of the applied direction. If every direction has
+# spectral norm ≤ s, the same phase-1 argument puts the limit in the larger ball σ_max ≤ s/λ: the
+# constraint Muon really enforces is set by Newton-Schulz's largest output singular value.
+
+# %%
+probe = torch.randn(256, ROWS, COLS, generator=torch.Generator().manual_seed(SEED + 1), dtype=torch.float64)
+ns_sv = torch.linalg.svdvals(newton_schulz(probe.to(device, dtype), NS_STEPS)).flatten().cpu()
+lo, hi = ns_sv.min().item(), ns_sv.max().item()
+print(f"Newton-Schulz singular values on random {ROWS}x{COLS} matrices: min {lo:.3f}, max {hi:.3f}, "
+      f"max |sigma - 1| = {max(1 - lo, hi - 1):.3f}")
+report.check("Muon note", "Newton-Schulz is inexact: max |sigma_i(NS(M)) - 1| on random matrices", max(1 - lo, hi - 1),
+             ">=", 0.05, fmt=".2f")
+report.check("Muon note", "Newton-Schulz singular values stay below 1.25 on random matrices", hi, "<=", 1.25, fmt=".2f")
+
+ns = runs["Newton-Schulz"]
+s_ns = ns["direction_norm"].max()
+final_ns = ns["constraint"]["constraint"].iloc[-1]
+gap = (torch.linalg.matrix_norm(ns["X"] - runs["exact SVD"]["X"], dim=(-2, -1))
+       / torch.linalg.matrix_norm(runs["exact SVD"]["X"], dim=(-2, -1))).numpy()
+print(f"along the Newton-Schulz run: spectral norm of the direction in [{ns['direction_norm'].min():.3f}, {s_ns:.3f}]")
+print(f"final lambda sigma_max: Newton-Schulz {final_ns:.4f}, exact SVD {c['constraint'].iloc[-1]:.4f}")
+moved = {k: torch.linalg.matrix_norm(r["X"][-1] - r["X"][-51]).item() for k, r in runs.items()}
+print(f"movement over the last 50 steps ||X_T - X_(T-50)||_F: NS {moved['Newton-Schulz']:.1e}, SVD {moved['exact SVD']:.1e}")
+print(f"||X_t(NS) - X_t(SVD)||_F / ||X_t(SVD)||_F: max {gap.max():.3f}, final {gap[-1]:.3f}; "
+      f"F(X_T): NS {ns['F'][-1]:.5f}, SVD {runs['exact SVD']['F'][-1]:.5f}, F(X*) {F(X_star).item():.5f}")
+report.check("Muon note", "Newton-Schulz run: final lambda sigma_max(X_T) within the ball of radius max_t ||NS(c_t)||_op",
+             final_ns - s_ns, "<=", 1e-9, stable=False)
+report.check("Muon note", "Newton-Schulz Muon does not keep the exact constraint: final lambda sigma_max(X_T)",
+             final_ns, ">", 1, stable=False)
+report.check("Muon note", "Newton-Schulz Muon ends at a higher objective than exact-SVD Muon: F(X_T, NS) - F(X_T, SVD)",
+             ns["F"][-1] - runs["exact SVD"]["F"][-1], ">", 0, stable=False)
+
+# %% [markdown]
+# So the 1/λ guarantee is a property of the exact UVᵀ. With Newton-Schulz the run settles at a fixed
+# point λX = NS(c) whose largest singular value is set by Newton-Schulz's overshoot (about 1.13 here,
+# inside the radius max_t ‖NS(c_t)‖_op the phase-1 argument allows), and since NS is not the gradient of
+# the nuclear norm that fixed point is not the constrained optimum: F ends visibly higher. Exact-SVD
+# Muon instead keeps oscillating around X* by O(ε), as Lion does around its box-constrained optimum.
+
+# %% [markdown]
+# ## 3. The Lyapunov function (exact SVD, implicit decay: the analysed scheme)
+#
+# With the implicit scheme X_{t+1} = (X_t + ε UVᵀ) / (1 + ελ) and β2 = μ ≥ β1 = μ², the discrete theorem
+# (PAPER.md §4.4, Theorem 4.1 with K = ‖·‖_*) says that after phase 1 the linearised change D_t of H_d is
+# ≤ 0 at every step and H_d(t+1) − H_d(t) ≤ D_t + (L/2)‖X_{t+1} − X_t‖²_F. The constant is
+# C_d = εβ1 / (ελ(1 − β1) + 1 − β2). H_d is +∞ before phase 1 ends (λX outside the spectral ball).
+
+# %%
+run = train(exact_svd=True, implicit_decay=True)
+K = kappa.get("nuclear")
+hp = DiscreteConstants(lr=LR, beta1=MOMENTUM**2, beta2=MOMENTUM, weight_decay=lam)
+X, M, G = run["X"], run["m"], run["g"]
+H = np.array([H_d(K, hp, X[t], M[t], F(X[t])).item() for t in range(len(X))])
+start = int(np.flatnonzero(np.isfinite(H))[0])  # first step with lambda X in the ball
+T = len(X) - 1
+D = np.array([one_step_change(K, hp, X[t], M[t], X[t + 1], M[t + 1], G[t]).item() for t in range(start, T)])
+R = np.array([smooth_remainder_bound(L, X[t], X[t + 1]).item() for t in range(start, T)])
+dH = np.diff(H[start:])
+S = np.array([kkt_score(K, X[t], grad_F(X[t]), lam).item() for t in range(start, T + 1)])
+S_rel = S[-1] / K.value(-grad_F(X[-1])).item()
+print(f"H_d finite from step {start}; C_d = {hp.C_d:.4f}; max D_t = {D.max():.2e} (min {D.min():.2e})")
+print(f"max (H_d(t+1) - H_d(t) - (L/2)||dX||^2) = {(dH - R).max():.2e}; steps where H_d rose: {(dH > 0).sum()} of {len(dH)}")
+print(f"H_d: {H[start]:.5f} at step {start} -> {H[-1]:.5f} at the end; F(X*) = {F(X_star).item():.5f}")
+print(f"KKT score S(X_t): {S[0]:.3e} at step {start} -> {S[-1]:.3e}; relative S / ||grad F||_* = {S_rel:.2e}")
+report.check("Muon note", "Lyapunov: linearised one-step change D_t of H_d after phase 1 (max over steps)", D.max(), "<=", 1e-12,
+             stable=False)
+report.check("Muon note", "Lyapunov: H_d(t+1) - H_d(t) - (L/2)||X_{t+1} - X_t||^2 after phase 1 (max over steps)",
+             (dH - R).max(), "<=", 1e-12, stable=False)
+report.check("Muon note", "Lyapunov: H_d at the end minus H_d when phase 1 ended", H[-1] - H[start], "<", 0, stable=False)
+report.check("Muon note", "KKT score at the end, relative to ||grad F(X_T)||_*", S_rel, "<=", 0.05, stable=False)
+
+# %% [markdown]
+# ## Figure
+
+# %%
+fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+ax = axes[0, 0]
+for name, r in runs.items():
+    sns.lineplot(r["constraint"], x="step", y="constraint", ax=ax, label=f"{name}", lw=1.2)
+ax.plot(c["step"], c["bound"], "k--", lw=1, label="phase-1 bound")
+ax.axhline(1, color="red", lw=1, label=r"$\sigma_{max} = 1/\lambda$")
+ax.axhline(s_ns, color="gray", ls=":", lw=1, label=r"NS radius $\max_t \|NS(c_t)\|_{op}$")
+ax.set(yscale="log", ylabel=r"$\lambda\,\sigma_{max}(X_t)$", title="Muon keeps the spectral norm at or below 1/λ")
+ax.legend(fontsize=8)
+
+ax = axes[0, 1]
+for name, r in runs.items():
+    ax.plot(r["F"] - F(X_star).item(), lw=1.2, label=name)
+ax.set_yscale("symlog", linthresh=1e-4)
+ax.set(xlabel="step", ylabel=r"$F(X_t) - F(X^*)$",
+       title="objective gap to the constrained optimum")
+ax.axhline(0, color="k", lw=0.5)
+ax.legend(fontsize=8)
+
+ax = axes[1, 0]
+sns.histplot(ns_sv.numpy(), bins=60, ax=ax, stat="density")
+ax.axvline(1, color="red", lw=1, label="exact $UV^T$: all 1")
+ax.set(xlabel="singular values of NS(M), random M", title=f"Newton-Schulz ({NS_STEPS} steps) is not $UV^T$")
+ax.legend(fontsize=8)
+
+ax = axes[1, 1]
+steps_after = np.arange(start, T + 1)
+ax.plot(steps_after, H[start:] - F(X_star).item(), lw=1.2, label=r"$H_d(X_t, M_t) - F(X^*)$ (>= 0 once feasible)")
+ax.plot(steps_after, S, lw=1.2, label=r"KKT score $S(X_t)$")
+ax.set(yscale="log", xlabel="step", title="implicit-decay Muon (exact SVD) after phase 1")
+ax.legend(fontsize=8)
+fig.tight_layout()
+report.savefig(fig, "muon_nuclear_lion", element="Muon note")
+plt.show()
+
+# %% [markdown]
+# ## Claims
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+report.table()
+
+# %%
+# NBVAL_CHECK_OUTPUT
+report.summary()
