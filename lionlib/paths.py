@@ -8,6 +8,8 @@ Environment variables:
 - `LIONLIB_DATA_DIR`: where data sets are read from and cached (default `<repo>/data`, which is
   git-ignored). Point it at a shared or offline copy (e.g. `export LIONLIB_DATA_DIR=/data/lionlib`)
   to avoid downloads. It is read when this module is imported.
+- `LIONLIB_OUT_DIR`: where notebooks write figures and claims instead of `paper_figures/` (see
+  `lionlib.report.default_out_dir`); test runs set it so they never touch the committed figures.
 """
 
 import os

@@ -28,10 +28,19 @@ from pathlib import Path
 
 import matplotlib
 
-from lionlib.paths import PAPER_FIGURES
+from lionlib.paths import PAPER_FIGURES, REPO
 
 DPI = 150  # fixed so the PNG bytes do not depend on the display's or the user's rcParams
 OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq}
+
+
+def default_out_dir() -> Path:
+    """Where figures and claims go when a notebook passes OUT_DIR=None: `paper_figures/`, unless the
+    environment variable `LIONLIB_OUT_DIR` names another folder (relative paths are taken from the
+    repo root). Test runs set it (e.g. `LIONLIB_OUT_DIR=build/nbval`) so that checking the notebooks at
+    the smoke scale never overwrites the committed figures."""
+    env = os.environ.get("LIONLIB_OUT_DIR")
+    return REPO / env if env else PAPER_FIGURES  # REPO / an absolute path is that absolute path
 
 
 def _in_notebook() -> bool:
@@ -106,7 +115,7 @@ class Report:
 
     def __init__(self, notebook: str, out_dir: str | Path | None = None):
         self.notebook = notebook
-        self.out_dir = Path(out_dir or os.environ.get("LIONLIB_OUT_DIR") or PAPER_FIGURES)
+        self.out_dir = Path(out_dir) if out_dir else default_out_dir()
         self.claims: dict[tuple[str, str], Claim] = {}  # keyed so re-running a cell replaces, not duplicates
         self.figures: dict[str, list[str]] = {}  # element -> file names relative to out_dir
 

@@ -30,7 +30,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lionlib.paths import BUILD, NOTEBOOKS, PAPER_FIGURES
+from lionlib.paths import BUILD, NOTEBOOKS
+from lionlib.report import default_out_dir
 
 SCALES = ("smoke", "cpu", "paper")
 RUN_METADATA = ("papermill", "execution", "ExecuteTime")  # per-run cell metadata, never committed
@@ -125,13 +126,14 @@ def _source_cell_index(nb, cell_index: int) -> int:
     return cell_index - sum(1 for c in nb.cells[:cell_index] if DROP_TAGS & set(c.metadata.get("tags", [])))
 
 
-def run_notebook(py: Path, parameters: dict, build_dir: Path, *, update: bool = False, out_dir: Path = PAPER_FIGURES,
+def run_notebook(py: Path, parameters: dict, build_dir: Path, *, update: bool = False, out_dir: Path | None = None,
                  cell_timeout: int | None = None, log_output: bool = False) -> Result:
     """Execute one notebook into `build_dir/<name>.ipynb` (and, with `update`, back next to its `.py`)."""
     import nbformat
     import papermill as pm
 
     build_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = out_dir or default_out_dir()
     claims = out_dir / "claims" / f"{py.stem}.json"
     claims.unlink(missing_ok=True)  # so a notebook that fails leaves no stale verdicts in the manifest
     output = build_dir / f"{py.stem}.ipynb"
@@ -268,7 +270,7 @@ def main(argv=None) -> int:
     parser.add_argument("--update-notebooks", action="store_true",
                         help="write the executed notebooks back to notebooks/X.ipynb (the committed outputs)")
     parser.add_argument("--build-dir", type=Path, default=BUILD / "notebooks")
-    parser.add_argument("--out-dir", type=Path, default=None, help="figures/claims/manifest (default paper_figures/)")
+    parser.add_argument("--out-dir", type=Path, default=None, help="figures/claims/manifest (default paper_figures/ or $LIONLIB_OUT_DIR)")
     parser.add_argument("--cell-timeout", type=int, default=None, help="seconds per cell (default: none)")
     parser.add_argument("--log-output", action="store_true", help="stream cell outputs while running")
     parser.add_argument("--check-sync", action="store_true", help="check each notebooks/X.ipynb against its X.py")
@@ -308,7 +310,7 @@ def main(argv=None) -> int:
     if args.update_notebooks and overrides:
         # the committed outputs must be those of the .py as written (the injected cell is removed)
         parser.error("--update-notebooks runs the notebooks with their own defaults; drop -p")
-    out_dir = args.out_dir or PAPER_FIGURES
+    out_dir = args.out_dir or default_out_dir()
     declared = {py: notebook_parameters(py) for py in paths}
     for key in overrides:
         if not any(key in d for d in declared.values()):

@@ -111,8 +111,14 @@ def test_table_lists_every_claim_with_full_precision(tmp_path):
     assert len(Report("empty", out_dir=tmp_path).table()) == 0
 
 
-def test_default_out_dir_and_paths():
+def test_default_out_dir_and_paths(tmp_path, monkeypatch):
+    monkeypatch.delenv("LIONLIB_OUT_DIR", raising=False)
     assert Report("nb").out_dir == paths.PAPER_FIGURES
+    monkeypatch.setenv("LIONLIB_OUT_DIR", "build/nbval")  # relative: from the repo root, not the cwd
+    assert Report("nb").out_dir == paths.REPO / "build" / "nbval"
+    monkeypatch.setenv("LIONLIB_OUT_DIR", str(tmp_path))
+    assert Report("nb").out_dir == tmp_path
+    assert Report("nb", out_dir=tmp_path / "x").out_dir == tmp_path / "x"
     assert (paths.REPO / "lionlib" / "paths.py").is_file()
     assert paths.NOTEBOOKS == paths.REPO / "notebooks" and paths.BUILD == paths.REPO / "build"
 
