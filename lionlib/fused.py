@@ -268,7 +268,10 @@ def _update(p: Tensor, g: Tensor, m: Tensor, h: Tensor) -> None:
         d = torch.tanh(c / h[7].float())
     else:
         d = torch.sign(c) + h[7].float() * c
-    pf = _fma64(d, h[3], pf)
+    if _CODE == 0:  # -lr * sign(c) is exact, so a plain add equals the fma
+        pf = pf + d * h[3].float()
+    else:
+        pf = _fma64(d, h[3], pf)
     if _DECAY == 2:  # noqa: F821
         pf = pf / h[4].float()
     mf = _fma64(gf, h[6], mf * h[5].float())
@@ -295,7 +298,8 @@ def compiled_step(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_de
     if code == _LP:
         return _foreach_rest((params, grads, exp_avgs), hyper_kwargs)
     s = _scalars(kappa, lr, beta1, beta2, weight_decay, implicit_decay)
-    groups, rest = _split(params, grads, exp_avgs, lambda p: True)
+    # 1-element tensors would cost a recompilation (dynamo specialises size 1); foreach is exact.
+    groups, rest = _split(params, grads, exp_avgs, lambda p: p.numel() > 1)
     fn = _compiled(code, s["decay"], bool(maximize))
     for p_list, g_list, m_list in groups.values():
         h = torch.tensor(s["hyper"], dtype=torch.float64, device=p_list[0].device)
@@ -306,9 +310,5 @@ def compiled_step(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_de
 
 
 def _flat(t: Tensor) -> Tensor:
-    """A 1-D view over a dense tensor's memory (in memory order), so any shape hits one graph.
-
-    Its size is marked unbacked so that 1-element tensors do not force a recompile."""
-    flat = t.as_strided((t.numel(),), (1,))
-    torch._dynamo.decorators.mark_unbacked(flat, 0)
-    return flat
+    """A 1-D view over a dense tensor's memory (in memory order), so any shape hits one graph."""
+    return t.as_strided((t.numel(),), (1,))

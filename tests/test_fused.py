@@ -1,0 +1,220 @@
+"""The fused paths (`lionlib.fused`) against an independent reference, step by step.
+
+Triton kernels run under TRITON_INTERPRET=1 when there is no GPU (set here, before the kernels
+are first imported), and compiled on CUDA otherwise, so `benchmarks/gpu_check.sh` runs this same
+file on a GPU. For l1, half_sq_l2, huber and l1_plus_sq_l2 the fused results are bit-identical to
+the reference in every dtype; for K with tanh, sqrt or pow, and for lp norms (another summation
+order), they agree to a few fp32 ulp.
+"""
+
+import os
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+
+from lionlib import fused, kappa  # noqa: E402
+from lionlib.optim import LionK, lionk_step  # noqa: E402
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+BF16, FP16, FP32 = torch.bfloat16, torch.float16, torch.float32
+EXACT = {"l1", "half_sq_l2", "huber", "l1_plus_sq_l2"}
+KAPPAS = [
+    ("l1", {}),
+    ("half_sq_l2", {}),
+    ("huber", {"delta": 0.3}),
+    ("relativistic", {"delta": 0.2}),
+    ("logcosh", {"delta": 0.5}),
+    ("l1_plus_sq_l2", {"a": 0.7}),
+    ("lp", {"p": 1.5}),
+    ("l2", {}),
+]
+# (param dtype, momentum dtype): low-precision params with and without fp32 momentum
+DTYPES = [(FP32, FP32), (BF16, BF16), (BF16, FP32), (FP16, FP16), (FP16, FP32)]
+# not multiples of the block (1024), empty, 1 element, and more than one chunk (SMALL_CHUNK)
+SIZES = [(0,), (1,), (7,), (33, 31), (3, 5, 205)]
+SMALL_CHUNK = 1024
+# inf - inf inside the interpreter's numpy is the intended NaN
+pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+
+
+def reference_step(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, implicit_decay, maximize):
+    """The Lion-K step, one tensor at a time, written from the maths (PyTorch sign convention) in
+    the same operation order as eager torch code computes it (add with alpha is one fma)."""
+    for p, g, m in zip(params, grads, exp_avgs):
+        work = torch.promote_types(p.dtype, FP32)  # fp32 maths for bf16/fp16
+        g32 = -g.to(work) if maximize else g.to(work)
+        m32, p32 = m.to(work), p.to(work)
+        if weight_decay and not implicit_decay:
+            p32 = p32 * (1 - lr * weight_decay)
+        c = torch.add(m32 * beta1, g32, alpha=1 - beta1)
+        p32 = torch.add(p32, kappa.grad(c), alpha=-lr)
+        if weight_decay and implicit_decay:
+            p32 = p32 / (1 + lr * weight_decay)
+        p.copy_(p32)
+        m.copy_(torch.add(m32 * beta2, g32, alpha=1 - beta2))
+
+
+def make_state(seed, sizes, p_dtype, m_dtype, g_dtype=None):
+    gen = torch.Generator().manual_seed(seed)
+    params = [torch.randn(s, generator=gen).to(DEVICE, p_dtype) for s in sizes]
+    exp_avgs = [(0.1 * torch.randn(s, generator=gen)).to(DEVICE, m_dtype) for s in sizes]
+    return params, exp_avgs
+
+
+def make_grads(seed, sizes, dtype):
+    gen = torch.Generator().manual_seed(1000 + seed)
+    return [(0.1 * torch.randn(s, generator=gen)).to(DEVICE, dtype) for s in sizes]
+
+
+def assert_same(actual, expected, exact, low_precision=False):
+    for a, e in zip(actual, expected):
+        if exact:
+            torch.testing.assert_close(a, e, rtol=0, atol=0, equal_nan=True)
+        else:  # a few fp32 ulp, or one ulp of the storage dtype after rounding
+            tol = dict(rtol=1.6e-2, atol=1e-5) if low_precision else dict(rtol=1e-5, atol=1e-7)
+            torch.testing.assert_close(a, e, equal_nan=True, **tol)
+
+
+def run_steps(step_fn, name, params_kw, p_dtype, m_dtype, implicit_decay, maximize, sizes=SIZES, steps=2):
+    """Run `step_fn` and the reference side by side for a few steps and compare after each."""
+    K = kappa.get(name, **params_kw)
+    hyper = dict(kappa=K, lr=3e-2, beta1=0.9, beta2=0.99, weight_decay=0.5, implicit_decay=implicit_decay, maximize=maximize)
+    params, exp_avgs = make_state(0, sizes, p_dtype, m_dtype)
+    ref_params, ref_exp_avgs = [p.clone() for p in params], [m.clone() for m in exp_avgs]
+    for step in range(steps):
+        grads = make_grads(step, sizes, p_dtype)
+        grads_before = [g.clone() for g in grads]
+        step_fn(params, grads, exp_avgs, **hyper)
+        reference_step(ref_params, grads, ref_exp_avgs, **hyper)
+        assert_same(grads, grads_before, exact=True)  # grads are never mutated
+        low = p_dtype != FP32 and name not in EXACT
+        assert_same(params, ref_params, exact=name in EXACT, low_precision=low)
+        assert_same(exp_avgs, ref_exp_avgs, exact=True)
+
+
+def triton_step(*args, **kwargs):
+    return fused.triton_step(*args, chunk=SMALL_CHUNK, **kwargs)
+
+
+needs_triton = pytest.mark.skipif(not fused.triton_available(), reason="Triton is not installed")
+
+
+@needs_triton
+@pytest.mark.parametrize("name,params_kw", KAPPAS, ids=[k for k, _ in KAPPAS])
+@pytest.mark.parametrize("i_dtype", range(len(DTYPES)), ids=[f"{p}-{m}".replace("torch.", "") for p, m in DTYPES])
+def test_triton_matches_reference(name, params_kw, i_dtype):
+    p_dtype, m_dtype = DTYPES[i_dtype]
+    # every (decay scheme, maximize) pair is covered for every K across the dtype cases
+    implicit_decay, maximize = [(False, False), (True, False), (False, True), (True, True), (False, False)][i_dtype]
+    run_steps(triton_step, name, params_kw, p_dtype, m_dtype, implicit_decay, maximize)
+
+
+def edge_state(p_dtype, m_dtype):
+    """Zeros, signed zeros, NaN and +-inf in grads and momentum, in every combination."""
+    specials = torch.tensor([0.0, -0.0, 1.0, -1.0, float("nan"), float("inf"), -float("inf"), 1e-30])
+    g = specials.repeat_interleave(len(specials))
+    m = specials.repeat(len(specials))
+    p = torch.linspace(-1, 1, len(g))
+    p[::7] = 0.0
+    return [p.to(DEVICE, p_dtype)], [g.to(DEVICE, p_dtype)], [m.to(DEVICE, m_dtype)]
+
+
+@pytest.mark.parametrize("backend", ["triton", "compiled"])
+@pytest.mark.parametrize("name,params_kw", [("l1", {}), ("huber", {"delta": 0.3}), ("logcosh", {"delta": 0.5}), ("l2", {})])
+def test_edge_values(backend, name, params_kw):
+    if backend == "triton" and not fused.triton_available():
+        pytest.skip("Triton is not installed")
+    if backend == "compiled" and name in ("logcosh", "l2"):
+        pytest.skip("one compilation per K costs seconds; the compiled maths is covered by l1 and huber")
+    K = kappa.get(name, **params_kw)
+    for p_dtype, m_dtype in [(FP32, FP32), (BF16, FP32)]:
+        params, grads, exp_avgs = edge_state(p_dtype, m_dtype)
+        ref_params, ref_exp_avgs = [params[0].clone()], [exp_avgs[0].clone()]
+        hyper = dict(kappa=K, lr=0.1, beta1=0.9, beta2=0.99, weight_decay=0.1, implicit_decay=False, maximize=False)
+        step = triton_step if backend == "triton" else fused.compiled_step
+        step(params, grads, exp_avgs, **hyper)
+        reference_step(ref_params, grads, ref_exp_avgs, **hyper)
+        if name == "l1":  # the sign(0) = 0 and sign(NaN) = 0 conventions of torch.sign
+            assert torch.isnan(ref_params[0]).sum() == 0 and torch.isnan(ref_exp_avgs[0]).sum() > 0
+        assert torch.equal(torch.isnan(params[0]), torch.isnan(ref_params[0]))
+        assert_same(params, ref_params, exact=name in EXACT)
+        assert_same(exp_avgs, ref_exp_avgs, exact=True)
+
+
+@needs_triton
+def test_triton_default_chunking_covers_large_tensors():
+    """Several programs per tensor with the default chunk size; no element left behind."""
+    sizes = [(3 * fused._chunk_size(0, torch.device(DEVICE)) + 5,), (10,)]
+    run_steps(fused.triton_step, "l1", {}, FP32, FP32, False, False, sizes=sizes, steps=1)
+
+
+@pytest.mark.parametrize("backend", ["triton", "compiled"])
+def test_non_dense_and_mixed_layouts_take_the_foreach_path(backend):
+    if backend == "triton" and not fused.triton_available():
+        pytest.skip("Triton is not installed")
+    K = kappa.get("l1")
+    hyper = dict(kappa=K, lr=1e-2, beta1=0.9, beta2=0.99, weight_decay=0.1, implicit_decay=False, maximize=False)
+    base = torch.randn(40, 30, device=DEVICE)
+    params = [base[:, :20], torch.randn(20, 30, device=DEVICE).t(), torch.randn(64, device=DEVICE).double()]
+    grads = [torch.randn_like(params[0]), torch.randn(30, 20, device=DEVICE), torch.randn(64, device=DEVICE).double()]
+    exp_avgs = [torch.randn_like(p) for p in params]
+    ref_params, ref_exp_avgs = [p.clone() for p in params], [m.clone() for m in exp_avgs]
+    step = triton_step if backend == "triton" else fused.compiled_step
+    step(params, grads, exp_avgs, **hyper)
+    reference_step(ref_params, grads, ref_exp_avgs, **hyper)
+    assert_same(params, ref_params, exact=True)
+    assert_same(exp_avgs, ref_exp_avgs, exact=True)
+    torch.testing.assert_close(base[:, 20:], base[:, 20:].clone())  # untouched around the view
+
+
+@pytest.mark.parametrize(
+    "name,params_kw,p_dtype,m_dtype,implicit_decay,maximize",
+    [
+        ("l1", {}, FP32, FP32, False, False),
+        ("l1", {}, BF16, FP32, True, True),
+        ("huber", {"delta": 0.3}, FP16, FP16, False, True),
+        ("logcosh", {"delta": 0.5}, FP32, FP32, True, False),
+    ],
+)
+def test_compiled_matches_reference(name, params_kw, p_dtype, m_dtype, implicit_decay, maximize):
+    run_steps(fused.compiled_step, name, params_kw, p_dtype, m_dtype, implicit_decay, maximize)
+
+
+def test_compiled_lp_takes_the_foreach_path():
+    run_steps(fused.compiled_step, "lp", {"p": 1.5}, FP32, FP32, False, False, steps=1)
+
+
+def test_optimizer_fused_equals_forloop():
+    """LionK(fused=True) (compiled on CPU, Triton on CUDA) continues bit-exactly like the for-loop path."""
+    torch.manual_seed(0)
+    models = [torch.nn.Linear(33, 17).to(DEVICE) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    opts = [LionK(m.parameters(), "l1", lr=1e-2, weight_decay=0.1, fused=f, foreach=None if f else False) for m, f in zip(models, (True, False))]
+    x = torch.randn(8, 33, device=DEVICE)
+    for _ in range(3):
+        for model, opt in zip(models, opts):
+            opt.zero_grad()
+            model(x).square().mean().backward()
+            opt.step()
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        assert torch.equal(a, b)
+
+
+def test_missing_triton_falls_back_with_a_warning(monkeypatch):
+    def no_triton():
+        raise ImportError("No module named 'triton'")
+
+    monkeypatch.setattr(fused, "_triton", no_triton)
+    K = kappa.get("l1")
+    hyper = dict(kappa=K, lr=1e-2, beta1=0.9, beta2=0.99, weight_decay=0.0, implicit_decay=False, maximize=False)
+    params, exp_avgs = make_state(0, [(5,)], FP32, FP32)
+    grads = make_grads(0, [(5,)], FP32)
+    ref_params, ref_exp_avgs = [p.clone() for p in params], [m.clone() for m in exp_avgs]
+    with pytest.warns(RuntimeWarning, match="Triton is not importable"):
+        fused.triton_step(params, grads, exp_avgs, **hyper)
+    lionk_step(ref_params, grads, ref_exp_avgs, backend="foreach", **hyper)
+    assert_same(params, ref_params, exact=True)
