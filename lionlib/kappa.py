@@ -152,22 +152,28 @@ class Lp(Kappa):
     def latex(self):
         return (r"\|x\|_p", r"\mathrm{sign}(x)|x|^{p-1}/\|x\|_p^{p-1}", r"\iota\{\|y\|_q \le 1\}")
 
+    @staticmethod
+    def _scaled(x: Tensor) -> tuple[Tensor, Tensor]:
+        """(x / s, s) with s = max|x| (1 for x = 0): powers of |x| then neither overflow nor underflow."""
+        scale = x.abs().amax() if x.numel() else x.new_ones(())
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        return x / scale, scale
+
     def value(self, x):
-        return torch.linalg.vector_norm(x, ord=self.p)
+        u, scale = self._scaled(x)
+        return scale * torch.linalg.vector_norm(u, ord=self.p)
 
     def grad(self, x):
         if self.p == 1:
             return x.sign()
-        norm = torch.linalg.vector_norm(x, ord=self.p)
-        # Scale by the max first so |x|^(p-1) cannot overflow or underflow; 0 at x = 0.
-        scale = x.abs().amax() if x.numel() else x.new_zeros(())
-        safe = torch.where(scale > 0, scale, torch.ones_like(scale))
-        u = x / safe
-        un = torch.where(norm > 0, norm / safe, torch.ones_like(norm))
-        return u.sign() * (u.abs() / un).pow(self.p - 1)
+        u, _ = self._scaled(x)
+        norm = torch.linalg.vector_norm(u, ord=self.p)
+        norm = torch.where(norm > 0, norm, torch.ones_like(norm))  # grad 0 at x = 0
+        return u.sign() * (u.abs() / norm).pow(self.p - 1)
 
     def gauge(self, y):
-        return torch.linalg.vector_norm(y, ord=self.q) if y.numel() else y.new_zeros(())
+        u, scale = self._scaled(y)
+        return scale * torch.linalg.vector_norm(u, ord=self.q)
 
     def conjugate(self, y):
         return _inf_if(self.domain_distance(y) > 0, y.new_zeros(()))
