@@ -55,12 +55,12 @@ class Quadratic:
         c = torch.as_tensor(c, dtype=DTYPE)
         return cls(torch.eye(c.numel(), dtype=DTYPE), c)
 
-    def f(self, x):
+    def f(self, x):  # x: (..., d), so a whole grid of points can be evaluated at once
         r = x - self.c
-        return 0.5 * r @ self.A @ r
+        return 0.5 * ((r @ self.A) * r).sum(-1)
 
     def grad(self, x):
-        return self.A @ (x - self.c)
+        return (x - self.c) @ self.A  # A is symmetric
 
     @property
     def L(self) -> float:
@@ -110,8 +110,8 @@ class Wavy:
     amp: float = 0.5
     freq: float = 3.0
 
-    def f(self, x):
-        return 0.5 * (x - self.c).square().sum() + self.amp * torch.cos(self.freq * x).sum()
+    def f(self, x):  # x: (..., d)
+        return 0.5 * (x - self.c).square().sum(-1) + self.amp * torch.cos(self.freq * x).sum(-1)
 
     def grad(self, x):
         return x - self.c - self.amp * self.freq * torch.sin(self.freq * x)
