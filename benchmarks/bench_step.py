@@ -1,0 +1,238 @@
+"""Time one optimizer step against parameter count, for every Lion path and the usual baselines.
+
+Lion's step only streams memory: it reads p, g, m and writes p, m (20 bytes per fp32 parameter;
+AdamW moves 28). So every step is also reported as a fraction of the memory-bandwidth limit,
+measured in the same process as the time an in-place `torch.add_` takes to stream the same number
+of bytes (`a.add_(b)` moves 12 bytes per element).
+
+The parameters are a transformer-like list (token embedding, per layer q/k/v/o and MLP matrices,
+biases and norm weights), scaled to the requested total. Each implementation gets fresh state,
+`--warmup` untimed steps (compilation happens there; the first step's time is recorded apart) and
+the median of `--repeats` timed steps.
+
+    python benchmarks/bench_step.py                       # CPU: 1M ... 64M parameters
+    python benchmarks/bench_step.py --device cuda --sizes 1 4 16 64 256
+
+Writes benchmarks/results/<machine>-<device>.json (see `machine_description`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import platform
+import re
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+LR, WD = 1e-4, 0.1
+
+
+@dataclass(frozen=True)
+class Impl:
+    name: str  # "<library>.<path>"
+    family: str  # "lion" or "adamw": sets bytes per parameter
+    make: Callable  # params -> optimizer
+    devices: tuple[str, ...] = ("cpu", "cuda")
+
+
+def _lionlib(**kw):
+    def make(params):
+        from lionlib import Lion
+
+        return Lion(params, lr=LR, weight_decay=WD, **kw)
+
+    return make
+
+
+def _lion_pytorch(use_triton=False, foreach=False):
+    def make(params):
+        if foreach:
+            from lion_pytorch.foreach import Lion
+        else:
+            from lion_pytorch import Lion
+        return Lion(params, lr=LR, weight_decay=WD, **({"use_triton": True} if use_triton else {}))
+
+    return make
+
+
+def _pytorch_optimizer(params):
+    from pytorch_optimizer import Lion
+
+    return Lion(params, lr=LR, weight_decay=WD)
+
+
+def _adamw(**kw):
+    return lambda params: torch.optim.AdamW(params, lr=LR, weight_decay=WD, **kw)
+
+
+IMPLS = [
+    Impl("lionlib.default", "lion", _lionlib()),
+    Impl("lionlib.forloop", "lion", _lionlib(foreach=False)),
+    Impl("lionlib.foreach", "lion", _lionlib(foreach=True)),
+    Impl("lionlib.compiled", "lion", _lionlib(fused=True), ("cpu",)),
+    Impl("lionlib.triton", "lion", _lionlib(fused=True), ("cuda",)),
+    Impl("lion_pytorch.default", "lion", _lion_pytorch()),
+    Impl("lion_pytorch.foreach", "lion", _lion_pytorch(foreach=True)),
+    Impl("lion_pytorch.triton", "lion", _lion_pytorch(use_triton=True), ("cuda",)),
+    Impl("pytorch_optimizer.default", "lion", _pytorch_optimizer),
+    Impl("torch.AdamW.foreach", "adamw", _adamw(foreach=True)),
+    Impl("torch.AdamW.fused", "adamw", _adamw(fused=True)),
+]
+BYTES_PER_PARAM = {"lion": 20, "adamw": 28}  # fp32: read p, g, m (, v); write p, m (, v)
+
+
+def transformer_shapes(n_params: int, vocab: int = 8192) -> list[tuple[int, ...]]:
+    """A GPT-like parameter list with about n_params elements: width d (a multiple of 32) and
+    depth chosen so that the per-layer matrices dominate, as in real models."""
+    layers = max(2, round(2 * math.log2(max(n_params, 1 << 20) / (1 << 20))) + 2)
+    a, b = 12 * layers, vocab + 1024 + 13 * layers + 2  # n_params = a d^2 + b d
+    d = max(32, 32 * round((math.sqrt(b * b + 4 * a * n_params) - b) / (2 * a) / 32))
+    shapes: list[tuple[int, ...]] = [(vocab, d), (1024, d)]  # token and position embeddings
+    for _ in range(layers):
+        shapes += [(d,), (d,), (3 * d, d), (3 * d,), (d, d), (d,), (d,), (d,), (4 * d, d), (4 * d,), (d, 4 * d), (d,)]
+    return shapes + [(d,), (d,)]
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn: Callable[[], None], device: str, warmup: int, repeats: int) -> tuple[float, list[float]]:
+    """(first call's time, list of timed calls) after `warmup` untimed calls (the first included)."""
+    times = []
+    for i in range(warmup + repeats):
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return times[0], times[warmup:]
+
+
+def stream_time(n_bytes: int, device: str, warmup: int, repeats: int) -> float:
+    """Median time of an in-place add streaming n_bytes (read a, b; write a: 12 bytes/element)."""
+    n = n_bytes // 12
+    a = torch.rand(n, device=device)
+    b = torch.rand(n, device=device)
+    _, times = timed(lambda: a.add_(b), device, warmup, repeats)
+    del a, b
+    return statistics.median(times)
+
+
+def bench_size(n_target: int, device: str, impls: list[Impl], warmup: int, repeats: int) -> tuple[dict, list[dict]]:
+    shapes = transformer_shapes(n_target)
+    gen = torch.Generator().manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(s, generator=gen).mul_(0.02).to(device)) for s in shapes]
+    for p in params:
+        p.grad = torch.randn(p.shape, generator=gen).mul_(1e-3).to(device)
+    n = sum(p.numel() for p in params)
+    stream = {fam: stream_time(b * n, device, warmup, repeats) for fam, b in BYTES_PER_PARAM.items()}
+    rows = []
+    for impl in impls:
+        if device not in impl.devices:
+            continue
+        try:
+            opt = impl.make(params)
+            first, times = timed(opt.step, device, warmup, repeats)
+        except Exception as e:  # a missing optional backend must not stop the benchmark
+            print(f"  {impl.name:28s} skipped: {type(e).__name__}: {e}")
+            continue
+        backend = None
+        if impl.name.startswith("lionlib"):
+            from lionlib.optim import _resolve_backend
+
+            group = opt.param_groups[0]
+            backend = _resolve_backend(group["params"], group["kappa"], group["foreach"], group["fused"])
+        step = statistics.median(times)
+        frac = stream[impl.family] / step
+        rows.append(dict(
+            impl=impl.name, family=impl.family, backend=backend, n_params=n, n_tensors=len(params),
+            bytes_per_param=BYTES_PER_PARAM[impl.family], step_s=step, step_s_all=times, first_step_s=first,
+            stream_s=stream[impl.family], fraction_of_stream=frac,
+        ))
+        print(f"  {impl.name:28s} {step * 1e3:9.2f} ms  {frac:6.1%} of stream  (first step {first:.2f} s)", flush=True)
+        del opt
+        gc.collect()
+    del params
+    gc.collect()
+    info = dict(n_params=n, n_tensors=len(shapes), stream_lion_s=stream["lion"], stream_adamw_s=stream["adamw"],
+                stream_gbps=BYTES_PER_PARAM["lion"] * n / stream["lion"] / 1e9)
+    return info, rows
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_description(device: str) -> dict:
+    try:
+        import triton
+
+        triton_version = triton.__version__
+    except ImportError:
+        triton_version = None
+    desc = dict(
+        cpu=cpu_model(), cores=os.cpu_count(), torch_threads=torch.get_num_threads(),
+        memory_gb=round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        platform=platform.platform(), python=platform.python_version(), torch=torch.__version__, triton=triton_version,
+        gpu=torch.cuda.get_device_name() if device == "cuda" else None,
+        load_avg_start=list(os.getloadavg()),
+        date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    )
+    return desc
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--sizes", type=float, nargs="+", default=None, help="millions of parameters")
+    ap.add_argument("--impls", nargs="+", default=None, help="subset of implementation names")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--out", type=Path, default=None, help="output JSON (default benchmarks/results/<machine>-<device>.json)")
+    args = ap.parse_args()
+    sizes = args.sizes or ([1, 4, 16, 64, 256] if args.device == "cuda" else [1, 4, 16, 64])
+    impls = [i for i in IMPLS if args.impls is None or i.name in args.impls]
+    machine = machine_description(args.device)
+    name = slug(machine["gpu"] if args.device == "cuda" else f"{machine['cpu']}-{machine['cores']}c")
+    out = args.out or RESULTS / f"{name}-{args.device}.json"
+    print(f"{machine['cpu']} ({machine['cores']} cores), torch {machine['torch']}, load {machine['load_avg_start']}")
+    streams, rows = [], []
+    for size in sizes:
+        n_target = int(size * 2**20)
+        print(f"{size:g}M parameters:", flush=True)
+        info, size_rows = bench_size(n_target, args.device, impls, args.warmup, args.repeats)
+        print(f"  stream limit: {info['stream_lion_s'] * 1e3:.2f} ms for 20 B/param ({info['stream_gbps']:.1f} GB/s)")
+        streams.append(info)
+        rows += size_rows
+    machine["load_avg_end"] = list(os.getloadavg())
+    result = dict(machine=machine, device=args.device, warmup=args.warmup, repeats=args.repeats, lr=LR, weight_decay=WD,
+                  stream=streams, results=rows)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
