@@ -49,7 +49,7 @@ SCALE = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
 SEED = 0
 DEVICE = "auto"
 OUT_DIR = None  # None -> the repo's paper_figures/
-STEPS = None  # optimizer steps per run; None -> 600 (smoke), 2000 (cpu), 10000 (paper)
+STEPS = None  # optimizer steps per run; None -> 600 (smoke), 1000 (cpu), 10000 (paper)
 DIM = 10  # size of x
 N_SAMPLES = 64  # rows of A
 LR = 0.02  # Lion-K learning rate (the paper's epsilon)
@@ -73,7 +73,7 @@ from lionlib.report import Report, resolve_device, setup_plotting
 
 setup_plotting()
 report = Report("05_connections", out_dir=OUT_DIR)
-steps = STEPS or {"smoke": 600, "cpu": 2000, "paper": 10000}[SCALE]
+steps = STEPS or {"smoke": 600, "cpu": 1000, "paper": 10000}[SCALE]
 device = resolve_device(DEVICE)
 dtype = torch.float32 if device.type == "mps" else torch.float64  # mps has no float64
 lam = WEIGHT_DECAY

@@ -48,7 +48,7 @@ SCALE = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
 SEED = 0
 DEVICE = "auto"
 OUT_DIR = None  # None -> the repo's paper_figures/
-STEPS = None  # Muon steps per run; None -> 400 (smoke), 1500 (cpu), 5000 (paper)
+STEPS = None  # Muon steps per run; None -> 300 (smoke), 800 (cpu), 5000 (paper)
 ROWS = 8  # X has shape (ROWS, COLS)
 COLS = 6
 N_SAMPLES = 32  # rows of A
@@ -74,7 +74,7 @@ from lionlib.report import Report, resolve_device, setup_plotting
 
 setup_plotting()
 report = Report("06_muon", out_dir=OUT_DIR)
-steps = STEPS or {"smoke": 400, "cpu": 1500, "paper": 5000}[SCALE]
+steps = STEPS or {"smoke": 300, "cpu": 800, "paper": 5000}[SCALE]
 device = resolve_device(DEVICE)
 dtype = torch.float32 if device.type == "mps" else torch.float64  # mps has no float64
 lam = WEIGHT_DECAY
