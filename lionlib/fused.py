@@ -300,13 +300,25 @@ def compiled_step(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_de
     s = _scalars(kappa, lr, beta1, beta2, weight_decay, implicit_decay)
     # 1-element tensors would cost a recompilation (dynamo specialises size 1); foreach is exact.
     groups, rest = _split(params, grads, exp_avgs, lambda p: p.numel() > 1)
-    fn = _compiled(code, s["decay"], bool(maximize))
+    key = (code, s["decay"], bool(maximize))
     for p_list, g_list, m_list in groups.values():
         h = torch.tensor(s["hyper"], dtype=torch.float64, device=p_list[0].device)
-        for p, g, m in zip(p_list, g_list, m_list):
-            fp, fg, fm = _flat(p), _flat(g), _flat(m)
-            fn(fp, fg, fm, h)
+        for i, (p, g, m) in enumerate(zip(p_list, g_list, m_list)):
+            if key in _COMPILE_FAILED:
+                rest = tuple(r + t[i:] for r, t in zip(rest, (p_list, g_list, m_list)))
+                break
+            try:
+                _compiled(*key)(_flat(p), _flat(g), _flat(m), h)
+            except Exception as e:  # no C++ compiler, unsupported platform: compilation fails before any write
+                _COMPILE_FAILED.add(key)
+                warnings.warn(f"torch.compile failed ({type(e).__name__}: {e}); lionlib uses the foreach path instead",
+                              RuntimeWarning, stacklevel=2)
+                rest = tuple(r + t[i:] for r, t in zip(rest, (p_list, g_list, m_list)))
+                break
     _foreach_rest(rest, hyper_kwargs)
+
+
+_COMPILE_FAILED: set[tuple] = set()
 
 
 def _flat(t: Tensor) -> Tensor:

@@ -218,3 +218,16 @@ def test_missing_triton_falls_back_with_a_warning(monkeypatch):
         fused.triton_step(params, grads, exp_avgs, **hyper)
     lionk_step(ref_params, grads, ref_exp_avgs, backend="foreach", **hyper)
     assert_same(params, ref_params, exact=True)
+
+
+def test_compile_failure_falls_back_with_a_warning(monkeypatch):
+    def broken(*key):
+        def fn(*args):
+            raise RuntimeError("no C++ compiler")
+
+        return fn
+
+    monkeypatch.setattr(fused, "_compiled", broken)
+    monkeypatch.setattr(fused, "_COMPILE_FAILED", set())
+    with pytest.warns(RuntimeWarning, match="torch.compile failed"):
+        run_steps(fused.compiled_step, "l1", {}, FP32, FP32, False, False, steps=2)
