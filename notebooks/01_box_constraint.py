@@ -105,7 +105,7 @@ df = pd.concat(rows, ignore_index=True)
 outside = df[df.groupby(["lambda", "start"])["violation"].transform("first") > 0]
 # 1e-12 absolute slack: once the bound is below rounding level (|x| ~ 1/lambda carries ~1e-16
 # rounding per step) the violation is rounding noise, not a breach of the bound.
-ratio = (outside.violation / (outside.bound + 1e-12)).max()
+ratio = (outside.violation / (outside.bound + 1e-12))[outside.step > 0].max()
 inside_left = df[df.groupby(["lambda", "start"])["violation"].transform("first") == 0].violation.max()
 
 
@@ -230,7 +230,7 @@ plt.show()
 lam = 1.0
 wavy_runs = {x0: run(wavy, lam, x0) for x0 in STARTS}
 w_bound = torch.as_tensor(phase1_factor(LR, lam, steps, implicit=IMPLICIT_DECAY))
-w_ratio = max(float((tr.dist / (w_bound * tr.dist[0] + 1e-12)).max()) for tr in wavy_runs.values() if tr.dist[0] > 0)
+w_ratio = max(float((tr.dist / (w_bound * tr.dist[0] + 1e-12))[1:].max()) for tr in wavy_runs.values() if tr.dist[0] > 0)
 w_kkt = max(kkt_at_end(wavy, tr, lam, last=100) for tr in wavy_runs.values())
 w_excess = lyapunov_excess(wavy_runs.values())
 w_feasible = max(float(tr.x[-1].abs().max()) for tr in wavy_runs.values()) * lam - 1
