@@ -61,7 +61,9 @@ def triton_supports(kappa) -> bool:
     return kappa.name in KERNEL_K
 
 
-compiled_supports = triton_supports
+def compiled_supports(kappa) -> bool:
+    """Whether `compiled_step` compiles this K (elementwise K; whole-tensor K take foreach)."""
+    return triton_supports(kappa) and _kernel_k(kappa)[0] != _LP
 
 
 def _f32(x: float) -> float:
@@ -294,9 +296,9 @@ def compiled_step(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_de
     Elementwise K only; whole-tensor K and tensors the loop does not cover take the foreach path."""
     hyper_kwargs = dict(kappa=kappa, lr=lr, beta1=beta1, beta2=beta2, weight_decay=weight_decay,
                         implicit_decay=implicit_decay, maximize=maximize)
-    code = _kernel_k(kappa)[0] if triton_supports(kappa) else _LP
-    if code == _LP:
+    if not compiled_supports(kappa):
         return _foreach_rest((params, grads, exp_avgs), hyper_kwargs)
+    code = _kernel_k(kappa)[0]
     s = _scalars(kappa, lr, beta1, beta2, weight_decay, implicit_decay)
     # 1-element tensors would cost a recompilation (dynamo specialises size 1); foreach is exact.
     groups, rest = _split(params, grads, exp_avgs, lambda p: p.numel() > 1)

@@ -231,3 +231,17 @@ def test_compile_failure_falls_back_with_a_warning(monkeypatch):
     monkeypatch.setattr(fused, "_COMPILE_FAILED", set())
     with pytest.warns(RuntimeWarning, match="torch.compile failed"):
         run_steps(fused.compiled_step, "l1", {}, FP32, FP32, False, False, steps=2)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CPU defaults")
+def test_cpu_default_backend_compiles_only_large_groups():
+    from lionlib.optim import COMPILE_MIN_NUMEL, _resolve_backend
+
+    l1, lp = kappa.get("l1"), kappa.get("lp", p=1.5)
+    small, big = [torch.zeros(10)], [torch.zeros(COMPILE_MIN_NUMEL - 10), torch.zeros(10)]
+    assert _resolve_backend(small, l1, None, None) == "foreach"
+    assert _resolve_backend(big, l1, None, None) == "compiled"
+    assert _resolve_backend(big, lp, None, None) == "foreach"  # whole-tensor K: no compiled loop
+    assert _resolve_backend(big, l1, False, None) == "forloop"
+    assert _resolve_backend(big, l1, True, None) == "foreach"
+    assert _resolve_backend(small, l1, None, True) == "compiled"
