@@ -43,18 +43,18 @@ class Entry:
     """A notebook of the companion: the paper elements it reproduces and its expected minutes per scale."""
     name: str
     elements: tuple[str, ...]
-    minutes: dict[str, float] = field(default_factory=dict)  # measured on a 2-core CPU box unless "paper"
+    minutes: dict[str, float] = field(default_factory=dict)  # scale -> expected wall time
     reads_manifest: bool = False  # run after the others, once the manifest exists
 
 
-REGISTRY = [
-    Entry("00_index", ("Companion map",), {"smoke": 0.1, "cpu": 0.1}, reads_manifest=True),
-    Entry("01_box_constraint", ("Figure 1",), {"smoke": 0.2, "cpu": 0.5}),
-    Entry("02_continuous_lyapunov", ("Theorem 3.1",), {"smoke": 0.2, "cpu": 0.5}),
-    Entry("03_discrete_lyapunov", ("Theorem 4.1", "Theorem B.9"), {"smoke": 0.2, "cpu": 0.5}),
-    Entry("04_lionk_family", ("Table 2", "Figure 4"), {"smoke": 0.2, "cpu": 1.0}),
-    Entry("05_connections", ("Section 3.1",), {"smoke": 0.1, "cpu": 0.3}),
-    Entry("06_muon", ("Muon note",), {"smoke": 0.1, "cpu": 0.3}),
+REGISTRY = [  # minutes: wall time measured through this driver on the 2-core dev box (under load); {} = not yet
+    Entry("00_index", ("Companion map",), {"smoke": 0.2, "cpu": 0.2}, reads_manifest=True),
+    Entry("01_box_constraint", ("Figure 1",)),
+    Entry("02_continuous_lyapunov", ("Theorem 3.1",)),
+    Entry("03_discrete_lyapunov", ("Theorem 4.1", "Theorem B.9")),
+    Entry("04_lionk_family", ("Table 2", "Figure 4")),
+    Entry("05_connections", ("Section 3.1",), {"smoke": 0.5, "cpu": 0.6}),
+    Entry("06_muon", ("Muon note",), {"smoke": 0.4, "cpu": 0.6}),
     Entry("cifar10", ("Section 5 (CIFAR-10)",)),
     Entry("gpt", ("Section 5 (GPT-2)",)),
     Entry("fused_update", ("Fused kernel",)),
@@ -85,12 +85,33 @@ def to_ipynb(py: Path, dest: Path) -> Path:
     return dest
 
 
-def notebook_parameters(py: Path) -> dict:
-    """The parameters cell of a notebook: name -> papermill's inferred {default, inferred_type_name, help}."""
-    import papermill as pm
+def notebook_parameters(py: Path) -> dict[str, dict]:
+    """The parameters cell of a notebook: name -> {"default": source text, "help": trailing comment}.
 
-    with tempfile.TemporaryDirectory() as tmp:
-        return pm.inspect_notebook(to_ipynb(py, Path(tmp) / f"{py.stem}.ipynb"))
+    Parsed with `ast` rather than papermill's line parser, which skips any line with a second "="
+    (in a comment, or `dict(lr=...)`) and tuple assignments such as `A, B = 1, 2`.
+    """
+    import jupytext
+
+    cell = next((c for c in jupytext.read(py).cells if "parameters" in c.metadata.get("tags", [])), None)
+    if cell is None:
+        return {}
+    src, params = cell.source, {}
+    lines = src.splitlines()
+    for node in ast.parse(src).body:
+        if not isinstance(node, (ast.Assign, ast.AnnAssign)) or node.value is None:
+            continue
+        rest = lines[node.end_lineno - 1][node.end_col_offset:].strip()
+        help_ = rest[1:].strip() if rest.startswith("#") else ""
+        for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+            if isinstance(target, ast.Name):
+                params[target.id] = {"default": ast.get_source_segment(src, node.value), "help": help_}
+            elif isinstance(target, ast.Tuple):  # A, B = 1, 2
+                values = node.value.elts if isinstance(node.value, ast.Tuple) else [None] * len(target.elts)
+                for t, v in zip(target.elts, values):
+                    if isinstance(t, ast.Name):
+                        params[t.id] = {"default": ast.get_source_segment(src, v) if v else "?", "help": help_}
+    return params
 
 
 def parse_value(text: str):

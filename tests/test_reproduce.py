@@ -30,6 +30,8 @@ OK = '''\
     SCALE = os.environ.get("LIONLIB_SCALE", "cpu")
     SEED = 0  # the seed
     OUT_DIR = None
+    LOW, HIGH = 1, 2  # a pair; papermill's own parser skips lines like this (and with a second = sign)
+    OPT = dict(lr=0.1)
 
     # %%
     import matplotlib
@@ -180,6 +182,10 @@ def test_registry_and_parameter_parsing(tmp_path, nbdir, capsys):
     assert reproduce.main(_args(tmp_path, nbdir) + ["--list", "--only", "01_ok"]) == 0
     listed = capsys.readouterr().out
     assert "01_ok  [not in the registry]" in listed and "SEED = 0  # the seed" in listed
+    params = reproduce.notebook_parameters(nbdir / "01_ok.py")
+    assert list(params) == ["SCALE", "SEED", "OUT_DIR", "LOW", "HIGH", "OPT"]
+    assert params["HIGH"]["default"] == "2" and params["OPT"] == {"default": "dict(lr=0.1)", "help": ""}
+    assert params["LOW"]["help"].startswith("a pair")
     with pytest.raises(SystemExit):
         reproduce.main(_args(tmp_path, nbdir) + ["--update-notebooks", "-p", "SEED=2"])
     with pytest.raises(SystemExit):
