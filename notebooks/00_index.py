@@ -55,7 +55,8 @@ from lionlib.reproduce import REGISTRY, registry_entry
 
 report = Report("00_index", out_dir=OUT_DIR)
 
-# What each element of the paper is about (PAPER.md sections 4-7, 10), in reading order.
+# What each element of the paper is about (PAPER.md sections 4-7, 10), in reading order, then the
+# engineering notebooks.
 ELEMENTS = {
     "Figure 1": "Lion on a 2-D toy: it solves min f s.t. ‖x‖∞ ≤ 1/λ; phase 1 entry, phase 2 descent",
     "Theorem 3.1": "continuous time: H(x, m) with dH/dt = −Δ ≤ 0 for smooth K; convergence to KKT points",
@@ -65,6 +66,9 @@ ELEMENTS = {
     "Table 2": "the Lion-K family: K, ∇K, K*, and the constraint or regulariser each one implies",
     "Figure 4": "Lion-K with each K of Table 2 on the toy: convergence into its own feasible set",
     "Muon note": "Muon = Lion-K with the nuclear norm: σ_max ≤ 1/λ, exact SVD vs Newton-Schulz",
+    "Section 5 (CIFAR-10)": "networks on CIFAR-10: Lion vs AdamW, Lion-ℓp for p ∈ [1, 2], the λ sweep, ‖θ‖∞ ≤ 1/λ per tensor",
+    "Section 5 (GPT-2)": "a small GPT: Lion vs AdamW, Lion-ℓp, the λ sweep and the per-tensor constraint",
+    "Fused kernel": "not a paper element: the speed of one fused Lion-K step against the memory-bandwidth limit",
 }
 
 manifest_path = report.out_dir / "manifest.json"
