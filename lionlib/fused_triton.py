@@ -9,32 +9,37 @@ of the lp norm (whole-tensor K). See `lionlib/fused.py` for the host side.
 import triton
 import triton.language as tl
 
+
 @triton.jit
 def _fma(x, y, z, INTERPRET: tl.constexpr):
     # Eager torch's add-with-alpha is one fused multiply-add. The interpreter's tl.fma rounds
     # twice; fp64 is exact for the fp32 product, and rounds the sum once more only in ties.
     if INTERPRET:
-        return (x.to(tl.float64) * y.to(tl.float64) + z.to(tl.float64)).to(tl.float32)
+        r = (x.to(tl.float64) * y.to(tl.float64) + z.to(tl.float64)).to(tl.float32)
     else:
-        return tl.fma(x, y, z)
+        r = tl.fma(x, y, z)
+    return r
+
 
 @triton.jit
 def _cast(x, DTYPE: tl.constexpr, INTERPRET: tl.constexpr):
     # fp32 -> storage dtype, rounding to nearest even like torch. The interpreter truncates on
     # fp32 -> bf16, so there the rounding is done on the bits (NaN kept NaN).
-    if INTERPRET and DTYPE == tl.bfloat16:
-        bits = x.to(tl.uint32, bitcast=True)
-        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
-        bits = tl.where(x != x, 0x7FC0, bits)
-        return bits.to(tl.uint16).to(tl.bfloat16, bitcast=True)
-    else:
-        return x.to(DTYPE)
+    r = x.to(DTYPE)
+    if INTERPRET:
+        if DTYPE == tl.bfloat16:
+            bits = x.to(tl.uint32, bitcast=True)
+            bits = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+            bits = tl.where(x != x, 0x7FC0, bits)
+            r = bits.to(tl.uint16).to(tl.bfloat16, bitcast=True)
+    return r
 
 
 @triton.jit
 def _sign(x):
     # torch.sign: sign(0) = 0 and sign(NaN) = 0 (torch 2.x eager, CPU and CUDA).
     return (x > 0).to(tl.float32) - (x < 0).to(tl.float32)
+
 
 @triton.jit
 def _tanh(x):
@@ -48,15 +53,18 @@ def _tanh(x):
     t = tl.where(a < 0.2, small, big)
     return tl.where(x < 0, -t, t)
 
+
 @triton.jit
 def _momenta(g_base, m_base, idx, mask, b1, omb1, MAXIMIZE: tl.constexpr, INTERPRET: tl.constexpr):
-    # g (negated if maximizing), m, and c = b1 m + (1 - b1) g, in fp32
-    g = tl.load(g_base + idx, mask=mask).to(tl.float32)
-    m = tl.load(m_base + idx, mask=mask).to(tl.float32)
+    # g (negated if maximizing), m, and c = b1 m + (1 - b1) g, in fp32; 0 past the end (the
+    # norm partials sum over whole blocks)
+    g = tl.load(g_base + idx, mask=mask, other=0.0).to(tl.float32)
+    m = tl.load(m_base + idx, mask=mask, other=0.0).to(tl.float32)
     if MAXIMIZE:
         g = -g
     c = _fma(g, omb1, m * b1, INTERPRET)
     return g, m, c
+
 
 @triton.jit
 def norm_kernel(g_ptrs, m_ptrs, sizes, chunk_tensor, chunk_start, safe, out, chunk, hyper,
@@ -86,12 +94,13 @@ def norm_kernel(g_ptrs, m_ptrs, sizes, chunk_tensor, chunk_start, safe, out, chu
             u = tl.div_rn(a, s)
             acc += tl.where(u > 0, tl.exp2(pnorm * tl.log2(tl.where(u > 0, u, 1.0))), 0.0)
         else:
-            acc = tl.maximum(acc, tl.where(mask, a, 0.0))
+            acc = tl.maximum(acc, a)
     if SUM:
         res = tl.sum(acc, axis=0)
     else:
         res = tl.max(acc, axis=0)
     tl.store(out + pid, tl.where(tl.sum(nan, axis=0) > 0, float("nan"), res))
+
 
 @triton.jit
 def step_kernel(p_ptrs, g_ptrs, m_ptrs, sizes, chunk_tensor, chunk_start, safe, unorm, chunk, hyper,
