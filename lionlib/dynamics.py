@@ -21,7 +21,7 @@ from torch import Tensor
 from lionlib.kappa import Kappa
 from lionlib.lyapunov import DiscreteConstants, OdeConstants, H, H_d, Delta, ode_velocity, phase1_distance
 
-__all__ = ["Problem", "Quadratic", "Wavy", "lion_k_step", "Trajectory", "simulate", "OdeTrajectory", "integrate"]
+__all__ = ["Problem", "Quadratic", "Wavy", "random_dual_point", "lion_k_step", "Trajectory", "simulate", "OdeTrajectory", "integrate"]
 
 DTYPE = torch.float64  # the theory is checked to ~1e-12, so everything here is float64
 
@@ -119,6 +119,18 @@ class Wavy:
     @property
     def L(self) -> float:
         return 1 + self.amp * self.freq**2
+
+
+def random_dual_point(K: Kappa, shape: tuple, generator: torch.Generator, n: int = 4, scale: float = 2.0) -> Tensor:
+    """A random point of dom K*: a Dirichlet-weighted mix of grad K at n random points.
+
+    The range of grad K lies in dom K*, a convex set, so this works for every K without knowing
+    its domain; lambda x = this point is a random state after phase 1, where the theorems apply.
+    """
+    zs = scale * torch.randn((n, *shape), dtype=DTYPE, generator=generator)
+    w = -torch.log(torch.rand(n, dtype=DTYPE, generator=generator))  # Dirichlet(1, ..., 1) up to normalisation
+    w = w / w.sum()
+    return sum(wj * K.grad(z) for wj, z in zip(w, zs))
 
 
 # ----------------------------------------------------------------------------------------------

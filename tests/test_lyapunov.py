@@ -1,7 +1,7 @@
 """The Lyapunov identities of PAPER.md 4.3-4.4 on random states, for every K of the registry.
 
-States are drawn with lambda x inside dom K* (a random convex combination of grad K values, which
-all lie in dom K*, a convex set), as both theorems assume after phase 1.
+States are drawn with lambda x inside dom K* (`random_dual_point`), as both theorems assume after
+phase 1.
 """
 
 import math
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from lionlib import kappa
-from lionlib.dynamics import Quadratic, lion_k_step
+from lionlib.dynamics import Quadratic, lion_k_step, random_dual_point
 from lionlib.lyapunov import (DiscreteConstants, OdeConstants, H, Delta, coupling, H_d, kkt_score, objective,
                               ode_velocity, one_step_change, phase1_factor)
 
@@ -22,13 +22,6 @@ ALL = kappa.names()
 
 def shape_for(K):
     return (3, 2) if K.name == "nuclear" else (3,)
-
-
-def feasible_point(K, gen, shape):
-    """A random y inside dom K*: a Dirichlet-weighted mix of grad K at random points."""
-    zs = torch.randn((4, *shape), dtype=DT, generator=gen) * 2
-    w = torch.distributions.Dirichlet(torch.ones(4, dtype=DT)).sample()
-    return sum(w[j] * K.grad(zs[j]) for j in range(4))
 
 
 def log_uniform(gen, lo, hi):
@@ -68,7 +61,7 @@ def random_ode_state(K, gen):
     c = OdeConstants(c.alpha, c.gamma, float(torch.rand(1, generator=gen)) / c.gamma, c.lam)  # eps*gamma <= 1
     Q = torch.randn(3, 3, dtype=DT, generator=gen)
     problem = Quadratic(Q @ Q.T + 0.1 * torch.eye(3, dtype=DT), 2 * torch.randn(3, dtype=DT, generator=gen))
-    x = feasible_point(K, gen, (3,)) / c.lam
+    x = random_dual_point(K, (3,), gen) / c.lam
     m = 2 * torch.randn(3, dtype=DT, generator=gen)
     return c, problem, x, m
 
@@ -128,7 +121,7 @@ def worst_one_step_change(name, n, betas, coefficient=None, seed=0):
         lam = log_uniform(gen, -1, 0.5)
         b1, b2 = betas(gen)
         hp = DiscreteConstants(min(log_uniform(gen, -3, 0), 0.99 / lam), b1, b2, lam)
-        x = feasible_point(K, gen, shape) / lam
+        x = random_dual_point(K, shape, gen) / lam
         m = torch.randn(shape, dtype=DT, generator=gen) * log_uniform(gen, -1, 1)
         g = torch.randn(shape, dtype=DT, generator=gen) * log_uniform(gen, -1, 1)
         x1, m1, _ = lion_k_step(K, x, m, g, hp.lr, b1, b2, lam, implicit=True)
