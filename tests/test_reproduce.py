@@ -192,3 +192,19 @@ def test_registry_and_parameter_parsing(tmp_path, nbdir, capsys):
         reproduce.main(_args(tmp_path, nbdir) + ["--only", "01_ok", "-p", "NOT_A_PARAM=2"])
     with pytest.raises(SystemExit):
         reproduce.main(_args(tmp_path, nbdir) + ["--only", "nope"])
+
+
+def test_clean_executed_strips_papermill_cells_and_run_metadata():
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+    nb = new_notebook(cells=[
+        new_markdown_cell("An Exception was encountered", metadata={"tags": ["papermill-error-cell-tag"]}),
+        new_code_cell("SEED = 0", metadata={"tags": ["parameters"], "papermill": {"duration": 1.0}}),
+        new_code_cell("SEED = 3", metadata={"tags": ["injected-parameters"]}),
+        new_code_cell("print(SEED)", metadata={"execution": {"iopub.status.busy": "2026"}, "ExecuteTime": {}}),
+    ], metadata={"papermill": {"parameters": {"SEED": 3}}, "language_info": {"name": "python", "version": "3.11.9"}})
+    reproduce.clean_executed(nb)
+    assert [c.source for c in nb.cells] == ["SEED = 0", "print(SEED)"]
+    assert [dict(c.metadata) for c in nb.cells] == [{"tags": ["parameters"]}, {}]
+    assert [c.id for c in nb.cells] == ["cell-000", "cell-001"]
+    assert "papermill" not in nb.metadata and nb.metadata.language_info == {"name": "python"}
