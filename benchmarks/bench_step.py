@@ -11,6 +11,7 @@ biases and norm weights), scaled to the requested total. Each implementation get
 the median of `--repeats` timed steps.
 
     python benchmarks/bench_step.py                       # CPU: 1M ... 64M parameters
+    python benchmarks/bench_step.py --threads 1            # one CPU thread (robust on a loaded box)
     python benchmarks/bench_step.py --device cuda --sizes 1 4 16 64 256
 
 Writes benchmarks/results/<machine>-<device>.json (see `machine_description`).
@@ -210,13 +211,17 @@ def main() -> None:
     ap.add_argument("--impls", nargs="+", default=None, help="subset of implementation names")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--out", type=Path, default=None, help="output JSON (default benchmarks/results/<machine>-<device>.json)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     sizes = args.sizes or ([1, 4, 16, 64, 256] if args.device == "cuda" else [1, 4, 16, 64])
     impls = [i for i in IMPLS if args.impls is None or i.name in args.impls]
     machine = machine_description(args.device)
     name = slug(machine["gpu"] if args.device == "cuda" else f"{machine['cpu']}-{machine['cores']}c")
-    out = args.out or RESULTS / f"{name}-{args.device}.json"
+    threads = f"-{args.threads}thread" if args.threads else ""
+    out = args.out or RESULTS / f"{name}-{args.device}{threads}.json"
     print(f"{machine['cpu']} ({machine['cores']} cores), torch {machine['torch']}, load {machine['load_avg_start']}")
     streams, rows = [], []
     for size in sizes:
