@@ -33,7 +33,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 from torch.nn import functional as F
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from lionlib.gpt_data import TokenData, get_batch, load_dataset_by_name
 from lionlib.report import resolve_device
@@ -315,7 +315,7 @@ def train(model_cfg: GPTConfig, cfg: TrainConfig, data: TokenData | None = None)
     start, history, monitor_rows = 0, [], []
     ckpt_path = Path(cfg.out_dir) / "ckpt.pt" if cfg.out_dir else None
     if cfg.resume and ckpt_path is not None and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         start, history, monitor_rows = ckpt["step"], ckpt["history"], ckpt["monitor_rows"]
@@ -408,7 +408,7 @@ def train(model_cfg: GPTConfig, cfg: TrainConfig, data: TokenData | None = None)
 
 def load_model(ckpt_path: str | os.PathLike, device: str = "auto") -> GPT:
     """The model of a checkpoint written by `train` (e.g. a `paper` run), for sampling."""
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     model = GPT(GPTConfig(**ckpt["model_config"]))
     model.load_state_dict(ckpt["model"])
     return model.to(resolve_device(device))

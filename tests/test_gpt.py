@@ -193,7 +193,7 @@ def test_ddp_two_gloo_processes_match_one_process(shakespeare, tmp_path):
     single = train(model_cfg, cfg, data=shakespeare)
     ddp = RunResult.from_json(tmp_path / "ddp" / "result.json")
     assert ddp.world_size == 2 and single.world_size == 1
-    ddp_state = torch.load(tmp_path / "ddp" / "ckpt.pt", weights_only=False)["model"]
+    ddp_state = torch.load(tmp_path / "ddp" / "ckpt.pt", weights_only=True)["model"]
     for name, value in single.model.state_dict().items():
         torch.testing.assert_close(ddp_state[name], value, rtol=1e-5, atol=1e-6, msg=name)
     assert ddp.final_val_loss == pytest.approx(single.final_val_loss, abs=1e-5)
