@@ -11,10 +11,10 @@ once (20 bytes per fp32 parameter):
 - `compiled_step`: `torch.compile` of the same update on flattened tensors; inductor emits one
   vectorised C++ loop, and dynamic shapes let one compilation serve every tensor size.
 
-Both reproduce the reference (`optim._forloop`) bit for bit for l1 in fp32/bf16/fp16, including
-sign(0) = 0, NaN and inf (checked in tests/test_fused.py). Eager torch computes `a.add_(b, alpha=s)`
-as one fused multiply-add; both paths do the same (`_fma`). Smooth K (tanh, sqrt) agree to a few
-ulp. Anything a kernel does not cover (fp64, non-dense or differently strided tensors, K without a
+Both reproduce the reference (`optim._forloop`) bit for bit for l1, half_sq_l2, huber and
+l1_plus_sq_l2 in fp32/bf16/fp16, including sign(0) = 0, NaN and inf (tests/test_fused.py). Eager
+torch computes `a.add_(b, alpha=s)` as one fused multiply-add, and so do both paths (`_fma` in the
+kernel, contraction in the compiled loop). K with tanh, sqrt or pow agree to a few ulp. Anything a kernel does not cover (fp64, non-dense or differently strided tensors, K without a
 kernel) goes to the foreach path, so results never depend on which path ran.
 """
 
@@ -239,25 +239,27 @@ def triton_step(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_deca
 # torch.compile (CPU)
 
 
-def _fma64(x: Tensor, y: Tensor, z: Tensor) -> Tensor:
-    """fp32 fused multiply-add fma(x, y, z) via fp64 (inductor's CPU backend has no fma op).
-
-    The product of two fp32 numbers is exact in fp64, so the result is rounded once more than a
-    true fma only when the fp64 sum falls exactly on an fp32 rounding tie."""
-    return (x.double() * y + z.double()).float()
-
-
 def _update(p: Tensor, g: Tensor, m: Tensor, h: Tensor) -> None:
-    """The fused update on flat tensors; `h` = hyper (fp64, values rounded to fp32).
+    """The fused update on flat CPU tensors; `h` = hyper values (rounded to fp32), then a 1.
 
-    Specialised per key (see `_compiled`) through the module constants _CODE, _DECAY, _MAXIMIZE,
-    which `_compiled` binds in a fresh globals dict."""
+    Rounding as in eager torch, where `a.add_(b, alpha=s)` is one fused multiply-add and every
+    other product is rounded on its own. Inductor's C++ has no fma op, so the loop is compiled
+    with floating-point contraction on (`_compiled`), which turns each `x * y + z` into an fma,
+    and `keep` hides the products eager rounds separately behind a select on a runtime true (the
+    C++ compiler cannot contract through it). tests/test_fused.py checks the result bit for bit.
+
+    Specialised per key through _CODE, _DECAY, _MAXIMIZE, bound by `_compiled`."""
+    on = h[8] > 0
+
+    def keep(x):
+        return torch.where(on, x, 0.0)
+
     pf, gf, mf = p.float(), g.float(), m.float()
     if _MAXIMIZE:  # noqa: F821 (bound per key)
         gf = -gf
     if _DECAY == 1:  # noqa: F821
-        pf = pf * h[0].float()
-    c = _fma64(gf, h[2], mf * h[1].float())
+        pf = keep(pf * h[0].float())
+    c = gf * h[2].float() + keep(mf * h[1].float())
     if _CODE == 0:  # noqa: F821
         d = torch.sign(c)
     elif _CODE == 1:  # noqa: F821
@@ -265,18 +267,15 @@ def _update(p: Tensor, g: Tensor, m: Tensor, h: Tensor) -> None:
     elif _CODE == 2:  # noqa: F821
         d = (c / h[7].float()).clamp(-1, 1)
     elif _CODE == 3:  # noqa: F821
-        d = c / torch.sqrt(c.square() + h[7].float())
+        d = c / torch.sqrt(keep(c * c) + h[7].float())
     elif _CODE == 4:  # noqa: F821
         d = torch.tanh(c / h[7].float())
     else:
-        d = torch.sign(c) + h[7].float() * c
-    if _CODE == 0:  # -lr * sign(c) is exact, so a plain add equals the fma
-        pf = pf + d * h[3].float()
-    else:
-        pf = _fma64(d, h[3], pf)
+        d = torch.sign(c) + keep(h[7].float() * c)
+    pf = d * h[3].float() + pf
     if _DECAY == 2:  # noqa: F821
         pf = pf / h[4].float()
-    mf = _fma64(gf, h[6], mf * h[5].float())
+    mf = gf * h[6].float() + keep(mf * h[5].float())
     p.copy_(pf)
     m.copy_(mf)
 
@@ -287,13 +286,14 @@ def _compiled(code: int, decay: int, maximize: bool):
     dynamo's recompile limit (per code object) counts dtypes only, never other keys."""
     env = {**globals(), "_CODE": code, "_DECAY": decay, "_MAXIMIZE": maximize}
     fn = types.FunctionType(_update.__code__.replace(co_name=f"_update_k{code}_d{decay}_m{int(maximize)}"), env)
-    return torch.compile(fn, dynamic=True, fullgraph=True)
+    return torch.compile(fn, dynamic=True, fullgraph=True, options={"cpp.enable_floating_point_contract_flag": "fast"})
 
 
 def compiled_step(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, implicit_decay, maximize) -> None:
-    """One Lion-K step with a compiled single-pass loop per tensor (CPU; also runs on CUDA).
+    """One Lion-K step with a compiled single-pass loop per tensor (CPU).
 
-    Elementwise K only; whole-tensor K and tensors the loop does not cover take the foreach path."""
+    Elementwise K only; whole-tensor K, CUDA tensors and tensors the loop does not cover take the
+    foreach path."""
     hyper_kwargs = dict(kappa=kappa, lr=lr, beta1=beta1, beta2=beta2, weight_decay=weight_decay,
                         implicit_decay=implicit_decay, maximize=maximize)
     if not compiled_supports(kappa):
@@ -301,10 +301,10 @@ def compiled_step(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_de
     code = _kernel_k(kappa)[0]
     s = _scalars(kappa, lr, beta1, beta2, weight_decay, implicit_decay)
     # 1-element tensors would cost a recompilation (dynamo specialises size 1); foreach is exact.
-    groups, rest = _split(params, grads, exp_avgs, lambda p: p.numel() > 1)
+    groups, rest = _split(params, grads, exp_avgs, lambda p: p.device.type == "cpu" and p.numel() > 1)
     key = (code, s["decay"], bool(maximize))
     for p_list, g_list, m_list in groups.values():
-        h = torch.tensor(s["hyper"], dtype=torch.float64, device=p_list[0].device)
+        h = torch.tensor(s["hyper"] + (1.0,), dtype=torch.float64)
         for i, (p, g, m) in enumerate(zip(p_list, g_list, m_list)):
             if key in _COMPILE_FAILED:
                 rest = tuple(r + t[i:] for r, t in zip(rest, (p_list, g_list, m_list)))
