@@ -19,7 +19,8 @@ from scipy.optimize import minimize
 from torch import Tensor
 
 from lionlib.kappa import Kappa
-from lionlib.lyapunov import DiscreteConstants, OdeConstants, H, H_d, Delta, ode_velocity, phase1_distance
+from lionlib.lyapunov import (DiscreteConstants, OdeConstants, H, H_d, Delta, ode_velocity, phase1_distance,
+                              smooth_remainder_bound)
 
 __all__ = ["Problem", "Quadratic", "Wavy", "random_dual_point", "lion_k_step", "Trajectory", "simulate", "OdeTrajectory", "integrate"]
 
@@ -189,14 +190,14 @@ def simulate(K: Kappa, problem: Problem, hp: DiscreteConstants, x0, steps: int, 
     f = torch.stack([problem.f(xi) for xi in xs])
     Hs = torch.stack([H_d(K, hp, xi, mi, fi) for xi, mi, fi in zip(xs, ms, f)])
     G = torch.stack(gs) if gs else X.new_zeros((0, *x.shape))
-    dX = (X[1:] - X[:-1]).flatten(1)
+    dX, L = (X[1:] - X[:-1]).flatten(1), problem.L
     # D_t = H_d(t+1) - H_d(t) - [f(x_{t+1}) - f(x_t) - <g_t, x_{t+1} - x_t>] (see one_step_change),
-    # evaluated from the per-state values so each state's H_d is computed once.
-    with np.errstate(invalid="ignore"):
-        D = (Hs[1:] - Hs[:-1]) - (f[1:] - f[:-1] - (G.flatten(1) * dX).sum(1))
+    # evaluated from the per-state values so each state's H_d is computed once (inf - inf = nan).
+    D = (Hs[1:] - Hs[:-1]) - (f[1:] - f[:-1] - (G.flatten(1) * dX).sum(1))
     return Trajectory(x=X, m=M, f=f, H=Hs, dist=torch.stack([phase1_distance(K, xi, lam) for xi in xs]), grad=G,
                       lr=torch.tensor(lrs, dtype=DTYPE), D=torch.where(torch.isfinite(D), D, torch.nan),
-                      remainder_bound=0.5 * problem.L * dX.square().sum(1))
+                      remainder_bound=torch.stack([smooth_remainder_bound(L, a, b) for a, b in zip(xs, xs[1:])])
+                      if steps else X.new_zeros(0))
 
 
 # ----------------------------------------------------------------------------------------------

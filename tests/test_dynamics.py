@@ -7,7 +7,7 @@ import torch
 
 from lionlib import LionK, kappa
 from lionlib.dynamics import Quadratic, Wavy, integrate, lion_k_step, simulate
-from lionlib.lyapunov import H, DiscreteConstants, Delta, OdeConstants, kkt_score
+from lionlib.lyapunov import H, DiscreteConstants, Delta, OdeConstants, kkt_score, one_step_change
 
 DT = torch.float64
 A = torch.tensor([[1.0, 0.3], [0.3, 2.0]], dtype=DT)
@@ -110,6 +110,9 @@ def test_discrete_lyapunov_along_trajectories(name, problem):
     assert float(tr.D.max()) <= 1e-12 * scale
     assert float((torch.diff(tr.H) - tr.remainder_bound).max()) <= 1e-12 * scale
     assert float(tr.D.min()) < -1e-4  # the bound is not vacuous: H_d does decrease
+    for t in (0, 50, 599):  # the simulator's D_t (from per-state values) is lyapunov.one_step_change
+        D = one_step_change(K, hp, tr.x[t], tr.m[t], tr.x[t + 1], tr.m[t + 1], tr.grad[t])
+        assert float(D) == pytest.approx(float(tr.D[t]), abs=1e-12 * float(scale))
     if isinstance(problem, Quadratic):  # the remainder is exactly 1/2 dx^T A dx
         dx = torch.diff(tr.x, dim=0)
         torch.testing.assert_close(torch.diff(tr.H) - tr.D, 0.5 * ((dx @ A) * dx).sum(1), rtol=0, atol=1e-12)
@@ -130,6 +133,14 @@ def test_lion_converges_to_the_clipped_optimum():
         assert float((tail[:, :2] - x_star[:2]).abs().max()) <= 1e-8
     # The O(lr) floor is real: the interior coordinate keeps oscillating with amplitude ~ lr.
     assert err > lr / 10
+    # The same through the real optimizer (PyTorch convention; p is x, grads are +grad f).
+    p = torch.nn.Parameter(torch.tensor([-3.0, 4.0, 0.0], dtype=DT))
+    opt = LionK([p], kappa="l1", lr=0.02, betas=(0.9, 0.99), weight_decay=lam)
+    for _ in range(1250):
+        p.grad = q.grad(p.detach())
+        opt.step()
+    assert float((p.detach() - x_star).abs().max()) <= 2 * 0.02
+    assert float(kkt_score(K, p.detach(), q.grad(p.detach()), lam)) <= 4 * 0.02
 
 
 @pytest.mark.parametrize("name", ["l1", "l2", "linf", "half_sq_l2", "huber", "logcosh", "l1_plus_sq_l2", "logsumexp"])
