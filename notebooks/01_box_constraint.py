@@ -127,6 +127,12 @@ report.check("Figure 1", "phase 1: max_t violation_t / ((1 - lr lambda)^t violat
 report.check("Figure 1", "runs starting inside the box never leave it: max violation", inside_left, "==", 0.0)
 report.check("Figure 1", "Lion from (-3, 4) with lambda = 1 enters the box within 100 steps (PAPER 7.1: ~90)",
              entry[(1.0, STARTS[0])], "<=", 100, fmt=".0f")
+if (1.0, (-3.0, 4.0)) in runs and LR == 0.01 and BETAS == (0.9, 0.99):  # PAPER 7.1's check run
+    check_run = outside[(outside["lambda"] == 1.0) & (outside.start == str((-3.0, 4.0))) & (outside.step > 0)]
+    check_ratio = (check_run.violation / (check_run.bound + 1e-12)).max()
+    print(f"PAPER 7.1 check run (x0 = (-3, 4), lambda = 1): max violation / bound = {check_ratio:.5f} (digest: <= 0.993)")
+    report.check("Figure 1", "PAPER 7.1 check run x0 = (-3, 4), lambda = 1: max violation / bound (digest: 0.993)",
+                 check_ratio, "<=", 0.9935, fmt=".4f")
 
 # %% [markdown]
 # ## Phase 2: H_d goes down, f need not; the limit is the clipped optimum
