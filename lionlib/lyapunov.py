@@ -17,8 +17,9 @@ not a step size):
 The coefficients are the verified ones of PAPER.md 4.3-4.4 (C = (1 - eps gamma)/(1 + eps lambda),
 C_d = lr beta1 / (lr lambda (1 - beta1) + 1 - beta2)), NOT the recollections PAPER.md warns about.
 Every function works for any K of `lionlib.kappa` and any tensor shape (the nuclear norm needs a
-matrix); the theory is meant to be evaluated on float64 tensors. H and H_d are +inf while lambda x
-is outside dom K* (phase 1); plot `phase1_distance` there instead.
+matrix); the theory is meant to be evaluated on float64 tensors. H and H_d need lambda > 0 (they
+contain (1/lambda) K*(lambda x)) and are +inf while lambda x is outside dom K* (phase 1); plot
+`phase1_distance` there instead.
 """
 
 from __future__ import annotations
