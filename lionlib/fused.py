@@ -13,9 +13,10 @@ once (20 bytes per fp32 parameter):
 
 Both reproduce the reference (`optim._forloop`) bit for bit for l1, half_sq_l2, huber and
 l1_plus_sq_l2 in fp32/bf16/fp16, including sign(0) = 0, NaN and inf (tests/test_fused.py). Eager
-torch computes `a.add_(b, alpha=s)` as one fused multiply-add, and so do both paths (`_fma` in the
-kernel, contraction in the compiled loop). K with tanh, sqrt or pow agree to a few ulp. Anything a kernel does not cover (fp64, non-dense or differently strided tensors, K without a
-kernel) goes to the foreach path, so results never depend on which path ran.
+torch computes `a.add_(b, alpha=s)` as one fused multiply-add, and so do both paths (`tl.fma` in
+the kernel; fp64 in the compiled loop, see `_fma64`). K with tanh, sqrt or pow agree to a few
+ulp. Anything a kernel does not cover (fp64, non-dense or differently strided tensors, K without
+a kernel) goes to the foreach path, so results never depend on which path ran.
 """
 
 from __future__ import annotations
@@ -239,27 +240,27 @@ def triton_step(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_deca
 # torch.compile (CPU)
 
 
+def _fma64(x: Tensor, y: Tensor, z: Tensor) -> Tensor:
+    """fp32 fused multiply-add fma(x, y, z) via fp64 (inductor's CPU backend has no fma op).
+
+    The product of two fp32 numbers is exact in fp64, so the result is rounded once more than a
+    true fma only when the fp64 sum falls exactly on an fp32 rounding tie. (Letting the C++
+    compiler contract fp32 `x * y + z` instead is faster, but GCC leaves some candidates unfused
+    by heuristics, and the results then differed from eager in a few ulp.)"""
+    return (x.double() * y + z.double()).float()
+
+
 def _update(p: Tensor, g: Tensor, m: Tensor, h: Tensor) -> None:
-    """The fused update on flat CPU tensors; `h` = hyper values (rounded to fp32), then a 1.
+    """The fused update on flat tensors; `h` = hyper (fp64, values rounded to fp32).
 
-    Rounding as in eager torch, where `a.add_(b, alpha=s)` is one fused multiply-add and every
-    other product is rounded on its own. Inductor's C++ has no fma op, so the loop is compiled
-    with floating-point contraction on (`_compiled`), which turns each `x * y + z` into an fma,
-    and `keep` hides the products eager rounds separately behind a select on a runtime true (the
-    C++ compiler cannot contract through it). tests/test_fused.py checks the result bit for bit.
-
-    Specialised per key through _CODE, _DECAY, _MAXIMIZE, bound by `_compiled`."""
-    on = h[8] > 0
-
-    def keep(x):
-        return torch.where(on, x, 0.0)
-
+    Specialised per key (see `_compiled`) through the module constants _CODE, _DECAY, _MAXIMIZE,
+    which `_compiled` binds in a fresh globals dict."""
     pf, gf, mf = p.float(), g.float(), m.float()
     if _MAXIMIZE:  # noqa: F821 (bound per key)
         gf = -gf
     if _DECAY == 1:  # noqa: F821
-        pf = keep(pf * h[0].float())
-    c = gf * h[2].float() + keep(mf * h[1].float())
+        pf = pf * h[0].float()
+    c = _fma64(gf, h[2], mf * h[1].float())
     if _CODE == 0:  # noqa: F821
         d = torch.sign(c)
     elif _CODE == 1:  # noqa: F821
@@ -267,15 +268,18 @@ def _update(p: Tensor, g: Tensor, m: Tensor, h: Tensor) -> None:
     elif _CODE == 2:  # noqa: F821
         d = (c / h[7].float()).clamp(-1, 1)
     elif _CODE == 3:  # noqa: F821
-        d = c / torch.sqrt(keep(c * c) + h[7].float())
+        d = c / torch.sqrt(c.square() + h[7].float())
     elif _CODE == 4:  # noqa: F821
         d = torch.tanh(c / h[7].float())
     else:
-        d = torch.sign(c) + keep(h[7].float() * c)
-    pf = d * h[3].float() + pf
+        d = torch.sign(c) + h[7].float() * c
+    if _CODE == 0:  # -lr * sign(c) is exact, so a plain add equals the fma
+        pf = pf + d * h[3].float()
+    else:
+        pf = _fma64(d, h[3], pf)
     if _DECAY == 2:  # noqa: F821
         pf = pf / h[4].float()
-    mf = gf * h[6].float() + keep(mf * h[5].float())
+    mf = _fma64(gf, h[6], mf * h[5].float())
     p.copy_(pf)
     m.copy_(mf)
 
@@ -286,7 +290,7 @@ def _compiled(code: int, decay: int, maximize: bool):
     dynamo's recompile limit (per code object) counts dtypes only, never other keys."""
     env = {**globals(), "_CODE": code, "_DECAY": decay, "_MAXIMIZE": maximize}
     fn = types.FunctionType(_update.__code__.replace(co_name=f"_update_k{code}_d{decay}_m{int(maximize)}"), env)
-    return torch.compile(fn, dynamic=True, fullgraph=True, options={"cpp.enable_floating_point_contract_flag": "fast"})
+    return torch.compile(fn, dynamic=True, fullgraph=True)
 
 
 def compiled_step(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, implicit_decay, maximize) -> None:
@@ -304,7 +308,7 @@ def compiled_step(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_de
     groups, rest = _split(params, grads, exp_avgs, lambda p: p.device.type == "cpu" and p.numel() > 1)
     key = (code, s["decay"], bool(maximize))
     for p_list, g_list, m_list in groups.values():
-        h = torch.tensor(s["hyper"] + (1.0,), dtype=torch.float64)
+        h = torch.tensor(s["hyper"], dtype=torch.float64)
         for i, (p, g, m) in enumerate(zip(p_list, g_list, m_list)):
             if key in _COMPILE_FAILED:
                 rest = tuple(r + t[i:] for r, t in zip(rest, (p_list, g_list, m_list)))
