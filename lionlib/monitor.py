@@ -87,6 +87,8 @@ class ConstraintMonitor:
             is_lionk = "kappa" in group
             row["bound"] = 1 + self._factor[i] * max(self._start[i] - 1, 0.0) if is_lionk else math.nan
             row["kkt"] = row["kkt_rel"] = math.nan
+            # The paper's S for a norm K. `lyapunov.kkt_score` is the same number inside the set but
+            # adds K*(lambda x), which is +inf for an fp32 tensor rounded a few ulps past the boundary.
             if self.kkt and K.is_norm and p.grad is not None:
                 x, g = p.detach().double(), p.grad.detach().double()
                 k_neg_g = float(K.value(-g))
