@@ -8,7 +8,7 @@ of bytes (`a.add_(b)` moves 12 bytes per element).
 The parameters are a transformer-like list (token embedding, per layer q/k/v/o and MLP matrices,
 biases and norm weights), scaled to the requested total. Each implementation gets fresh state,
 `--warmup` untimed steps (compilation happens there; the first step's time is recorded apart) and
-the median of `--repeats` timed steps.
+the median of `--repeats` timed steps, each right after one timed stream of the same bytes.
 
     python benchmarks/bench_step.py                       # CPU: 1M ... 64M parameters
     python benchmarks/bench_step.py --threads 1            # one CPU thread (robust on a loaded box)
@@ -109,66 +109,75 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def timed(fn: Callable[[], None], device: str, warmup: int, repeats: int) -> tuple[float, list[float]]:
-    """(first call's time, list of timed calls) after `warmup` untimed calls (the first included)."""
-    times = []
-    for i in range(warmup + repeats):
-        sync(device)
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    return times[0], times[warmup:]
+def timed(fn: Callable[[], None], device: str) -> float:
+    sync(device)
+    t0 = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - t0
 
 
-def stream_time(n_bytes: int, device: str, warmup: int, repeats: int) -> float:
-    """Median time of an in-place add streaming n_bytes (read a, b; write a: 12 bytes/element)."""
-    n = n_bytes // 12
-    a = torch.rand(n, device=device)
-    b = torch.rand(n, device=device)
-    _, times = timed(lambda: a.add_(b), device, warmup, repeats)
-    del a, b
-    return statistics.median(times)
+class Stream:
+    """The bandwidth limit: an in-place `a.add_(b)` over a prefix of two buffers, moving 12 bytes
+    per element (read a and b, write a), sized to move the requested number of bytes."""
+
+    def __init__(self, max_bytes: int, device: str):
+        self.a = torch.rand(max_bytes // 12, device=device)
+        self.b = torch.rand(max_bytes // 12, device=device)
+
+    def runner(self, n_bytes: int) -> Callable[[], None]:
+        a, b = self.a[: n_bytes // 12], self.b[: n_bytes // 12]
+        return lambda: a.add_(b)
 
 
 def bench_size(n_target: int, device: str, impls: list[Impl], warmup: int, repeats: int) -> tuple[dict, list[dict]]:
+    """Each implementation: `warmup` untimed steps, then `repeats` pairs of (stream, step) timings.
+
+    Interleaving the stream with the steps makes each fraction of the limit compare times taken
+    under the same machine load (other jobs on a shared box come and go)."""
     shapes = transformer_shapes(n_target)
     gen = torch.Generator().manual_seed(0)
     params = [torch.nn.Parameter(torch.randn(s, generator=gen).mul_(0.02).to(device)) for s in shapes]
     for p in params:
         p.grad = torch.randn(p.shape, generator=gen).mul_(1e-3).to(device)
     n = sum(p.numel() for p in params)
-    stream = {fam: stream_time(b * n, device, warmup, repeats) for fam, b in BYTES_PER_PARAM.items()}
+    stream = Stream(max(BYTES_PER_PARAM.values()) * n, device)
     rows = []
     for impl in impls:
         if device not in impl.devices:
             continue
+        run_stream = stream.runner(BYTES_PER_PARAM[impl.family] * n)
         try:
             opt = impl.make(params)
-            first, times = timed(opt.step, device, warmup, repeats)
+            first = timed(opt.step, device)
+            for _ in range(warmup - 1):
+                timed(opt.step, device)
         except Exception as e:  # a missing optional backend must not stop the benchmark
             print(f"  {impl.name:28s} skipped: {type(e).__name__}: {e}")
             continue
+        timed(run_stream, device)
+        pairs = [(timed(run_stream, device), timed(opt.step, device)) for _ in range(repeats)]
+        streams, times = [s for s, _ in pairs], [t for _, t in pairs]
         backend = None
         if impl.name.startswith("lionlib"):
             from lionlib.optim import _resolve_backend
 
             group = opt.param_groups[0]
             backend = _resolve_backend(group["params"], group["kappa"], group["foreach"], group["fused"])
-        step = statistics.median(times)
-        frac = stream[impl.family] / step
+        step, limit = statistics.median(times), statistics.median(streams)
         rows.append(dict(
             impl=impl.name, family=impl.family, backend=backend, n_params=n, n_tensors=len(params),
             bytes_per_param=BYTES_PER_PARAM[impl.family], step_s=step, step_s_all=times, first_step_s=first,
-            stream_s=stream[impl.family], fraction_of_stream=frac,
+            stream_s=limit, stream_s_all=streams, fraction_of_stream=limit / step, load_avg=os.getloadavg()[0],
         ))
-        print(f"  {impl.name:28s} {step * 1e3:9.2f} ms  {frac:6.1%} of stream  (first step {first:.2f} s)", flush=True)
+        print(f"  {impl.name:28s} {step * 1e3:9.2f} ms  {limit / step:6.1%} of stream ({limit * 1e3:.2f} ms)"
+              f"  first step {first:.2f} s", flush=True)
         del opt
         gc.collect()
-    del params
+    del params, stream
     gc.collect()
-    info = dict(n_params=n, n_tensors=len(shapes), stream_lion_s=stream["lion"], stream_adamw_s=stream["adamw"],
-                stream_gbps=BYTES_PER_PARAM["lion"] * n / stream["lion"] / 1e9)
+    lion = [r["stream_s"] for r in rows if r["family"] == "lion"]
+    info = dict(n_params=n, n_tensors=len(shapes), stream_lion_s=statistics.median(lion) if lion else None)
     return info, rows
 
 
@@ -228,7 +237,6 @@ def main() -> None:
         n_target = int(size * 2**20)
         print(f"{size:g}M parameters:", flush=True)
         info, size_rows = bench_size(n_target, args.device, impls, args.warmup, args.repeats)
-        print(f"  stream limit: {info['stream_lion_s'] * 1e3:.2f} ms for 20 B/param ({info['stream_gbps']:.1f} GB/s)")
         streams.append(info)
         rows += size_rows
     machine["load_avg_end"] = list(os.getloadavg())
