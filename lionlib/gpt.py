@@ -35,7 +35,10 @@ import torch.nn as nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from lionlib import kappa
 from lionlib.gpt_data import TokenData, get_batch, load_dataset_by_name
+from lionlib.monitor import ConstraintMonitor
+from lionlib.optim import Lion, LionK
 from lionlib.report import resolve_device
 
 # -------------------------------------------------------------------------------------------------
@@ -153,7 +156,7 @@ class GPT(nn.Module):
 
 
 # -------------------------------------------------------------------------------------------------
-# optimizers
+# training configuration, optimizers, schedule
 
 
 @dataclass
@@ -219,13 +222,8 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=betas)
     if cfg.optimizer == "lion":
-        from lionlib.optim import Lion
-
         return Lion(groups, lr=cfg.lr, betas=betas)
     if cfg.optimizer == "lion_lp":
-        from lionlib import kappa
-        from lionlib.optim import LionK
-
         return LionK(groups, kappa=kappa.get("lp", p=cfg.p), lr=cfg.lr, betas=betas)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
 
@@ -260,6 +258,7 @@ class RunResult:
     data: TokenData | None = None
 
     def to_json(self) -> dict:
+        """Everything but the model and data; the monitor frame as columns."""
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("monitor", "model", "data")}
         out["monitor"] = None if self.monitor is None else self.monitor.to_dict(orient="list")
         return out
@@ -321,8 +320,6 @@ def train(model_cfg: GPTConfig, cfg: TrainConfig, data: TokenData | None = None)
         start, history, monitor_rows = ckpt["step"], ckpt["history"], ckpt["monitor_rows"]
     monitor = None
     if master and cfg.monitor_interval:
-        from lionlib.monitor import ConstraintMonitor
-
         # AdamW groups have no K: the monitor then watches Lion's box, for comparison. After a
         # resume the phase-1 bound restarts from the resumed weights (still a valid bound).
         monitor = ConstraintMonitor(optimizer, model.named_parameters(), every=cfg.monitor_interval)
@@ -440,7 +437,8 @@ def preset(scale: str, optimizer: str = "lion") -> tuple[GPTConfig, TrainConfig]
     - `paper`: GPT-2 124M (HF `gpt2` shape: biases, vocabulary padded to 50304) on OpenWebText,
       the cosine-with-warmup settings of the authors' group for Lion (Optimizer-Zoo, an unconfirmed
       fallback: lr 1e-4, decay 0.1, 640 sequences of 1024 tokens per step, 100k steps, 2k warmup, down
-      to 0); AdamW takes nanoGPT's GPT-2 lr 6e-4.
+      to 0); AdamW takes nanoGPT's GPT-2 lr 6e-4. `grad_accum=4` on 8 GPUs puts 20 sequences on each
+      (sized for 80 GB GPUs; on 40 GB ones pass `--grad_accum 8`).
     """
     adamw = optimizer == "adamw"
     if scale == "smoke":

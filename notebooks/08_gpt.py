@@ -109,7 +109,9 @@ def command(key):
     name, changed = run_name(*plan[key])
     flags = "".join(f" --{k} {v:g}" for k, v in changed.items())
     launcher = "torchrun --standalone --nproc_per_node 8" if SCALE == "paper" else "python"
-    return f"{launcher} -m lionlib.gpt --scale {SCALE} --optimizer {plan[key][0]}{flags} --out_dir {runs_dir / name}"
+    out = runs_dir / name
+    out = out.relative_to(paths.REPO) if out.is_relative_to(paths.REPO) else out  # from the repo root
+    return f"{launcher} -m lionlib.gpt --scale {SCALE} --optimizer {plan[key][0]}{flags} --out_dir {out}"
 
 
 _cache = {}
@@ -248,7 +250,7 @@ envelope = df.groupby("step")["bound"].max()
 ax.plot(envelope.index, envelope.values, "k--", lw=1.2, label="phase-1 bound (max over tensors)")
 ax.axhline(1.0, color="red", lw=1, label="boundary of the box")
 ax.set(yscale="log", xlabel="step", ylabel=r"$\lambda\,\|x\|_\infty$ per 2-D tensor",
-       title=f"Lion, λ = {big:g}: every tensor enters the box ‖x‖∞ ≤ 1/λ")
+       title=f"Lion, λ = {big:g}: every tensor is driven into the box ‖x‖∞ ≤ 1/λ")
 ax.legend()
 report.savefig(fig, "gpt_phase1_box", element="Section 5 (GPT-2)")
 plt.show()
@@ -346,8 +348,8 @@ print(gpt.sample_text(model, data, n_tokens=400, seed=SEED))
 #    ≈ 20 hours per run, ≈ 160 A100-hours; the grid below is 8 runs. (An estimate from nanoGPT's README,
 #    not measured here.) The settings are the authors' group's Optimizer-Zoo GPT-2 recipe (PAPER.md §7.4,
 #    an unconfirmed fallback: lr 1e-4, λ = 0.1, cosine with 2k warmup down to 0, 640 sequences/step).
-#    With `grad_accum 4` and 8 processes each GPU holds 20 sequences; for other GPU counts keep
-#    world size × grad_accum × micro-batch = 640.
+#    With `grad_accum 4` and 8 processes each GPU holds 20 sequences (80 GB GPUs; on 40 GB ones add
+#    `--grad_accum 8`); for other GPU counts keep world size × grad_accum × micro-batch = 640.
 # 3. Re-run this notebook with `SCALE = "paper"`: it reads `runs/gpt/paper/*/result.json`.
 #
 # The commands of this notebook's runs at the current scale's settings (run them with

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from lionlib import paths
-from lionlib.gpt import GPT, GPTConfig, RunResult, TrainConfig, lr_at, make_optimizer, preset, sample_text, train
+from lionlib.gpt import (GPT, GPTConfig, RunResult, TrainConfig, load_model, lr_at, make_optimizer, preset,
+                         sample_text, train)
 from lionlib.gpt_data import (SHAKESPEARE_SHA256, data_root, get_batch, load_bins, load_shakespeare,
                               prepare_openwebtext, sha256_file, shakespeare_path)
 
@@ -176,6 +177,8 @@ def test_checkpoint_resume_is_identical(shakespeare, tmp_path):
     for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), name
     assert resumed.history == straight.history and resumed.final_val_loss == straight.final_val_loss
+    reloaded = load_model(tmp_path / "b" / "ckpt.pt", device="cpu")
+    assert all(torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), straight.model.state_dict().values()))
     saved = RunResult.from_json(tmp_path / "b" / "result.json")
     assert saved.history == straight.history and len(saved.monitor) == len(resumed.monitor) > 0
 
