@@ -101,6 +101,7 @@ def triton_step(*args, **kwargs):
 
 
 needs_triton = pytest.mark.skipif(not fused.triton_available(), reason="Triton is not installed")
+cpu_only = pytest.mark.skipif(DEVICE != "cpu", reason="the compiled loop is the CPU path (CUDA tensors take foreach)")
 
 
 @needs_triton
@@ -128,6 +129,8 @@ def edge_state(p_dtype, m_dtype):
 def test_edge_values(backend, name, params_kw):
     if backend == "triton" and not fused.triton_available():
         pytest.skip("Triton is not installed")
+    if backend == "compiled" and DEVICE != "cpu":
+        pytest.skip("the compiled loop is the CPU path")
     if backend == "compiled" and name in ("logcosh", "l2"):
         pytest.skip("one compilation per K costs seconds; the compiled maths is covered by l1 and huber")
     K = kappa.get(name, **params_kw)
@@ -171,6 +174,7 @@ def test_non_dense_and_mixed_layouts_take_the_foreach_path(backend):
     torch.testing.assert_close(base[:, 20:], base[:, 20:].clone())  # untouched around the view
 
 
+@cpu_only
 @pytest.mark.parametrize(
     "name,params_kw,p_dtype,m_dtype,implicit_decay,maximize",
     [
@@ -184,6 +188,7 @@ def test_compiled_matches_reference(name, params_kw, p_dtype, m_dtype, implicit_
     run_steps(fused.compiled_step, name, params_kw, p_dtype, m_dtype, implicit_decay, maximize)
 
 
+@cpu_only
 def test_compiled_lp_takes_the_foreach_path():
     run_steps(fused.compiled_step, "lp", {"p": 1.5}, FP32, FP32, False, False, steps=1)
 
@@ -220,6 +225,7 @@ def test_missing_triton_falls_back_with_a_warning(monkeypatch):
     assert_same(params, ref_params, exact=True)
 
 
+@cpu_only
 def test_compile_failure_falls_back_with_a_warning(monkeypatch):
     def broken(*key):
         def fn(*args):
