@@ -519,7 +519,7 @@ def train(cfg: Config, data: dict | None = None) -> dict:
         start, elapsed = state["epoch"], state["elapsed"]
         result["history"], result["losses"] = state["history"], state["losses"]
 
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # the plain bar: the widget one needs ipywidgets in notebooks
 
     for epoch in range(start, cfg.epochs):
         t0 = time.perf_counter()
