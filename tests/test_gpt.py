@@ -21,6 +21,15 @@ from lionlib.gpt_data import (SHAKESPEARE_SHA256, data_root, get_batch, load_bin
 SHARED_DATA = paths.REPO.parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The models here are tiny: one intra-op thread is fastest, and extra threads spin on a busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def shakespeare():
     assert (SHARED_DATA / "tinyshakespeare" / "input.txt").exists(), f"offline data missing in {SHARED_DATA}"
