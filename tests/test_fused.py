@@ -251,3 +251,46 @@ def test_cpu_default_backend_compiles_only_large_groups():
     assert _resolve_backend(big, l1, False, None) == "forloop"
     assert _resolve_backend(big, l1, True, None) == "foreach"
     assert _resolve_backend(small, l1, None, True) == "compiled"
+
+
+AOT_COMPILE = """
+import triton, triton.language as tl
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from lionlib import fused_triton as k
+
+def compile(fn, consts):
+    ints = {"chunk": "i32"}
+    tables = {"p_ptrs", "g_ptrs", "m_ptrs", "sizes", "chunk_tensor", "chunk_start"}
+    sig = {n: "constexpr" if n in consts else ints.get(n, "*i64" if n in tables else "*fp32") for n in fn.arg_names}
+    src = ASTSource(fn=fn, signature=sig, constexprs={(fn.arg_names.index(n),): v for n, v in consts.items()})
+    ptx = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=dict(num_warps=4, enable_fp_fusion=False)).asm["ptx"]
+    assert "fma.rn.f32" in ptx and "div.full" not in ptx and "div.approx" not in ptx
+
+for K in range(7):
+    for dt in (tl.float32, tl.bfloat16):
+        compile(k.step_kernel, dict(K=K, DECAY=K % 3, MAXIMIZE=K % 2 == 0, INTERPRET=False,
+                                    BLOCK=1024, P_DTYPE=dt, G_DTYPE=dt, M_DTYPE=tl.float32))
+for total in (False, True):
+    compile(k.norm_kernel, dict(MAXIMIZE=False, INTERPRET=False, SUM=total, BLOCK=1024,
+                                P_DTYPE=tl.float16, G_DTYPE=tl.float16, M_DTYPE=tl.float32))
+"""
+
+
+@needs_triton
+def test_kernels_compile_for_cuda():
+    """Compile every kernel variant to PTX for an sm_90 GPU (no GPU needed), in a process without
+    TRITON_INTERPRET: catches what the interpreter does not check (types, constexpr use), and that
+    the IEEE fma/division survive (no approximate division)."""
+    import subprocess
+    import sys
+
+    try:
+        from triton.backends import backends
+    except ImportError:
+        pytest.skip("this Triton has no backend registry")
+    if "nvidia" not in backends:
+        pytest.skip("Triton's CUDA backend is not installed")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    res = subprocess.run([sys.executable, "-c", AOT_COMPILE], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
