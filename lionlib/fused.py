@@ -104,14 +104,15 @@ def _dense_alike(p: Tensor, g: Tensor, m: Tensor) -> bool:
 
 
 def _split(params, grads, exp_avgs, supported):
-    """Partition into (device, dtypes) groups a kernel handles, and the rest (for foreach)."""
+    """Partition into (device, dtypes, 16-byte aligned) groups a kernel handles, and the rest (for foreach)."""
     groups: dict[tuple, tuple[list, list, list]] = {}
     rest: tuple[list, list, list] = ([], [], [])
     for p, g, m in zip(params, grads, exp_avgs):
         if p.numel() == 0:
             continue
         ok = supported(p) and p.dtype in _DTYPES and g.dtype in _DTYPES and m.dtype in _DTYPES and _dense_alike(p, g, m)
-        target = groups.setdefault((p.device, p.dtype, g.dtype, m.dtype), ([], [], [])) if ok else rest
+        aligned = all(t.data_ptr() % 16 == 0 for t in (p, g, m))  # lets the kernel use vector loads
+        target = groups.setdefault((p.device, p.dtype, g.dtype, m.dtype, aligned), ([], [], [])) if ok else rest
         for lst, t in zip(target, (p, g, m)):
             lst.append(t)
     return groups, rest
@@ -171,7 +172,7 @@ def _tables(p_list, g_list, m_list, chunk: int, device) -> tuple[Tensor, ...]:
     return flat[:n], flat[n : 2 * n], flat[2 * n : 3 * n], flat[3 * n : 4 * n], flat[4 * n : 4 * n + k], flat[4 * n + k :]
 
 
-def _triton_group(p_list, g_list, m_list, s, maximize: bool, chunk: int | None) -> None:
+def _triton_group(p_list, g_list, m_list, s, maximize: bool, chunk: int | None, aligned: bool) -> None:
     kernels = _triton()
     tl = kernels.tl
     device = p_list[0].device
@@ -201,7 +202,8 @@ def _triton_group(p_list, g_list, m_list, s, maximize: bool, chunk: int | None) 
             unorm_raw = total.pow(1.0 / kp)
             unorm = torch.where(unorm_raw > 0, unorm_raw, ones)
         kernels.step_kernel[grid](
-            p_ptrs, g_ptrs, m_ptrs, sizes, chunk_tensor, chunk_start, safe, unorm, chunk, hyper, K=s["code"], DECAY=s["decay"], **common, **launch,
+            p_ptrs, g_ptrs, m_ptrs, sizes, chunk_tensor, chunk_start, safe, unorm, chunk, hyper,
+            ALIGNED=aligned, K=s["code"], DECAY=s["decay"], **common, **launch,
         )
 
 
@@ -231,8 +233,8 @@ def triton_step(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_deca
     on_device = (lambda p: p.is_cuda) if not _interpreted() else (lambda p: p.device.type in ("cpu", "cuda"))
     groups, rest = _split(params, grads, exp_avgs, on_device)
     s = _scalars(kappa, lr, beta1, beta2, weight_decay, implicit_decay)
-    for p_list, g_list, m_list in groups.values():
-        _triton_group(p_list, g_list, m_list, s, maximize, chunk)
+    for key, (p_list, g_list, m_list) in groups.items():
+        _triton_group(p_list, g_list, m_list, s, maximize, chunk, aligned=key[-1])
     _foreach_rest(rest, hyper_kwargs)
 
 

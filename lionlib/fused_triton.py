@@ -55,11 +55,15 @@ def _tanh(x):
 
 
 @triton.jit
-def _momenta(g_base, m_base, idx, mask, b1, omb1, MAXIMIZE: tl.constexpr, INTERPRET: tl.constexpr):
+def _momenta(g_ptr, m_ptr, mask, b1, omb1, MAXIMIZE: tl.constexpr, INTERPRET: tl.constexpr):
     # g (negated if maximizing), m, and c = b1 m + (1 - b1) g, in fp32; 0 past the end (the
-    # norm partials sum over whole blocks)
-    g = tl.load(g_base + idx, mask=mask, other=0.0).to(tl.float32)
-    m = tl.load(m_base + idx, mask=mask, other=0.0).to(tl.float32)
+    # norm partials sum over whole blocks). mask=None: a whole block, no mask (vector loads).
+    if mask is None:
+        g = tl.load(g_ptr).to(tl.float32)
+        m = tl.load(m_ptr).to(tl.float32)
+    else:
+        g = tl.load(g_ptr, mask=mask, other=0.0).to(tl.float32)
+        m = tl.load(m_ptr, mask=mask, other=0.0).to(tl.float32)
     if MAXIMIZE:
         g = -g
     c = _fma(g, omb1, m * b1, INTERPRET)
@@ -87,7 +91,7 @@ def norm_kernel(g_ptrs, m_ptrs, sizes, chunk_tensor, chunk_start, safe, out, chu
     for off in range(start, end, BLOCK):
         idx = off + tl.arange(0, BLOCK)
         mask = idx < end
-        g, m, c = _momenta(g_base, m_base, idx, mask, b1, omb1, MAXIMIZE, INTERPRET)
+        g, m, c = _momenta(g_base + idx, m_base + idx, mask, b1, omb1, MAXIMIZE, INTERPRET)
         a = tl.abs(c)
         nan += (a != a).to(tl.int32)
         if SUM:
@@ -103,11 +107,45 @@ def norm_kernel(g_ptrs, m_ptrs, sizes, chunk_tensor, chunk_start, safe, out, chu
 
 
 @triton.jit
+def _update_block(p_ptr, g_ptr, m_ptr, mask, decay, b1, omb1, neg_lr, div, b2, omb2, kp, s, un,
+                  K: tl.constexpr, DECAY: tl.constexpr, MAXIMIZE: tl.constexpr, INTERPRET: tl.constexpr,
+                  P_DTYPE: tl.constexpr, M_DTYPE: tl.constexpr):
+    # One block of the update: the same operations, in the same order and rounding, as
+    # optim._forloop.
+    g, m, c = _momenta(g_ptr, m_ptr, mask, b1, omb1, MAXIMIZE, INTERPRET)
+    p = tl.load(p_ptr, mask=mask).to(tl.float32)
+    if DECAY == 1:
+        p = p * decay
+    if K == 0:  # l1: Lion
+        d = _sign(c)
+    elif K == 1:  # half_sq_l2
+        d = c
+    elif K == 2:  # huber: clamp(c / delta, -1, 1), NaN kept
+        u = tl.div_rn(c, kp)
+        d = tl.where(u > 1.0, 1.0, tl.where(u < -1.0, -1.0, u))
+    elif K == 3:  # relativistic: c / sqrt(c^2 + delta^2)
+        d = tl.div_rn(c, tl.sqrt_rn(c * c + kp))
+    elif K == 4:  # logcosh: tanh(c / delta)
+        d = _tanh(tl.div_rn(c, kp))
+    elif K == 5:  # l1_plus_sq_l2: sign(c) + a c
+        d = _sign(c) + kp * c
+    else:  # lp: sign(u) (|u| / ||u||_p)^(p-1), u = c / safe
+        u = tl.div_rn(c, s)
+        r = tl.div_rn(tl.abs(u), un)
+        d = _sign(u) * tl.where(r > 0, tl.exp2((kp - 1.0) * tl.log2(tl.where(r > 0, r, 1.0))), tl.where(r == 0, 0.0, r))
+    p = _fma(d, neg_lr, p, INTERPRET)
+    if DECAY == 2:
+        p = tl.div_rn(p, div)
+    m = _fma(g, omb2, m * b2, INTERPRET)
+    tl.store(p_ptr, _cast(p, P_DTYPE, INTERPRET), mask=mask)
+    tl.store(m_ptr, _cast(m, M_DTYPE, INTERPRET), mask=mask)
+
+
+@triton.jit
 def step_kernel(p_ptrs, g_ptrs, m_ptrs, sizes, chunk_tensor, chunk_start, safe, unorm, chunk, hyper,
-                 K: tl.constexpr, DECAY: tl.constexpr, MAXIMIZE: tl.constexpr, INTERPRET: tl.constexpr,
+                ALIGNED: tl.constexpr, K: tl.constexpr, DECAY: tl.constexpr, MAXIMIZE: tl.constexpr, INTERPRET: tl.constexpr,
                  BLOCK: tl.constexpr, P_DTYPE: tl.constexpr, G_DTYPE: tl.constexpr, M_DTYPE: tl.constexpr):
-    # One program = one chunk of one tensor; the same operations, in the same order and
-    # rounding, as optim._forloop.
+    # One program = one chunk of one tensor.
     pid = tl.program_id(0)
     t = tl.load(chunk_tensor + pid)
     start = tl.load(chunk_start + pid)
@@ -127,33 +165,22 @@ def step_kernel(p_ptrs, g_ptrs, m_ptrs, sizes, chunk_tensor, chunk_start, safe, 
     if K == 6:
         s = tl.load(safe + t)
         un = tl.load(unorm + t)
-    for off in range(start, end, BLOCK):
+    else:
+        s = 1.0
+        un = 1.0
+    # Whole blocks without a mask, then the masked tail. With ALIGNED (checked on the host: every
+    # base address 16-byte aligned; chunk starts are multiples of BLOCK) the whole blocks use
+    # 16-byte vector loads and stores.
+    full = start + (end - start) // BLOCK * BLOCK
+    for off in range(start, full, BLOCK):
         idx = off + tl.arange(0, BLOCK)
-        mask = idx < end
-        g, m, c = _momenta(g_base, m_base, idx, mask, b1, omb1, MAXIMIZE, INTERPRET)
-        p = tl.load(p_base + idx, mask=mask).to(tl.float32)
-        if DECAY == 1:
-            p = p * decay
-        if K == 0:  # l1: Lion
-            d = _sign(c)
-        elif K == 1:  # half_sq_l2
-            d = c
-        elif K == 2:  # huber: clamp(c / delta, -1, 1), NaN kept
-            u = tl.div_rn(c, kp)
-            d = tl.where(u > 1.0, 1.0, tl.where(u < -1.0, -1.0, u))
-        elif K == 3:  # relativistic: c / sqrt(c^2 + delta^2)
-            d = tl.div_rn(c, tl.sqrt_rn(c * c + kp))
-        elif K == 4:  # logcosh: tanh(c / delta)
-            d = _tanh(tl.div_rn(c, kp))
-        elif K == 5:  # l1_plus_sq_l2: sign(c) + a c
-            d = _sign(c) + kp * c
-        else:  # lp: sign(u) (|u| / ||u||_p)^(p-1), u = c / safe
-            u = tl.div_rn(c, s)
-            r = tl.div_rn(tl.abs(u), un)
-            d = _sign(u) * tl.where(r > 0, tl.exp2((kp - 1.0) * tl.log2(tl.where(r > 0, r, 1.0))), tl.where(r == 0, 0.0, r))
-        p = _fma(d, neg_lr, p, INTERPRET)
-        if DECAY == 2:
-            p = tl.div_rn(p, div)
-        m = _fma(g, omb2, m * b2, INTERPRET)
-        tl.store(p_base + idx, _cast(p, P_DTYPE, INTERPRET), mask=mask)
-        tl.store(m_base + idx, _cast(m, M_DTYPE, INTERPRET), mask=mask)
+        p_ptr, g_ptr, m_ptr = p_base + idx, g_base + idx, m_base + idx
+        if ALIGNED:
+            p_ptr = tl.multiple_of(p_ptr, 16)
+            g_ptr = tl.multiple_of(g_ptr, 16)
+            m_ptr = tl.multiple_of(m_ptr, 16)
+        _update_block(p_ptr, g_ptr, m_ptr, None, decay, b1, omb1, neg_lr, div, b2, omb2, kp, s, un,
+                      K, DECAY, MAXIMIZE, INTERPRET, P_DTYPE, M_DTYPE)
+    idx = full + tl.arange(0, BLOCK)
+    _update_block(p_base + idx, g_base + idx, m_base + idx, idx < end, decay, b1, omb1, neg_lr, div, b2, omb2, kp,
+                  s, un, K, DECAY, MAXIMIZE, INTERPRET, P_DTYPE, M_DTYPE)

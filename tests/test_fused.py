@@ -266,10 +266,11 @@ def compile(fn, consts):
     src = ASTSource(fn=fn, signature=sig, constexprs={(fn.arg_names.index(n),): v for n, v in consts.items()})
     ptx = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=dict(num_warps=4, enable_fp_fusion=False)).asm["ptx"]
     assert "fma.rn.f32" in ptx and "div.full" not in ptx and "div.approx" not in ptx
+    assert "ld.global.v4" in ptx or not consts.get("ALIGNED")  # 16-byte loads for aligned tensors
 
 for K in range(7):
     for dt in (tl.float32, tl.bfloat16):
-        compile(k.step_kernel, dict(K=K, DECAY=K % 3, MAXIMIZE=K % 2 == 0, INTERPRET=False,
+        compile(k.step_kernel, dict(ALIGNED=dt == tl.float32, K=K, DECAY=K % 3, MAXIMIZE=K % 2 == 0, INTERPRET=False,
                                     BLOCK=1024, P_DTYPE=dt, G_DTYPE=dt, M_DTYPE=tl.float32))
 for total in (False, True):
     compile(k.norm_kernel, dict(MAXIMIZE=False, INTERPRET=False, SUM=total, BLOCK=1024,
@@ -281,7 +282,7 @@ for total in (False, True):
 def test_kernels_compile_for_cuda():
     """Compile every kernel variant to PTX for an sm_90 GPU (no GPU needed), in a process without
     TRITON_INTERPRET: catches what the interpreter does not check (types, constexpr use), and that
-    the IEEE fma/division survive (no approximate division)."""
+    the IEEE fma/division survive (no approximate division), and that aligned tensors get vector loads."""
     import subprocess
     import sys
 
