@@ -295,3 +295,23 @@ def test_kernels_compile_for_cuda():
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     res = subprocess.run([sys.executable, "-c", AOT_COMPILE], env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
+
+
+@needs_triton
+def test_triton_unaligned_dense_tensors():
+    """Dense views at an odd offset (not 16-byte aligned) take the kernel's unaligned variant."""
+    K = kappa.get("l1")
+    hyper = dict(kappa=K, lr=1e-2, beta1=0.9, beta2=0.99, weight_decay=0.1, implicit_decay=False, maximize=False)
+    flat = torch.randn(5000, device=DEVICE)
+    params = [flat[1:2049], flat[2051:4999].view(4, 737)]
+    grads = [torch.randn(2048, device=DEVICE), torch.randn(4, 737, device=DEVICE)[:, :]]
+    exp_avgs = [torch.randn_like(p) for p in params]
+    assert fused._split(params, grads, exp_avgs, lambda p: True)[0].keys() == {(params[0].device, FP32, FP32, FP32, False)}
+    ref_params, ref_exp_avgs = [p.clone() for p in params], [m.clone() for m in exp_avgs]
+    flat_before = flat.clone()
+    triton_step(params, grads, exp_avgs, **hyper)
+    reference_step(ref_params, grads, ref_exp_avgs, **hyper)
+    assert_same(params, ref_params, exact=True)
+    assert_same(exp_avgs, ref_exp_avgs, exact=True)
+    for i in (0, 2049, 2050, 4999):  # untouched around the views
+        assert flat[i] == flat_before[i]
