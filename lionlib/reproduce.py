@@ -49,14 +49,14 @@ class Entry:
 
 REGISTRY = [  # minutes: wall time measured through this driver on the 2-core dev box (under load); {} = not yet
     Entry("00_index", ("Companion map",), {"smoke": 0.2, "cpu": 0.2}, reads_manifest=True),
-    Entry("01_box_constraint", ("Figure 1",)),
-    Entry("02_continuous_lyapunov", ("Theorem 3.1",)),
-    Entry("03_discrete_lyapunov", ("Theorem 4.1", "Theorem B.9")),
-    Entry("04_lionk_family", ("Table 2", "Figure 4")),
+    Entry("01_box_constraint", ("Figure 1",), {"smoke": 0.6, "cpu": 0.8}),
+    Entry("02_continuous_lyapunov", ("Theorem 3.1",), {"smoke": 0.6, "cpu": 0.5}),
+    Entry("03_discrete_lyapunov", ("Theorem 4.1", "Theorem B.9"), {"smoke": 0.6, "cpu": 0.7}),
+    Entry("04_lionk_family", ("Table 2", "Figure 4"), {"smoke": 0.6, "cpu": 0.7}),
     Entry("05_connections", ("Section 3.1",), {"smoke": 0.5, "cpu": 0.6}),
     Entry("06_muon", ("Muon note",), {"smoke": 0.4, "cpu": 0.6}),
-    Entry("cifar10", ("Section 5 (CIFAR-10)",)),
-    Entry("gpt", ("Section 5 (GPT-2)",)),
+    Entry("cifar10", ("Section 5 (CIFAR-10)",), {"cpu": 17.6}),
+    Entry("gpt", ("Section 5 (GPT-2)",), {"smoke": 0.4, "cpu": 13.8}),
     Entry("fused_update", ("Fused kernel",)),
 ]
 
