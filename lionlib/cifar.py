@@ -402,19 +402,14 @@ def _identity(cfg: Config | dict) -> dict:
 
 
 def lp_groups(model: nn.Module, lr: float, wd: float, p: float) -> list[dict]:
-    """One param group per tensor for Lion-lp, with lr * n^(1/q) and wd / n^(1/q) (1/q = 1 - 1/p).
+    """One param group per tensor for Lion-lp, scaled by `lionlib.optim.lp_scale` so every p takes
+    steps of Lion's size and keeps Lion's lr * wd."""
+    from lionlib.optim import lp_scale
 
-    grad ||c||_p has unit dual (l_q) norm, so for an n-element tensor its entries are about n^(-1/q):
-    at p = 2 a 37k-entry conv kernel would move ~200x slower than under Lion. Scaling lr by n^(1/q)
-    makes the step equal to Lion's whenever all |c_i| are equal (and is exactly Lion at p = 1);
-    dividing wd by the same factor keeps lr*wd, hence the phase-1 speed, unchanged. The constraint
-    lambda_t ||x||_q <= 1 then reads (mean |x_i|^q)^(1/q) <= 1/wd: a power mean of |x| bounded by
-    Lion's box radius, for every p.
-    """
     groups = []
     for name, prm in model.named_parameters():
         if prm.requires_grad:
-            s = prm.numel() ** (1 - 1 / p)
+            s = lp_scale(prm.numel(), p)
             groups.append(dict(params=[prm], lr=lr * s, weight_decay=wd / s, name=name))
     return groups
 
@@ -515,7 +510,7 @@ def train(cfg: Config, data: dict | None = None) -> dict:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         if mon is not None:
-            vars(mon).update(state["monitor"])
+            mon.load_state_dict(state["monitor"])
         start, elapsed = state["epoch"], state["elapsed"]
         result["history"], result["losses"] = state["history"], state["losses"]
 
@@ -554,7 +549,7 @@ def train(cfg: Config, data: dict | None = None) -> dict:
                   f"test_loss {test_loss:.4f}  test_acc {test_acc:.4f}  time {elapsed:.1f}s")
         state = dict(epoch=epoch + 1, elapsed=elapsed, identity=_identity(cfg), model=model.state_dict(),
                      optimizer=opt.state_dict(), history=result["history"], losses=result["losses"],
-                     monitor=_monitor_state(mon))
+                     monitor=None if mon is None else mon.state_dict())
         torch.save(state, ckpt.with_suffix(".tmp"))
         ckpt.with_suffix(".tmp").replace(ckpt)  # atomic: an interrupted save keeps the last checkpoint
         if cfg.stop_after is not None and epoch + 1 - start >= cfg.stop_after and epoch + 1 < cfg.epochs:
@@ -570,11 +565,6 @@ def train(cfg: Config, data: dict | None = None) -> dict:
     (run_dir / "result.json").write_text(json.dumps(result, indent=1))
     result["model"] = model
     return result
-
-
-def _monitor_state(mon) -> dict | None:
-    """What a resumed ConstraintMonitor needs: its rows and the running phase-1 factors."""
-    return None if mon is None else {k: vars(mon)[k] for k in ("_factor", "_start", "_calls", "rows")}
 
 
 def load_result(run_dir: str | Path) -> dict:

@@ -38,7 +38,7 @@ from tqdm import tqdm
 from lionlib import kappa
 from lionlib.gpt_data import TokenData, get_batch, load_dataset_by_name
 from lionlib.monitor import ConstraintMonitor
-from lionlib.optim import Lion, LionK
+from lionlib.optim import Lion, LionK, lp_scale
 from lionlib.report import resolve_device
 
 # -------------------------------------------------------------------------------------------------
@@ -195,18 +195,15 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
     gains and biases are not decayed, so Lion's box constraint ||x||_inf <= 1/lambda applies to the
     2-D tensors only.
 
-    Lion-lp gets one group per tensor, with its learning rate scaled by s = n^(1 - 1/p) (n = the
-    tensor's size) and its decay divided by s. That is Lion-K with K = s ||x||_p: grad K has unit
-    q-norm (1/p + 1/q = 1), so without s the per-coordinate step would shrink like n^(-1/q) (a
-    1/sqrt(n) step at p = 2); with it every p takes steps of Lion's size (s = 1 at p = 1), lr * wd is
-    unchanged, and the constraint reads: the power mean (mean |x_i|^q)^(1/q) <= 1/lambda (the box at
-    p = 1, the RMS at p = 2). The group keeps `lr_scale` for the schedule.
+    Lion-lp gets one group per tensor, its learning rate scaled by s = `lionlib.optim.lp_scale`
+    and its decay divided by s, so every p takes steps of Lion's size with Lion's lr * wd. The group
+    keeps `lr_scale` for the schedule.
     """
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if cfg.optimizer == "lion_lp":
         groups = []
         for name, p in named:
-            s = p.numel() ** (1 - 1 / cfg.p)
+            s = lp_scale(p.numel(), cfg.p)
             wd = cfg.weight_decay / s if p.dim() >= 2 else 0.0
             groups.append({"params": [(name, p)], "weight_decay": wd, "lr_scale": s})
         return groups

@@ -97,6 +97,16 @@ class ConstraintMonitor:
                 row["kkt_rel"] = s / k_neg_g if k_neg_g > 0 else math.nan
             self.rows.append(row)
 
+    def state_dict(self) -> dict:
+        """What a checkpoint needs so that a resumed run continues the same bound and history."""
+        return dict(factor=list(self._factor), start=list(self._start), calls=self._calls, rows=list(self.rows))
+
+    def load_state_dict(self, state: dict) -> None:
+        if len(state["factor"]) != len(self._tensors):
+            raise ValueError(f"monitor state has {len(state['factor'])} tensors, this optimizer {len(self._tensors)}")
+        self._factor, self._start = list(state["factor"]), list(state["start"])
+        self._calls, self.rows = state["calls"], list(state["rows"])
+
     def frame(self) -> pd.DataFrame:
         """One row per (recorded step, tensor)."""
         return pd.DataFrame(self.rows, columns=["step", "name", "kappa", "numel", "constraint", "bound", "kkt", "kkt_rel"])

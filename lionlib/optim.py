@@ -39,7 +39,7 @@ from torch.optim import Optimizer
 from lionlib import kappa as kappa_lib
 from lionlib.kappa import Kappa
 
-__all__ = ["LionK", "Lion", "Muon", "lionk_step"]
+__all__ = ["LionK", "Lion", "Muon", "lionk_step", "lp_scale"]
 
 BACKENDS = ("forloop", "foreach", "compiled", "triton")
 _LOW_PRECISION = (torch.bfloat16, torch.float16)
@@ -326,6 +326,19 @@ class LionK(Optimizer):
         for pid, p in zip(saved_ids, own_params):
             if pid in saved:
                 self.state[p]["exp_avg"] = saved[pid].to(device=p.device, copy=True)
+
+
+def lp_scale(numel: int, p: float) -> float:
+    """Learning-rate multiplier n^(1 - 1/p) that gives Lion-lp Lion's step size on an n-element tensor.
+
+    grad ||c||_p has unit l_q norm (1/p + 1/q = 1), so its entries are about n^(-1/q): without a
+    scale, a p = 2 step on a 37k-entry kernel is ~200x smaller than Lion's. Multiplying lr by
+    s = n^(1/q) (and dividing weight decay by s, so lr * wd and the phase-1 speed are unchanged)
+    makes the step equal Lion's when all |c_i| are equal; s = 1 at p = 1, where Lion-lp is Lion.
+    The constraint then reads (mean |x_i|^q)^(1/q) <= 1/wd: the box at p = 1, the RMS at p = 2.
+    This is Lion-K with K = s ||x||_p; the scaling is this companion's choice, not the paper's.
+    """
+    return float(numel) ** (1 - 1 / p)
 
 
 class Lion(LionK):

@@ -243,7 +243,7 @@ report.check("Section 5 (CIFAR-10)", "Lion-lp, every p: training loss decreased 
 report.check("Section 5 (CIFAR-10)", "Lion-lp, every p: test accuracy above chance (worst run)",
              min(r["final_test_acc"] for r in exp2.values()), ">", 0.1, stable=False)
 m2 = monitor_frame(exp2)
-report.check("Section 5 (CIFAR-10)", "Lion-lp: lambda ||x||_q <= phase-1 bound, every tensor and step (max of ratio - 1)",
+_ = report.check("Section 5 (CIFAR-10)", "Lion-lp: lambda ||x||_q <= phase-1 bound, every tensor and step (max of ratio - 1)",
              (m2.constraint / m2.bound).max() - 1, "<=", 1e-5, stable=False)  # 1e-5: float32 rounding
 
 # %% [markdown]
@@ -324,7 +324,7 @@ print(f"highest accuracy after epoch 1: lambda = {fastest:g} ({per_lam.acc_epoch
       f"largest lambda {LAMBDAS[-1]:g}: final {per_lam.acc_final.iloc[-1]:.4f}")
 results = {"scale": SCALE, "dataset": dataset, "lion_vs_adamw": final1.reset_index().to_dict("records"),
            "lion_lp": table2.reset_index().to_dict("records"), "lambda_sweep": per_lam.reset_index().to_dict("records")}
-(RUNS / "summary.json").write_text(json.dumps(results, indent=1, default=float))
+_ = (RUNS / "summary.json").write_text(json.dumps(results, indent=1, default=float))
 
 # %%
 # NBVAL_IGNORE_OUTPUT

@@ -68,3 +68,32 @@ def test_every_and_validation():
     for _ in range(7):
         monitor.record()
     assert monitor.frame()["step"].tolist() == [1, 3, 6]
+
+
+def test_state_dict_resumes_the_bound_and_history():
+    def make():
+        torch.manual_seed(0)
+        p = torch.nn.Parameter(5 * torch.ones(4))
+        return p, Lion([p], lr=0.05, weight_decay=2.0)
+
+    def steps(p, opt, mon, n):
+        for _ in range(n):
+            p.grad = torch.randn(4)
+            opt.step()
+            mon.record()
+
+    p, opt = make()
+    straight = ConstraintMonitor(opt)
+    torch.manual_seed(1)
+    steps(p, opt, straight, 10)
+
+    p, opt = make()
+    first = ConstraintMonitor(opt)
+    torch.manual_seed(1)
+    steps(p, opt, first, 4)
+    resumed = ConstraintMonitor(opt)  # built from the current (mid-run) weights
+    resumed.load_state_dict(first.state_dict())
+    steps(p, opt, resumed, 6)
+    assert resumed.frame().equals(straight.frame())
+    with pytest.raises(ValueError, match="1 tensors, this optimizer 0"):
+        ConstraintMonitor(Lion([torch.nn.Parameter(torch.ones(2))])).load_state_dict(first.state_dict())
