@@ -77,11 +77,12 @@ print(f"{len(runs)} result file(s)")
 # ## Where and how the numbers were measured
 #
 # One row per result file: CPU model, cores, the torch threads used, versions, and the load average
-# when the run started and ended. The committed CPU files come from a shared 2-core virtual machine
-# on which other jobs were running (load average 2-4 on 2 cores): with two torch threads, any
-# descheduled thread stalls every parallel op, so those timings scatter widely; the one-thread
-# file is the steadier comparison. No GPU file is committed yet (`benchmarks/gpu_check.sh` makes
-# one on a machine with a GPU).
+# when the run started and ended. The committed CPU files come from a 2-core virtual machine with
+# no other job running (load average below 1, printed per row in the files), one with one torch
+# thread and one with torch's default of two. On a loaded machine the two-thread timings scatter
+# widely (a descheduled thread stalls every parallel op); the one-thread file is the steadier
+# comparison. No GPU file is committed yet (`benchmarks/gpu_check.sh` makes one on a machine with
+# a GPU).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
