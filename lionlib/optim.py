@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from lionlib import fused as fused_lib  # Triton itself is imported only when a kernel runs
 from lionlib import kappa as kappa_lib
 from lionlib.kappa import Kappa
 
@@ -106,12 +107,6 @@ def _foreach(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, 
             torch._foreach_copy_(m_list, work_m)
 
 
-def _fused(backend: str) -> Callable:
-    from lionlib import fused  # optional: imports Triton lazily
-
-    return fused.triton_step if backend == "triton" else fused.compiled_step
-
-
 def lionk_step(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], *, backend: str = "forloop", **hyper) -> None:
     """Functional Lion-K step on lists of tensors (updates `params` and `exp_avgs` in place).
 
@@ -121,8 +116,10 @@ def lionk_step(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor]
         _forloop(params, grads, exp_avgs, **hyper)
     elif backend == "foreach":
         _foreach(params, grads, exp_avgs, **hyper)
-    elif backend in ("compiled", "triton"):
-        _fused(backend)(params, grads, exp_avgs, **hyper)
+    elif backend == "compiled":
+        fused_lib.compiled_step(params, grads, exp_avgs, **hyper)
+    elif backend == "triton":
+        fused_lib.triton_step(params, grads, exp_avgs, **hyper)
     else:
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
 
@@ -136,8 +133,8 @@ def _triton_available() -> bool:
 
 
 # Groups at least this large default to the compiled path on CPU. It streams memory once per
-# step (~5x faster than foreach at 16M parameters on a 2-core box, benchmarks/bench_step.py) but
-# its first step compiles for seconds, which small models, tests and notebooks should not pay.
+# step (2-3x faster than foreach at 64M parameters on a 2-core box, benchmarks/results/) but its
+# first step compiles for seconds, which small models, tests and notebooks should not pay.
 COMPILE_MIN_NUMEL = 1 << 22
 
 
@@ -150,17 +147,10 @@ def _resolve_backend(params: list[Tensor], kappa: Kappa, foreach: bool | None, f
             return "compiled"
         if not _triton_available():
             raise RuntimeError("fused=True on CUDA needs Triton (pip install triton), which is not importable")
-        from lionlib import fused as fused_lib
-
         return "triton" if fused_lib.triton_supports(kappa) else "foreach"
-    if fused is None and on_cuda and _triton_available():
-        from lionlib import fused as fused_lib
-
-        if fused_lib.triton_supports(kappa):
-            return "triton"
+    if fused is None and on_cuda and _triton_available() and fused_lib.triton_supports(kappa):
+        return "triton"
     if fused is None and foreach is None and not any(p.is_cuda for p in params):
-        from lionlib import fused as fused_lib
-
         if fused_lib.compiled_supports(kappa) and sum(p.numel() for p in params) >= COMPILE_MIN_NUMEL:
             return "compiled"
     return "forloop" if foreach is False else "foreach"
