@@ -1,4 +1,4 @@
-"""Single-pass Lion-K updates: a horizontally fused Triton kernel (CUDA) and a compiled CPU loop.
+"""Single-pass Lion-K updates: a horizontally fused Triton kernel (CUDA) and a C++ kernel (CPU).
 
 The reference update in `lionlib.optim` streams p, g and m through memory several times (one pass
 per torch op). Lion's step is memory bound, so the fast paths here read p, g, m once and write p, m
@@ -8,14 +8,15 @@ once (20 bytes per fp32 parameter):
   through tables of pointers and sizes; each program owns one chunk of one tensor and loops over
   it in blocks, so every element of any size is covered (no per-tensor launch, no block cap).
   Whole-tensor K (lp, l2) first reduce per-tensor norms with the same chunk table.
-- `compiled_step`: `torch.compile` of the same update on flattened tensors; inductor emits one
-  vectorised C++ loop, and dynamic shapes let one compilation serve every tensor size.
+- `cpp_step`: the same update in C++ (`fused_cpu.cpp`, built on first use by `fused_cpu.py`):
+  one call per group, its elements split evenly over the CPU threads, vectorised, with software
+  prefetch. (It replaced a `torch.compile` loop, which could not express the fma that eager
+  torch uses without emulating it in fp64: 62% of the bandwidth limit at 64M parameters.)
 
 Both reproduce the reference (`optim._forloop`) bit for bit for l1, half_sq_l2, huber and
 l1_plus_sq_l2 in fp32/bf16/fp16, including sign(0) = 0, NaN and inf (tests/test_fused.py). Eager
-torch computes `a.add_(b, alpha=s)` as one fused multiply-add, and so do both paths (`tl.fma` in
-the kernel; fp64 in the compiled loop, see `_fma64`). K with tanh, sqrt or pow agree to a few
-ulp. Anything a kernel does not cover (fp64, non-dense or differently strided tensors, K without
+torch computes `a.add_(b, alpha=s)` as one fused multiply-add, and so do both kernels (`tl.fma`,
+`std::fma`). K with tanh, sqrt or pow agree to a few ulp. Anything a kernel does not cover (fp64, non-dense or differently strided tensors, K without
 a kernel) goes to the foreach path, so results never depend on which path ran.
 """
 
@@ -23,13 +24,12 @@ from __future__ import annotations
 
 import functools
 import os
-import types
 import warnings
 
 import torch
 from torch import Tensor
 
-__all__ = ["triton_step", "compiled_step", "triton_supports", "compiled_supports", "KERNEL_K"]
+__all__ = ["triton_step", "cpp_step", "triton_supports", "cpp_supports", "KERNEL_K"]
 
 # K with a kernel: code used inside the kernels, and which K attribute is the kernel's parameter.
 KERNEL_K = {
@@ -60,11 +60,6 @@ def _kernel_k(kappa) -> tuple[int, float]:
 def triton_supports(kappa) -> bool:
     """Whether the Triton kernel implements this K (elementwise symmetric K, and lp/l2)."""
     return kappa.name in KERNEL_K
-
-
-def compiled_supports(kappa) -> bool:
-    """Whether `compiled_step` compiles this K (elementwise K; whole-tensor K take foreach)."""
-    return triton_supports(kappa) and _kernel_k(kappa)[0] != _LP
 
 
 def _f32(x: float) -> float:
@@ -239,96 +234,56 @@ def triton_step(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_deca
 
 
 # ----------------------------------------------------------------------------------------------
-# torch.compile (CPU)
+# C++ (CPU)
+
+_CPP_DTYPES = {  # (param, momentum) storage dtypes with a kernel; grads have the param's dtype
+    (torch.float32, torch.float32), (torch.bfloat16, torch.bfloat16), (torch.bfloat16, torch.float32),
+    (torch.float16, torch.float16), (torch.float16, torch.float32),
+}
 
 
-def _fma64(x: Tensor, y: Tensor, z: Tensor) -> Tensor:
-    """fp32 fused multiply-add fma(x, y, z) via fp64 (inductor's CPU backend has no fma op).
-
-    The product of two fp32 numbers is exact in fp64, so the result is rounded once more than a
-    true fma only when the fp64 sum falls exactly on an fp32 rounding tie. (Letting the C++
-    compiler contract fp32 `x * y + z` instead is faster, but GCC leaves some candidates unfused
-    by heuristics, and the results then differed from eager in a few ulp.)"""
-    return (x.double() * y + z.double()).float()
-
-
-def _update(p: Tensor, g: Tensor, m: Tensor, h: Tensor) -> None:
-    """The fused update on flat tensors; `h` = hyper (fp64, values rounded to fp32).
-
-    Specialised per key (see `_compiled`) through the module constants _CODE, _DECAY, _MAXIMIZE,
-    which `_compiled` binds in a fresh globals dict."""
-    pf, gf, mf = p.float(), g.float(), m.float()
-    if _MAXIMIZE:  # noqa: F821 (bound per key)
-        gf = -gf
-    if _DECAY == 1:  # noqa: F821
-        pf = pf * h[0].float()
-    c = _fma64(gf, h[2], mf * h[1].float())
-    if _CODE == 0:  # noqa: F821
-        d = torch.sign(c)
-    elif _CODE == 1:  # noqa: F821
-        d = c
-    elif _CODE == 2:  # noqa: F821
-        d = (c / h[7].float()).clamp(-1, 1)
-    elif _CODE == 3:  # noqa: F821
-        d = c / torch.sqrt(c.square() + h[7].float())
-    elif _CODE == 4:  # noqa: F821
-        d = torch.tanh(c / h[7].float())
-    else:
-        d = torch.sign(c) + h[7].float() * c
-    if _CODE == 0:  # -lr * sign(c) is exact, so a plain add equals the fma
-        pf = pf + d * h[3].float()
-    else:
-        pf = _fma64(d, h[3], pf)
-    if _DECAY == 2:  # noqa: F821
-        pf = pf / h[4].float()
-    mf = _fma64(gf, h[6], mf * h[5].float())
-    p.copy_(pf)
-    m.copy_(mf)
+def cpp_supports(kappa) -> bool:
+    """Whether the C++ kernel implements this K (elementwise K; whole-tensor K take foreach)."""
+    return triton_supports(kappa) and _kernel_k(kappa)[0] != _LP
 
 
 @functools.cache
-def _compiled(code: int, decay: int, maximize: bool):
-    """One compiled function per (K, decay, maximize), each with its own code object so that
-    dynamo's recompile limit (per code object) counts dtypes only, never other keys."""
-    env = {**globals(), "_CODE": code, "_DECAY": decay, "_MAXIMIZE": maximize}
-    fn = types.FunctionType(_update.__code__.replace(co_name=f"_update_k{code}_d{decay}_m{int(maximize)}"), env)
-    return torch.compile(fn, dynamic=True, fullgraph=True)
+def cpp_available() -> bool:
+    """Whether the C++ kernel builds and loads here (warns once, with the compiler's message, if not)."""
+    from lionlib import fused_cpu
+
+    try:
+        fused_cpu.library()
+    except fused_cpu.FusedCpuUnavailable as e:
+        warnings.warn(f"{e}\nlionlib uses the foreach path on CPU instead", RuntimeWarning, stacklevel=2)
+        return False
+    return True
 
 
-def compiled_step(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, implicit_decay, maximize) -> None:
-    """One Lion-K step with a compiled single-pass loop per tensor (CPU).
+def cpp_step(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, implicit_decay, maximize,
+             threads: int | None = None) -> None:
+    """One Lion-K step with the C++ kernel: one call per (dtypes) group, `threads` threads
+    (default `torch.get_num_threads()`).
 
-    Elementwise K only; whole-tensor K, CUDA tensors and tensors the loop does not cover take the
-    foreach path."""
+    Tensors the kernel does not cover (fp64, grads of another dtype than their param, non-dense
+    or mismatched strides, CUDA, a K without kernel) take the foreach path, and so does everything
+    when the kernel cannot be built here."""
     hyper_kwargs = dict(kappa=kappa, lr=lr, beta1=beta1, beta2=beta2, weight_decay=weight_decay,
                         implicit_decay=implicit_decay, maximize=maximize)
-    if not compiled_supports(kappa):
+    if not (cpp_supports(kappa) and cpp_available()):
         return _foreach_rest((params, grads, exp_avgs), hyper_kwargs)
-    code = _kernel_k(kappa)[0]
+    from lionlib import fused_cpu
+
     s = _scalars(kappa, lr, beta1, beta2, weight_decay, implicit_decay)
-    # 1-element tensors would cost a recompilation (dynamo specialises size 1); foreach is exact.
-    groups, rest = _split(params, grads, exp_avgs, lambda p: p.device.type == "cpu" and p.numel() > 1)
-    key = (code, s["decay"], bool(maximize))
-    for p_list, g_list, m_list in groups.values():
-        h = torch.tensor(s["hyper"], dtype=torch.float64)
-        for i, (p, g, m) in enumerate(zip(p_list, g_list, m_list)):
-            if key in _COMPILE_FAILED:
-                rest = tuple(r + t[i:] for r, t in zip(rest, (p_list, g_list, m_list)))
-                break
-            try:
-                _compiled(*key)(_flat(p), _flat(g), _flat(m), h)
-            except Exception as e:  # no C++ compiler, unsupported platform: compilation fails before any write
-                _COMPILE_FAILED.add(key)
-                warnings.warn(f"torch.compile failed ({type(e).__name__}: {e}); lionlib uses the foreach path instead",
-                              RuntimeWarning, stacklevel=2)
-                rest = tuple(r + t[i:] for r, t in zip(rest, (p_list, g_list, m_list)))
-                break
+    hyper = list(s["hyper"])
+    if s["decay"] != 1:
+        hyper[0] = 1.0  # the kernel always applies the explicit decay factor: times 1 is exact
+    if maximize:  # fma(-g, a, b) == fma(g, -a, b) exactly, so maximize costs nothing per element
+        hyper[2], hyper[6] = -hyper[2], -hyper[6]
+    groups, rest = _split(params, grads, exp_avgs, lambda p: p.device.type == "cpu")
+    for (_, p_dtype, g_dtype, m_dtype, _), lists in groups.items():
+        if g_dtype == p_dtype and (p_dtype, m_dtype) in _CPP_DTYPES:
+            fused_cpu.step(*lists, code=s["code"], implicit=s["decay"] == 2, hyper=hyper, threads=threads)
+        else:
+            rest = tuple(r + t for r, t in zip(rest, lists))
     _foreach_rest(rest, hyper_kwargs)
-
-
-_COMPILE_FAILED: set[tuple] = set()
-
-
-def _flat(t: Tensor) -> Tensor:
-    """A 1-D view over a dense tensor's memory (in memory order), so any shape hits one graph."""
-    return t.as_strided((t.numel(),), (1,))

@@ -14,7 +14,7 @@ for symmetric K the two are equal. With K = ||.||_1 (grad K = sign) this is exac
 Execution paths, all checked against the for-loop reference in tests/test_optim.py:
 - "forloop": one tensor at a time; the readable reference.
 - "foreach": horizontally batched `torch._foreach_*` ops per (device, dtype) group.
-- "compiled" / "triton": single-pass fused updates from `lionlib.fused` (CPU / CUDA).
+- "cpp" / "triton": single-pass fused kernels from `lionlib.fused` (CPU / CUDA), the defaults.
 Low-precision parameters (bf16, fp16) are updated in fp32 and rounded once; `momentum_dtype=
 torch.float32` also keeps the momentum in fp32, and `state_dict` round trips keep it so.
 
@@ -42,7 +42,7 @@ from lionlib.kappa import Kappa
 
 __all__ = ["LionK", "Lion", "Muon", "lionk_step", "lp_scale"]
 
-BACKENDS = ("forloop", "foreach", "compiled", "triton")
+BACKENDS = ("forloop", "foreach", "cpp", "triton")
 _LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 
@@ -116,8 +116,8 @@ def lionk_step(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor]
         _forloop(params, grads, exp_avgs, **hyper)
     elif backend == "foreach":
         _foreach(params, grads, exp_avgs, **hyper)
-    elif backend == "compiled":
-        fused_lib.compiled_step(params, grads, exp_avgs, **hyper)
+    elif backend == "cpp":
+        fused_lib.cpp_step(params, grads, exp_avgs, **hyper)
     elif backend == "triton":
         fused_lib.triton_step(params, grads, exp_avgs, **hyper)
     else:
@@ -132,27 +132,21 @@ def _triton_available() -> bool:
     return True
 
 
-# Groups at least this large default to the compiled path on CPU. It streams memory once per
-# step (2-3x faster than foreach at 64M parameters on a 2-core box, benchmarks/results/) but its
-# first step compiles for seconds, which small models, tests and notebooks should not pay.
-COMPILE_MIN_NUMEL = 1 << 22
-
-
 def _resolve_backend(params: list[Tensor], kappa: Kappa, foreach: bool | None, fused: bool | None) -> str:
-    """torch.optim's rules: explicit flags win. By default Triton on CUDA; on CPU the compiled
-    single-pass loop for groups of COMPILE_MIN_NUMEL elements or more, foreach below."""
+    """torch.optim's rules: explicit flags win. By default the fused kernel of the device: Triton
+    on CUDA, C++ on CPU (when it builds here); foreach for K without a kernel."""
     on_cuda = all(p.is_cuda for p in params)
     if fused:
         if not on_cuda:
-            return "compiled"
+            return "cpp"
         if not _triton_available():
             raise RuntimeError("fused=True on CUDA needs Triton (pip install triton), which is not importable")
         return "triton" if fused_lib.triton_supports(kappa) else "foreach"
     if fused is None and on_cuda and _triton_available() and fused_lib.triton_supports(kappa):
         return "triton"
     if fused is None and foreach is None and not any(p.is_cuda for p in params):
-        if fused_lib.compiled_supports(kappa) and sum(p.numel() for p in params) >= COMPILE_MIN_NUMEL:
-            return "compiled"
+        if fused_lib.cpp_supports(kappa) and fused_lib.cpp_available():
+            return "cpp"
     return "forloop" if foreach is False else "foreach"
 
 

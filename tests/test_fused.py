@@ -1,8 +1,8 @@
 """The fused paths (`lionlib.fused`) against an independent reference, step by step.
 
-Triton kernels run under TRITON_INTERPRET=1 when there is no GPU (set here, before the kernels
-are first imported), and compiled on CUDA otherwise, so `benchmarks/gpu_check.sh` runs this same
-file on a GPU. For l1, half_sq_l2, huber and l1_plus_sq_l2 the fused results are bit-identical to
+The C++ kernel runs on CPU tensors. Triton kernels run under TRITON_INTERPRET=1 when there is no
+GPU (set here, before the kernels are first imported), and compiled on CUDA otherwise, so
+`benchmarks/gpu_check.sh` runs this same file on a GPU. For l1, half_sq_l2, huber and l1_plus_sq_l2 the fused results are bit-identical to
 the reference in every dtype; for K with tanh, sqrt or pow, and for lp norms (another summation
 order), they agree to a few fp32 ulp.
 """
@@ -101,7 +101,8 @@ def triton_step(*args, **kwargs):
 
 
 needs_triton = pytest.mark.skipif(not fused.triton_available(), reason="Triton is not installed")
-cpu_only = pytest.mark.skipif(DEVICE != "cpu", reason="the compiled loop is the CPU path (CUDA tensors take foreach)")
+cpu_only = pytest.mark.skipif(DEVICE != "cpu", reason="the C++ kernel is the CPU path (CUDA tensors take foreach)")
+needs_cpp = pytest.mark.skipif(not fused.cpp_available(), reason="the C++ kernel does not build here (no compiler)")
 
 
 @needs_triton
@@ -124,21 +125,25 @@ def edge_state(p_dtype, m_dtype):
     return [p.to(DEVICE, p_dtype)], [g.to(DEVICE, p_dtype)], [m.to(DEVICE, m_dtype)]
 
 
-@pytest.mark.parametrize("backend", ["triton", "compiled"])
-@pytest.mark.parametrize("name,params_kw", [("l1", {}), ("huber", {"delta": 0.3}), ("logcosh", {"delta": 0.5}), ("l2", {})])
-def test_edge_values(backend, name, params_kw):
+def skip_unless_backend(backend):
     if backend == "triton" and not fused.triton_available():
         pytest.skip("Triton is not installed")
-    if backend == "compiled" and DEVICE != "cpu":
-        pytest.skip("the compiled loop is the CPU path")
-    if backend == "compiled" and name in ("logcosh", "l2"):
-        pytest.skip("one compilation per K costs seconds; the compiled maths is covered by l1 and huber")
+    if backend == "cpp" and DEVICE != "cpu":
+        pytest.skip("the C++ kernel is the CPU path")
+    if backend == "cpp" and not fused.cpp_available():
+        pytest.skip("the C++ kernel does not build here (no compiler)")
+
+
+@pytest.mark.parametrize("backend", ["triton", "cpp"])
+@pytest.mark.parametrize("name,params_kw", KAPPAS, ids=[k for k, _ in KAPPAS])
+def test_edge_values(backend, name, params_kw):
+    skip_unless_backend(backend)
     K = kappa.get(name, **params_kw)
     for p_dtype, m_dtype in [(FP32, FP32), (BF16, FP32)]:
         params, grads, exp_avgs = edge_state(p_dtype, m_dtype)
         ref_params, ref_exp_avgs = [params[0].clone()], [exp_avgs[0].clone()]
         hyper = dict(kappa=K, lr=0.1, beta1=0.9, beta2=0.99, weight_decay=0.1, implicit_decay=False, maximize=False)
-        step = triton_step if backend == "triton" else fused.compiled_step
+        step = triton_step if backend == "triton" else fused.cpp_step
         step(params, grads, exp_avgs, **hyper)
         reference_step(ref_params, grads, ref_exp_avgs, **hyper)
         if name == "l1":  # the sign(0) = 0 and sign(NaN) = 0 conventions of torch.sign
@@ -155,10 +160,9 @@ def test_triton_default_chunking_covers_large_tensors():
     run_steps(fused.triton_step, "l1", {}, FP32, FP32, False, False, sizes=sizes, steps=1)
 
 
-@pytest.mark.parametrize("backend", ["triton", "compiled"])
+@pytest.mark.parametrize("backend", ["triton", "cpp"])
 def test_non_dense_and_mixed_layouts_take_the_foreach_path(backend):
-    if backend == "triton" and not fused.triton_available():
-        pytest.skip("Triton is not installed")
+    skip_unless_backend(backend)
     K = kappa.get("l1")
     hyper = dict(kappa=K, lr=1e-2, beta1=0.9, beta2=0.99, weight_decay=0.1, implicit_decay=False, maximize=False)
     base = torch.randn(40, 30, device=DEVICE)
@@ -166,7 +170,7 @@ def test_non_dense_and_mixed_layouts_take_the_foreach_path(backend):
     grads = [torch.randn_like(params[0]), torch.randn(30, 20, device=DEVICE), torch.randn(64, device=DEVICE).double()]
     exp_avgs = [torch.randn_like(p) for p in params]
     ref_params, ref_exp_avgs = [p.clone() for p in params], [m.clone() for m in exp_avgs]
-    step = triton_step if backend == "triton" else fused.compiled_step
+    step = triton_step if backend == "triton" else fused.cpp_step
     step(params, grads, exp_avgs, **hyper)
     reference_step(ref_params, grads, ref_exp_avgs, **hyper)
     assert_same(params, ref_params, exact=True)
@@ -175,26 +179,29 @@ def test_non_dense_and_mixed_layouts_take_the_foreach_path(backend):
 
 
 @cpu_only
-@pytest.mark.parametrize(
-    "name,params_kw,p_dtype,m_dtype,implicit_decay,maximize",
-    [
-        ("l1", {}, FP32, FP32, False, False),
-        ("l1", {}, BF16, FP32, True, True),
-        ("huber", {"delta": 0.3}, FP16, FP16, False, True),
-        ("logcosh", {"delta": 0.5}, FP32, FP32, True, False),
-    ],
-)
-def test_compiled_matches_reference(name, params_kw, p_dtype, m_dtype, implicit_decay, maximize):
-    run_steps(fused.compiled_step, name, params_kw, p_dtype, m_dtype, implicit_decay, maximize)
+@needs_cpp
+@pytest.mark.parametrize("name,params_kw", KAPPAS, ids=[k for k, _ in KAPPAS])
+@pytest.mark.parametrize("implicit_decay", [False, True], ids=["explicit", "implicit"])
+@pytest.mark.parametrize("maximize", [False, True], ids=["min", "max"])
+def test_cpp_matches_reference(name, params_kw, implicit_decay, maximize):
+    for p_dtype, m_dtype in DTYPES + [(FP32, BF16)]:  # the last one takes foreach (no kernel)
+        run_steps(fused.cpp_step, name, params_kw, p_dtype, m_dtype, implicit_decay, maximize)
 
 
 @cpu_only
-def test_compiled_lp_takes_the_foreach_path():
-    run_steps(fused.compiled_step, "lp", {"p": 1.5}, FP32, FP32, False, False, steps=1)
+@needs_cpp
+@pytest.mark.parametrize("threads", [1, 2, 3, 8])
+def test_cpp_thread_ranges_cross_tensor_boundaries(threads):
+    """Each thread takes an equal range of all elements in order, starting and ending inside
+    tensors (each thread takes at least 2^16 elements); every element is updated exactly once."""
+    sizes = [(70001,), (3,), (100000,), (1,), (50007,), (0,)]
+    step = lambda *args, **kw: fused.cpp_step(*args, threads=threads, **kw)  # noqa: E731
+    for p_dtype, m_dtype in [(FP32, FP32), (BF16, FP32)]:
+        run_steps(step, "l1", {}, p_dtype, m_dtype, False, False, sizes=sizes)
 
 
 def test_optimizer_fused_equals_forloop():
-    """LionK(fused=True) (compiled on CPU, Triton on CUDA) continues bit-exactly like the for-loop path."""
+    """LionK(fused=True) (C++ on CPU, Triton on CUDA) continues bit-exactly like the for-loop path."""
     torch.manual_seed(0)
     models = [torch.nn.Linear(33, 17).to(DEVICE) for _ in range(2)]
     models[1].load_state_dict(models[0].state_dict())
@@ -226,31 +233,59 @@ def test_missing_triton_falls_back_with_a_warning(monkeypatch):
 
 
 @cpu_only
-def test_compile_failure_falls_back_with_a_warning(monkeypatch):
-    def broken(*key):
-        def fn(*args):
-            raise RuntimeError("no C++ compiler")
+def test_cpp_build_failure_falls_back_with_a_warning(monkeypatch, tmp_path):
+    from lionlib import fused_cpu
 
-        return fn
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("LIONLIB_CACHE_DIR", str(tmp_path))
+    fused_cpu.library.cache_clear()
+    fused.cpp_available.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="(?s)no C\\+\\+ compiler .* foreach path"):
+            run_steps(fused.cpp_step, "l1", {}, FP32, FP32, False, False, steps=2)
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        fused_cpu.library.cache_clear()
+        fused.cpp_available.cache_clear()
 
-    monkeypatch.setattr(fused, "_compiled", broken)
-    monkeypatch.setattr(fused, "_COMPILE_FAILED", set())
-    with pytest.warns(RuntimeWarning, match="torch.compile failed"):
-        run_steps(fused.compiled_step, "l1", {}, FP32, FP32, False, False, steps=2)
+
+@cpu_only
+@needs_cpp
+def test_cpp_library_is_built_once_into_the_cache(monkeypatch, tmp_path):
+    """A fresh cache gets one library, named by a hash of the source, flags, compiler and CPU;
+    a compile error is reported with the compiler's message."""
+    from lionlib import fused_cpu
+
+    monkeypatch.setenv("LIONLIB_CACHE_DIR", str(tmp_path))
+    fused_cpu.library.cache_clear()
+    try:
+        fused_cpu.library()
+        built = list(tmp_path.iterdir())
+        assert len(built) == 1 and built[0].name.startswith("fused_cpu-") and built[0].suffix == ".so"
+        broken = tmp_path / "broken.cpp"
+        broken.write_text("this is not C++")
+        monkeypatch.setattr(fused_cpu, "SOURCE", broken)
+        fused_cpu.library.cache_clear()
+        with pytest.raises(fused_cpu.FusedCpuUnavailable, match="building broken.cpp failed:\n.*error"):
+            fused_cpu.library()
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([built[0].name, "broken.cpp"])  # no partial file
+    finally:
+        fused_cpu.library.cache_clear()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CPU defaults")
-def test_cpu_default_backend_compiles_only_large_groups():
-    from lionlib.optim import COMPILE_MIN_NUMEL, _resolve_backend
+@needs_cpp
+def test_cpu_default_backend_is_the_cpp_kernel():
+    from lionlib.optim import _resolve_backend
 
     l1, lp = kappa.get("l1"), kappa.get("lp", p=1.5)
-    small, big = [torch.zeros(10)], [torch.zeros(COMPILE_MIN_NUMEL - 10), torch.zeros(10)]
-    assert _resolve_backend(small, l1, None, None) == "foreach"
-    assert _resolve_backend(big, l1, None, None) == "compiled"
-    assert _resolve_backend(big, lp, None, None) == "foreach"  # whole-tensor K: no compiled loop
-    assert _resolve_backend(big, l1, False, None) == "forloop"
-    assert _resolve_backend(big, l1, True, None) == "foreach"
-    assert _resolve_backend(small, l1, None, True) == "compiled"
+    params = [torch.zeros(10), torch.zeros(3, 4)]
+    assert _resolve_backend(params, l1, None, None) == "cpp"
+    assert _resolve_backend(params, lp, None, None) == "foreach"  # whole-tensor K: no kernel
+    assert _resolve_backend(params, l1, False, None) == "forloop"
+    assert _resolve_backend(params, l1, True, None) == "foreach"
+    assert _resolve_backend(params, l1, None, False) == "foreach"
+    assert _resolve_backend(params, l1, None, True) == "cpp"
 
 
 AOT_COMPILE = """

@@ -1,0 +1,108 @@
+"""The fused Lion-K update on CPU: a small C++ kernel (`fused_cpu.cpp`), built on first use.
+
+Why C++ and not `torch.compile`: the update is memory bound, so it must read p, g, m once and
+write p, m once, over every tensor of a group in one call, with eager torch's rounding (eager
+fuses `add_(b, alpha=s)` into one fma; inductor cannot express an fma, and emulating it costs
+bandwidth). The kernel is plain C++ with a C ABI and no torch headers, so building it takes a
+few seconds with the system compiler (`$CXX`, default `c++`), once per machine: the library is
+cached under `$LIONLIB_CACHE_DIR` (default `~/.cache/lionlib`), keyed by the source, the
+compiler, its flags and the CPU. It is called through ctypes, which releases the GIL.
+
+Without a working compiler `library()` raises `FusedCpuUnavailable` with the compiler's message;
+`lionlib.fused.cpu_step` then warns once and takes the foreach path.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+__all__ = ["FusedCpuUnavailable", "library", "DTYPE_CODES", "step"]
+
+SOURCE = Path(__file__).with_name("fused_cpu.cpp")
+# -march=native: vector fma for this CPU (the cache key includes the CPU). -ffp-contract=off:
+# only the explicit std::fma calls fuse, as in eager torch. -fno-math-errno: lets sqrt vectorise.
+FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-std=c++17", "-shared", "-fPIC", "-pthread")
+DTYPE_CODES = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
+_I64P = ctypes.POINTER(ctypes.c_int64)
+
+
+class FusedCpuUnavailable(RuntimeError):
+    """The C++ kernel could not be built or loaded (no compiler, or it failed)."""
+
+
+def cache_dir() -> Path:
+    if "LIONLIB_CACHE_DIR" in os.environ:
+        return Path(os.environ["LIONLIB_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lionlib"
+
+
+def _cpu_id() -> str:
+    """What -march=native depends on: the CPU model and feature flags (Linux), else the platform."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or platform.machine()
+    return "\n".join(sorted({ln for ln in lines if ln.startswith(("model name", "flags"))}))
+
+
+def _compiler_id(compiler: str) -> str:
+    try:
+        out = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise FusedCpuUnavailable(f"no C++ compiler {compiler!r} ({e}); set $CXX to one") from e
+    return out.stdout
+
+
+@functools.cache
+def library() -> ctypes.CDLL:
+    """The built kernel library, compiling it into the cache on first use."""
+    compiler = os.environ.get("CXX", "c++")
+    source = SOURCE.read_bytes()
+    key = hashlib.sha256(b"\0".join([source, " ".join(FLAGS).encode(), _compiler_id(compiler).encode(), _cpu_id().encode()]))
+    path = cache_dir() / f"fused_cpu-{key.hexdigest()[:16]}.so"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Build beside the target, then rename: concurrent processes never load a partial file.
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
+        os.close(fd)
+        try:
+            out = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", tmp], capture_output=True, text=True)
+            if out.returncode != 0:
+                raise FusedCpuUnavailable(f"building {SOURCE.name} failed:\n{out.stderr.strip()}")
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    try:
+        lib = ctypes.CDLL(str(path))
+    except OSError as e:
+        raise FusedCpuUnavailable(f"loading {path} failed: {e}") from e
+    lib.lionk_step.argtypes = [ctypes.c_int64, _I64P, _I64P, _I64P, _I64P, ctypes.c_int, ctypes.c_int,
+                               ctypes.c_int, ctypes.c_int, ctypes.POINTER(ctypes.c_float), ctypes.c_int]
+    lib.lionk_step.restype = ctypes.c_int
+    return lib
+
+
+def step(p_list, g_list, m_list, *, code: int, implicit: bool, hyper, threads: int | None = None) -> None:
+    """One step over dense CPU tensors that share (param dtype, momentum dtype); grads have the
+    param's dtype. `hyper` is `lionlib.fused._scalars(...)["hyper"]` with maximize folded in."""
+    n = len(p_list)
+    table = torch.tensor([t.data_ptr() for t in (*p_list, *g_list, *m_list)] + [t.numel() for t in p_list], dtype=torch.int64)
+    base = table.data_ptr()
+    ptr = lambda i: ctypes.cast(base + 8 * i * n, _I64P)  # noqa: E731  (row i of the table)
+    hyper_arr = (ctypes.c_float * len(hyper))(*hyper)
+    status = library().lionk_step(
+        n, ptr(0), ptr(1), ptr(2), ptr(3), DTYPE_CODES[p_list[0].dtype], DTYPE_CODES[m_list[0].dtype],
+        code, int(implicit), hyper_arr, threads or torch.get_num_threads(),
+    )
+    if status != 0:
+        raise ValueError(f"fused_cpu: no kernel for K code {code} with dtypes {p_list[0].dtype}/{m_list[0].dtype}")
