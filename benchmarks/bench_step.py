@@ -80,7 +80,7 @@ IMPLS = [
     Impl("lionlib.default", "lion", _lionlib()),
     Impl("lionlib.forloop", "lion", _lionlib(foreach=False)),
     Impl("lionlib.foreach", "lion", _lionlib(foreach=True)),
-    Impl("lionlib.compiled", "lion", _lionlib(fused=True), ("cpu",)),
+    Impl("lionlib.cpp", "lion", _lionlib(fused=True), ("cpu",)),
     Impl("lionlib.triton", "lion", _lionlib(fused=True), ("cuda",)),
     Impl("lion_pytorch.default", "lion", _lion_pytorch()),
     Impl("lion_pytorch.foreach", "lion", _lion_pytorch(foreach=True)),
@@ -219,7 +219,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=float, nargs="+", default=None, help="millions of parameters")
     ap.add_argument("--impls", nargs="+", default=None, help="subset of implementation names")
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--out", type=Path, default=None, help="output JSON (default benchmarks/results/<machine>-<device>.json)")
     args = ap.parse_args()

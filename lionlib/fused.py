@@ -22,6 +22,7 @@ a kernel) goes to the foreach path, so results never depend on which path ran.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import os
 import warnings
@@ -63,8 +64,8 @@ def triton_supports(kappa) -> bool:
 
 
 def _f32(x: float) -> float:
-    """x rounded to fp32, as torch rounds a python scalar used with an fp32 tensor."""
-    return float(torch.tensor(x, dtype=torch.float32))
+    """x rounded to fp32 (a C cast), as torch rounds a python scalar used with an fp32 tensor."""
+    return ctypes.c_float(x).value
 
 
 def _scalars(kappa, lr, beta1, beta2, weight_decay, implicit_decay) -> dict:
@@ -88,6 +89,8 @@ def _scalars(kappa, lr, beta1, beta2, weight_decay, implicit_decay) -> dict:
 
 def _dense_alike(p: Tensor, g: Tensor, m: Tensor) -> bool:
     """p, g, m cover the same dense block of memory in the same element order (so flat indexing works)."""
+    if p.is_contiguous() and g.is_contiguous() and m.is_contiguous():  # the common case, checked in C
+        return True
     if not p.stride() == g.stride() == m.stride():
         return False
     expected = 1  # strides sorted ascending must be 1, size0, size0*size1, ...: no gaps, no overlap
@@ -106,7 +109,7 @@ def _split(params, grads, exp_avgs, supported):
         if p.numel() == 0:
             continue
         ok = supported(p) and p.dtype in _DTYPES and g.dtype in _DTYPES and m.dtype in _DTYPES and _dense_alike(p, g, m)
-        aligned = all(t.data_ptr() % 16 == 0 for t in (p, g, m))  # lets the kernel use vector loads
+        aligned = (p.data_ptr() | g.data_ptr() | m.data_ptr()) % 16 == 0  # lets Triton use vector loads
         target = groups.setdefault((p.device, p.dtype, g.dtype, m.dtype, aligned), ([], [], [])) if ok else rest
         for lst, t in zip(target, (p, g, m)):
             lst.append(t)
