@@ -6,13 +6,14 @@
 // The arithmetic is eager torch's, operation for operation, so results are bit-identical to
 // `lionlib.optim._forloop` (tests/test_fused.py): products are rounded, `a.add_(b, alpha=s)` is
 // one fused multiply-add, bf16/fp16 values are computed in fp32 and rounded once when stored.
-// Compiled with -ffp-contract=off, so only the explicit std::fma calls are fused.
+// Compiled with -ffp-contract=off, so only the explicit std::fma calls are fused. Threads are
+// OpenMP's: in a torch process, torch's own pool (see fused_cpu.py).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <thread>
-#include <vector>
+
+#include <omp.h>
 
 namespace {
 
@@ -85,7 +86,7 @@ inline void update_element(P& p, P g, M& m, const Hyper& h) {
 // Blocks of BLOCK elements, each prefetching the block PREFETCH_AHEAD elements on: hardware
 // prefetchers stop at every 4 KiB page, and with five streams per thread the software hints
 // bring the step from ~93% to ~100% of the bandwidth of `torch.add_` (benchmarks/).
-constexpr int64_t BLOCK = 256, PREFETCH_AHEAD = 4 * BLOCK;
+constexpr int64_t BLOCK = 128, PREFETCH_AHEAD = 8 * BLOCK;
 
 template <int RW, typename T> inline void prefetch_block(const T* x) {
   for (int64_t j = 0; j < BLOCK; j += 64 / static_cast<int64_t>(sizeof(T))) __builtin_prefetch(x + j, RW);
@@ -139,7 +140,7 @@ Range pick(int p_dtype, int m_dtype, int k, bool implicit) {
 }
 
 constexpr int64_t ALIGN = 64;               // elements: thread ranges start on cache-line multiples
-constexpr int64_t MIN_PER_THREAD = 1 << 16;  // below this, starting a thread costs more than it saves
+constexpr int64_t MIN_PER_THREAD = 1 << 16;  // below this, waking a thread costs more than it saves
 
 }  // namespace
 
@@ -171,16 +172,12 @@ int lionk_step(int64_t n, const int64_t* params, const int64_t* grads, const int
     }
   };
   threads = static_cast<int>(std::max(int64_t{1}, std::min<int64_t>(threads, total / MIN_PER_THREAD)));
-  int64_t per_thread = (total / threads + ALIGN - 1) / ALIGN * ALIGN;
-  if (threads == 1) {
-    work(0, total);
-    return 0;
+  const int64_t per_thread = (total / threads + ALIGN - 1) / ALIGN * ALIGN;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    const int64_t begin = std::min(total, omp_get_thread_num() * per_thread);
+    work(begin, std::min(total, begin + per_thread));
   }
-  std::vector<std::thread> pool;
-  for (int64_t begin = per_thread; begin < total; begin += per_thread)
-    pool.emplace_back(work, begin, begin + per_thread < total ? begin + per_thread : total);
-  work(0, per_thread);
-  for (auto& thread : pool) thread.join();
   return 0;
 }
 
