@@ -102,17 +102,22 @@ def _dense_alike(p: Tensor, g: Tensor, m: Tensor) -> bool:
 
 
 def _split(params, grads, exp_avgs, supported):
-    """Partition into (device, dtypes, 16-byte aligned) groups a kernel handles, and the rest (for foreach)."""
+    """Partition into (device, dtypes, 16-byte aligned) groups a kernel handles, and the rest (for foreach).
+
+    Runs every step over every tensor, so it sticks to cheap attribute checks."""
     groups: dict[tuple, tuple[list, list, list]] = {}
     rest: tuple[list, list, list] = ([], [], [])
     for p, g, m in zip(params, grads, exp_avgs):
         if p.numel() == 0:
             continue
-        ok = supported(p) and p.dtype in _DTYPES and g.dtype in _DTYPES and m.dtype in _DTYPES and _dense_alike(p, g, m)
-        aligned = (p.data_ptr() | g.data_ptr() | m.data_ptr()) % 16 == 0  # lets Triton use vector loads
-        target = groups.setdefault((p.device, p.dtype, g.dtype, m.dtype, aligned), ([], [], [])) if ok else rest
-        for lst, t in zip(target, (p, g, m)):
-            lst.append(t)
+        target = rest
+        if p.dtype in _DTYPES and g.dtype in _DTYPES and m.dtype in _DTYPES and supported(p) and _dense_alike(p, g, m):
+            aligned = (p.data_ptr() | g.data_ptr() | m.data_ptr()) % 16 == 0  # lets Triton use vector loads
+            key = (p.device, p.dtype, g.dtype, m.dtype, aligned)
+            target = groups.get(key) or groups.setdefault(key, ([], [], []))
+        target[0].append(p)
+        target[1].append(g)
+        target[2].append(m)
     return groups, rest
 
 
@@ -283,7 +288,7 @@ def cpp_step(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, 
         hyper[0] = 1.0  # the kernel always applies the explicit decay factor: times 1 is exact
     if maximize:  # fma(-g, a, b) == fma(g, -a, b) exactly, so maximize costs nothing per element
         hyper[2], hyper[6] = -hyper[2], -hyper[6]
-    groups, rest = _split(params, grads, exp_avgs, lambda p: p.device.type == "cpu")
+    groups, rest = _split(params, grads, exp_avgs, lambda p: p.is_cpu)
     for (_, p_dtype, g_dtype, m_dtype, _), lists in groups.items():
         if g_dtype == p_dtype and (p_dtype, m_dtype) in _CPP_DTYPES:
             fused_cpu.step(*lists, code=s["code"], implicit=s["decay"] == 2, hyper=hyper, threads=threads)

@@ -26,8 +26,9 @@
 #
 # - **forloop**: one tensor at a time, eager torch ops (the readable reference);
 # - **foreach**: `torch._foreach_*` ops over all tensors of a (device, dtype) group;
-# - **compiled** (CPU): `torch.compile` of the whole update on flattened tensors, so inductor emits a
-#   single vectorised loop per tensor that reads p, g, m once and writes p, m once;
+# - **cpp** (CPU, the default there): a small C++ kernel (`lionlib/fused_cpu.cpp`, built on first
+#   use) that reads p, g, m once and writes p, m once, for every tensor of a group in one call,
+#   split evenly over torch's OpenMP threads, vectorised, with software prefetch;
 # - **triton** (CUDA): one horizontally fused Triton launch per (device, dtype) group, with pointer
 #   and chunk tables so that every tensor of the model is updated by the same launch.
 #
@@ -78,11 +79,11 @@ print(f"{len(runs)} result file(s)")
 #
 # One row per result file: CPU model, cores, the torch threads used, versions, and the load average
 # when the run started and ended. The committed CPU files come from a 2-core virtual machine with
-# no other job running (load average below 1, printed per row in the files), one with one torch
-# thread and one with torch's default of two. On a loaded machine the two-thread timings scatter
-# widely (a descheduled thread stalls every parallel op); the one-thread file is the steadier
-# comparison. No GPU file is committed yet (`benchmarks/gpu_check.sh` makes one on a machine with
-# a GPU).
+# no other job of ours running (the load average is in the files), one with one torch thread and
+# one with torch's default of two. The machine is shared with other virtual machines: from run to
+# run the streaming limit moved between 31 and 42 ms at 64M parameters, and `lion_pytorch`'s step
+# between 135 and 200 ms, so ratios near a target can land on either side of it. No GPU file is
+# committed yet (`benchmarks/gpu_check.sh` makes one on a machine with a GPU).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -144,8 +145,14 @@ for r in runs:
         print(f"{where}: lionlib's default path is {default['backend']!r}")
         report.check("Fused kernel", f"{where}: default lionlib step reaches 80% of the streaming limit",
                      default["fraction_of_stream"], ">=", 0.8, stable=False)
+        lion_pytorch = rows_cpu.loc["lion_pytorch.default"]
         report.check("Fused kernel", f"{where}: default lionlib step >= 5x faster than lion_pytorch.Lion",
-                     rows_cpu.loc["lion_pytorch.default", "step_s"] / default["step_s"], ">=", 5, stable=False)
+                     lion_pytorch["step_s"] / default["step_s"], ">=", 5, stable=False)
+        # What 5x asks for: lion_pytorch's share of the limit, times 5, is the share lionlib must reach.
+        print(f"  lion_pytorch.Lion runs at {lion_pytorch['fraction_of_stream']:.1%} of the streaming limit, so 5x "
+              f"needs lionlib at {5 * lion_pytorch['fraction_of_stream']:.0%} of it; lionlib reaches "
+              f"{default['fraction_of_stream']:.0%}, the fastest other step here (fused AdamW) "
+              f"{rows_cpu.loc['torch.AdamW.fused', 'fraction_of_stream']:.0%}")
         report.check("Fused kernel", f"{where}: default lionlib step <= 0.8x torch AdamW(fused=True)",
                      default["step_s"] / rows_cpu.loc["torch.AdamW.fused", "step_s"], "<=", 0.8, stable=False)
         target_rows[where] = rows_cpu
