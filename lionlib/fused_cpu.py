@@ -67,6 +67,24 @@ def _compiler_id(compiler: str) -> str:
     return out.stdout
 
 
+def _build(compiler: str, path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Build beside the target, then rename: concurrent processes never load a partial file.
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
+        os.close(fd)
+    except OSError as e:
+        raise FusedCpuUnavailable(f"cannot write the kernel cache {path.parent} ({e}); set $LIONLIB_CACHE_DIR") from e
+    try:
+        out = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", tmp], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise FusedCpuUnavailable(f"building {SOURCE.name} failed:\n{out.stderr.strip()}")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 @functools.cache
 def library() -> ctypes.CDLL:
     """The built kernel library, compiling it into the cache on first use."""
@@ -75,18 +93,7 @@ def library() -> ctypes.CDLL:
     key = hashlib.sha256(b"\0".join([source, " ".join(FLAGS).encode(), _compiler_id(compiler).encode(), _cpu_id().encode()]))
     path = cache_dir() / f"fused_cpu-{key.hexdigest()[:16]}.so"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Build beside the target, then rename: concurrent processes never load a partial file.
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
-        os.close(fd)
-        try:
-            out = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", tmp], capture_output=True, text=True)
-            if out.returncode != 0:
-                raise FusedCpuUnavailable(f"building {SOURCE.name} failed:\n{out.stderr.strip()}")
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        _build(compiler, path)
     try:
         lib = ctypes.CDLL(str(path))
     except OSError as e:

@@ -253,7 +253,7 @@ def test_cpp_build_failure_falls_back_with_a_warning(monkeypatch, tmp_path):
 @needs_cpp
 def test_cpp_library_is_built_once_into_the_cache(monkeypatch, tmp_path):
     """A fresh cache gets one library, named by a hash of the source, flags, compiler and CPU;
-    a compile error is reported with the compiler's message."""
+    a compile error is reported with the compiler's message, an unwritable cache clearly."""
     from lionlib import fused_cpu
 
     monkeypatch.setenv("LIONLIB_CACHE_DIR", str(tmp_path))
@@ -269,6 +269,10 @@ def test_cpp_library_is_built_once_into_the_cache(monkeypatch, tmp_path):
         with pytest.raises(fused_cpu.FusedCpuUnavailable, match="building broken.cpp failed:\n.*error"):
             fused_cpu.library()
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted([built[0].name, "broken.cpp"])  # no partial file
+        monkeypatch.setenv("LIONLIB_CACHE_DIR", str(broken / "cache"))  # under a file: cannot be created
+        fused_cpu.library.cache_clear()
+        with pytest.raises(fused_cpu.FusedCpuUnavailable, match="cannot write the kernel cache"):
+            fused_cpu.library()
     finally:
         fused_cpu.library.cache_clear()
 
