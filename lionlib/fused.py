@@ -16,8 +16,9 @@ once (20 bytes per fp32 parameter):
 Both reproduce the reference (`optim._forloop`) bit for bit for l1, half_sq_l2, huber and
 l1_plus_sq_l2 in fp32/bf16/fp16, including sign(0) = 0, NaN and inf (tests/test_fused.py). Eager
 torch computes `a.add_(b, alpha=s)` as one fused multiply-add, and so do both kernels (`tl.fma`,
-`std::fma`). K with tanh, sqrt or pow agree to a few ulp. Anything a kernel does not cover (fp64, non-dense or differently strided tensors, K without
-a kernel) goes to the foreach path, so results never depend on which path ran.
+`std::fma`). K with tanh, sqrt or pow agree to a few ulp. Anything a kernel does not cover (fp64,
+non-dense or differently strided tensors, K without a kernel) goes to the foreach path, so
+results never depend on which path ran.
 """
 
 from __future__ import annotations
