@@ -256,6 +256,7 @@ def cpp_supports(kappa) -> bool:
     return triton_supports(kappa) and _kernel_k(kappa)[0] != _LP
 
 
+@torch.compiler.disable  # under torch.compile(opt.step) this runs eagerly instead of being traced
 @functools.cache
 def cpp_available() -> bool:
     """Whether the C++ kernel builds and loads here (warns once, with the compiler's message, if not)."""
@@ -269,6 +270,7 @@ def cpp_available() -> bool:
     return True
 
 
+@torch.compiler.disable  # an opaque C call: dynamo leaves it to run eagerly, as one graph break
 def cpp_step(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, implicit_decay, maximize,
              threads: int | None = None) -> None:
     """One Lion-K step with the C++ kernel: one call per (dtypes) group, `threads` threads

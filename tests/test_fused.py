@@ -17,7 +17,7 @@ if not torch.cuda.is_available():
 import pytest  # noqa: E402
 
 from lionlib import fused, kappa  # noqa: E402
-from lionlib.optim import LionK, lionk_step  # noqa: E402
+from lionlib.optim import Lion, LionK, lionk_step  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 BF16, FP16, FP32 = torch.bfloat16, torch.float16, torch.float32
@@ -214,6 +214,25 @@ def test_optimizer_fused_equals_forloop():
             opt.step()
     for a, b in zip(models[0].parameters(), models[1].parameters()):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("foreach", [None, True], ids=["default", "foreach"])
+def test_torch_compile_of_the_step_equals_eager(foreach):
+    """torch.compile(opt.step) traces the foreach path and leaves the fused kernels (opaque calls)
+    to run eagerly; either way the compiled step continues exactly like the eager one."""
+    torch.manual_seed(0)
+    models = [torch.nn.Linear(33, 17).to(DEVICE) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    opts = [Lion(m.parameters(), lr=1e-2, weight_decay=0.1, foreach=foreach) for m in models]
+    steps = [opts[0].step, torch.compile(opts[1].step)]
+    x = torch.randn(8, 33, device=DEVICE)
+    for _ in range(3):
+        for model, opt, step in zip(models, opts, steps):
+            opt.zero_grad()
+            model(x).square().mean().backward()
+            step()
+        for a, b in zip(models[0].parameters(), models[1].parameters()):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 def test_missing_triton_falls_back_with_a_warning(monkeypatch):
