@@ -258,14 +258,15 @@ def test_cpp_build_failure_falls_back_with_a_warning(monkeypatch, tmp_path):
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
     monkeypatch.setenv("LIONLIB_CACHE_DIR", str(tmp_path))
     fused_cpu.library.cache_clear()
-    fused.cpp_available.cache_clear()
+    cpp_available_cache = fused.cpp_available.__wrapped__  # under torch.compiler.disable
+    cpp_available_cache.cache_clear()
     try:
         with pytest.warns(RuntimeWarning, match="(?s)no C\\+\\+ compiler .* foreach path"):
             run_steps(fused.cpp_step, "l1", {}, FP32, FP32, False, False, steps=2)
         assert list(tmp_path.iterdir()) == []
     finally:
         fused_cpu.library.cache_clear()
-        fused.cpp_available.cache_clear()
+        cpp_available_cache.cache_clear()
 
 
 @cpu_only
