@@ -10,7 +10,7 @@ biases and norm weights), scaled to the requested total. Each implementation get
 `--warmup` untimed steps (compilation happens there; the first step's time is recorded apart) and
 the median of `--repeats` timed steps, each right after one timed stream of the same bytes.
 
-    python benchmarks/bench_step.py                       # CPU: 1M ... 64M parameters
+    python benchmarks/bench_step.py                       # 1M ... 256M parameters (CPU: ~10 min)
     python benchmarks/bench_step.py --threads 1            # one CPU thread (robust on a loaded box)
     python benchmarks/bench_step.py --device cuda --sizes 1 4 16 64 256
 
@@ -225,7 +225,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    sizes = args.sizes or ([1, 4, 16, 64, 256] if args.device == "cuda" else [1, 4, 16, 64])
+    sizes = args.sizes or [1, 4, 16, 64, 256]
     impls = [i for i in IMPLS if args.impls is None or i.name in args.impls]
     machine = machine_description(args.device)
     name = slug(machine["gpu"] if args.device == "cuda" else f"{machine['cpu']}-{machine['cores']}c")
