@@ -219,6 +219,7 @@ def triton_available() -> bool:
     return True
 
 
+@torch.compiler.disable  # a host-side launcher over data_ptr tables: dynamo runs it eagerly
 def triton_step(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, implicit_decay, maximize,
                 chunk: int | None = None) -> None:
     """One Lion-K step with the fused Triton kernel: one launch per (device, dtypes) group.

@@ -297,6 +297,20 @@ def test_cpp_library_is_built_once_into_the_cache(monkeypatch, tmp_path):
         fused_cpu.library.cache_clear()
 
 
+@cpu_only
+@needs_cpp
+def test_cpp_kernel_refuses_what_it_has_no_code_for():
+    """An unknown K code or dtype pair is refused before any memory is touched."""
+    from lionlib import fused_cpu
+
+    p, g, m = torch.ones(5), torch.ones(5), torch.ones(5, dtype=torch.bfloat16)
+    hyper = fused._scalars(kappa.get("l1"), 0.1, 0.9, 0.99, 0.0, False)["hyper"]
+    for code, m_ in [(fused.KERNEL_K["lp"][0], m.float()), (0, m)]:  # lp has no elementwise kernel; fp32 p, bf16 m
+        with pytest.raises(ValueError, match="no kernel"):
+            fused_cpu.step([p], [g], [m_], code=code, implicit=False, hyper=hyper)
+    assert torch.equal(p, torch.ones(5)) and torch.equal(m, torch.ones(5, dtype=torch.bfloat16))
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CPU defaults")
 @needs_cpp
 def test_cpu_default_backend_is_the_cpp_kernel():
