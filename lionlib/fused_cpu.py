@@ -14,7 +14,7 @@ no thread start-up per step, and no competition with torch's workers still spinn
 backward pass (separate threads measured up to 9x slower at 1M parameters on 2 cores).
 
 Without a working compiler `library()` raises `FusedCpuUnavailable` with the compiler's message;
-`lionlib.fused.cpu_step` then warns once and takes the foreach path.
+`lionlib.fused.cpp_available` then warns once, and `cpp_step` takes the foreach path.
 """
 
 from __future__ import annotations

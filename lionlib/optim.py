@@ -11,7 +11,7 @@ is the EMA of +grad (the paper's m is -exp_avg), and for every K:
 For a K that is not symmetric (logsumexp) the direction is +grad K(-c), the paper's grad K(m~);
 for symmetric K the two are equal. With K = ||.||_1 (grad K = sign) this is exactly Lion.
 
-Execution paths, all checked against the for-loop reference in tests/test_optim.py:
+Execution paths, all checked against the for-loop reference (tests/test_optim.py, test_fused.py):
 - "forloop": one tensor at a time; the readable reference.
 - "foreach": horizontally batched `torch._foreach_*` ops per (device, dtype) group.
 - "cpp" / "triton": single-pass fused kernels from `lionlib.fused` (CPU / CUDA), the defaults.
