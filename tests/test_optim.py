@@ -307,3 +307,36 @@ def test_polyak_nesterov_parameterisation_maps_to_eq2():
 def test_functional_step_rejects_unknown_backend():
     with pytest.raises(ValueError, match="unknown backend 'cuda-magic'"):
         lionk_step([], [], [], backend="cuda-magic")
+
+
+@pytest.mark.parametrize("foreach", [None, False], ids=["default", "forloop"])
+def test_grad_scaler_unscales_and_skips_non_finite_steps(foreach):
+    """AMP's GradScaler drives Lion like any torch optimizer: it unscales the gradients first (a
+    power-of-two scale, so the step equals the unscaled one exactly), and skips the step whole,
+    momentum included, when a gradient is not finite."""
+    torch.manual_seed(0)
+    model, ref = torch.nn.Linear(6, 3), torch.nn.Linear(6, 3)
+    ref.load_state_dict(model.state_dict())
+    opt = Lion(model.parameters(), lr=1e-2, weight_decay=0.1, foreach=foreach)
+    ref_opt = Lion(ref.parameters(), lr=1e-2, weight_decay=0.1, foreach=False)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12)
+    x = torch.randn(4, 6)
+    for _ in range(2):
+        scaler.scale(model(x).square().mean()).backward()
+        scaler.step(opt)
+        scaler.update()
+        opt.zero_grad()
+        ref(x).square().mean().backward()
+        ref_opt.step()
+        ref_opt.zero_grad()
+    for a, b in zip(model.parameters(), ref.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)  # sign() alone would not see a scale
+        torch.testing.assert_close(opt.state[a]["exp_avg"], ref_opt.state[b]["exp_avg"], rtol=0, atol=0)
+    before = [p.clone() for p in model.parameters()]
+    momentum = [opt.state[p]["exp_avg"].clone() for p in model.parameters()]
+    scaler.scale(model(x * float("inf")).square().mean()).backward()
+    scaler.step(opt)
+    scaler.update()
+    assert scaler.get_scale() == 2.0**11  # backed off
+    for p, p0, m0 in zip(model.parameters(), before, momentum):
+        assert torch.equal(p, p0) and torch.equal(opt.state[p]["exp_avg"], m0)
