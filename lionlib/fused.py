@@ -219,7 +219,22 @@ def triton_available() -> bool:
     return True
 
 
-@torch.compiler.disable  # a host-side launcher over data_ptr tables: dynamo runs it eagerly
+def _eager_under_compile(fn):
+    """fn, run eagerly as one opaque call when torch.compile traces it (the kernel launchers work
+    on data_ptr tables, which dynamo cannot trace). `torch.compiler.disable` is applied only
+    then: as a decorator it would import dynamo with lionlib (a second or two, and Triton with
+    it, before tests can set TRITON_INTERPRET)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if torch.compiler.is_compiling():
+            return torch.compiler.disable(fn)(*args, **kwargs)
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@_eager_under_compile
 def triton_step(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, implicit_decay, maximize,
                 chunk: int | None = None) -> None:
     """One Lion-K step with the fused Triton kernel: one launch per (device, dtypes) group.
@@ -257,7 +272,7 @@ def cpp_supports(kappa) -> bool:
     return triton_supports(kappa) and _kernel_k(kappa)[0] != _LP
 
 
-@torch.compiler.disable  # under torch.compile(opt.step) this runs eagerly instead of being traced
+@_eager_under_compile
 @functools.cache
 def cpp_available() -> bool:
     """Whether the C++ kernel builds and loads here (warns once, with the compiler's message, if not)."""
@@ -271,7 +286,7 @@ def cpp_available() -> bool:
     return True
 
 
-@torch.compiler.disable  # an opaque C call: dynamo leaves it to run eagerly, as one graph break
+@_eager_under_compile
 def cpp_step(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, implicit_decay, maximize,
              threads: int | None = None) -> None:
     """One Lion-K step with the C++ kernel: one call per (dtypes) group, `threads` threads

@@ -1,23 +1,19 @@
 """The fused paths (`lionlib.fused`) against an independent reference, step by step.
 
 The C++ kernel runs on CPU tensors. Triton kernels run under TRITON_INTERPRET=1 when there is no
-GPU (set here, before the kernels are first imported), and compiled on CUDA otherwise, so
-`benchmarks/gpu_check.sh` runs this same file on a GPU. For l1, half_sq_l2, huber and l1_plus_sq_l2 the fused results are bit-identical to
-the reference in every dtype; for K with tanh, sqrt or pow, and for lp norms (another summation
-order), they agree to a few fp32 ulp.
+GPU (set in conftest.py), and compiled on CUDA otherwise, so `benchmarks/gpu_check.sh` runs this
+same file on a GPU. For l1, half_sq_l2, huber and l1_plus_sq_l2 the fused results are
+bit-identical to the reference in every dtype; for K with tanh, sqrt or pow, and for lp norms
+(another summation order), they agree to a few fp32 ulp.
 """
 
 import os
 
+import pytest
 import torch
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
-import pytest  # noqa: E402
-
-from lionlib import fused, kappa  # noqa: E402
-from lionlib.optim import Lion, LionK, lionk_step  # noqa: E402
+from lionlib import fused, kappa
+from lionlib.optim import Lion, LionK, lionk_step
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 BF16, FP16, FP32 = torch.bfloat16, torch.float16, torch.float32
@@ -258,7 +254,7 @@ def test_cpp_build_failure_falls_back_with_a_warning(monkeypatch, tmp_path):
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
     monkeypatch.setenv("LIONLIB_CACHE_DIR", str(tmp_path))
     fused_cpu.library.cache_clear()
-    cpp_available_cache = fused.cpp_available.__wrapped__  # under torch.compiler.disable
+    cpp_available_cache = fused.cpp_available.__wrapped__  # under _eager_under_compile
     cpp_available_cache.cache_clear()
     try:
         with pytest.warns(RuntimeWarning, match="(?s)no C\\+\\+ compiler .* foreach path"):
