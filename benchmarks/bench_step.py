@@ -6,9 +6,10 @@ measured in the same process as the time an in-place `torch.add_` takes to strea
 of bytes (`a.add_(b)` moves 12 bytes per element).
 
 The parameters are a transformer-like list (token embedding, per layer q/k/v/o and MLP matrices,
-biases and norm weights), scaled to the requested total. Each implementation gets fresh state,
+biases and norm weights), scaled to the requested total. The implementations are measured in
+`--rounds` rounds that visit each in turn; in each round an implementation gets fresh state,
 `--warmup` untimed steps (compilation happens there; the first step's time is recorded apart) and
-the median of `--repeats` timed steps, each right after one timed stream of the same bytes.
+`--repeats` timed steps, each right after one timed stream of the same bytes. Reported: medians.
 
     python benchmarks/bench_step.py                       # 1M ... 256M parameters (CPU: ~10 min)
     python benchmarks/bench_step.py --threads 1            # one CPU thread (robust on a loaded box)
@@ -130,11 +131,37 @@ class Stream:
         return lambda: a.add_(b)
 
 
-def bench_size(n_target: int, device: str, impls: list[Impl], warmup: int, repeats: int) -> tuple[dict, list[dict]]:
-    """Each implementation: `warmup` untimed steps, then `repeats` pairs of (stream, step) timings.
+def measure(impl: Impl, params, run_stream, device: str, warmup: int, repeats: int) -> tuple[dict, list, list] | None:
+    """One round for one implementation: a fresh optimizer, `warmup` untimed steps, then `repeats`
+    pairs of (stream, step) timings. Interleaving the stream with the steps makes each fraction of
+    the limit compare times taken under the same machine load. None if the implementation cannot
+    run here (a missing optional backend must not stop the benchmark)."""
+    try:
+        opt = impl.make(params)
+        info = dict(first_step_s=timed(opt.step, device))
+        for _ in range(warmup - 1):
+            timed(opt.step, device)
+    except Exception as e:
+        print(f"  {impl.name:28s} skipped: {type(e).__name__}: {e}")
+        return None
+    if impl.name.startswith("lionlib"):
+        from lionlib.optim import _resolve_backend
 
-    Interleaving the stream with the steps makes each fraction of the limit compare times taken
-    under the same machine load (other jobs on a shared box come and go)."""
+        group = opt.param_groups[0]
+        info["backend"] = _resolve_backend(group["params"], group["kappa"], group["foreach"], group["fused"])
+    timed(run_stream, device)
+    pairs = [(timed(run_stream, device), timed(opt.step, device)) for _ in range(repeats)]
+    del opt
+    gc.collect()
+    return info, [s for s, _ in pairs], [t for _, t in pairs]
+
+
+def bench_size(n_target: int, device: str, impls: list[Impl], warmup: int, repeats: int, rounds: int) -> tuple[dict, list[dict]]:
+    """Every implementation, in `rounds` rounds that each visit all implementations in turn.
+
+    The machine's speed drifts (a shared VM's neighbours come and go); spreading each
+    implementation's timings over the whole run lets the drift hit every implementation alike,
+    so the ratios between them are steadier than with one block of timings each."""
     shapes = transformer_shapes(n_target)
     gen = torch.Generator().manual_seed(0)
     params = [torch.nn.Parameter(torch.randn(s, generator=gen).mul_(0.02).to(device)) for s in shapes]
@@ -142,38 +169,30 @@ def bench_size(n_target: int, device: str, impls: list[Impl], warmup: int, repea
         p.grad = torch.randn(p.shape, generator=gen).mul_(1e-3).to(device)
     n = sum(p.numel() for p in params)
     stream = Stream(max(BYTES_PER_PARAM.values()) * n, device)
+    runs: dict[str, tuple[dict, list, list]] = {}
+    for _ in range(rounds):
+        for impl in impls:
+            if device not in impl.devices or (impl.name in runs and runs[impl.name] is None):
+                continue
+            result = measure(impl, params, stream.runner(BYTES_PER_PARAM[impl.family] * n), device, warmup, repeats)
+            if impl.name not in runs or result is None:
+                runs[impl.name] = result
+            else:
+                runs[impl.name][1].extend(result[1])
+                runs[impl.name][2].extend(result[2])
     rows = []
     for impl in impls:
-        if device not in impl.devices:
+        if runs.get(impl.name) is None:
             continue
-        run_stream = stream.runner(BYTES_PER_PARAM[impl.family] * n)
-        try:
-            opt = impl.make(params)
-            first = timed(opt.step, device)
-            for _ in range(warmup - 1):
-                timed(opt.step, device)
-        except Exception as e:  # a missing optional backend must not stop the benchmark
-            print(f"  {impl.name:28s} skipped: {type(e).__name__}: {e}")
-            continue
-        timed(run_stream, device)
-        pairs = [(timed(run_stream, device), timed(opt.step, device)) for _ in range(repeats)]
-        streams, times = [s for s, _ in pairs], [t for _, t in pairs]
-        backend = None
-        if impl.name.startswith("lionlib"):
-            from lionlib.optim import _resolve_backend
-
-            group = opt.param_groups[0]
-            backend = _resolve_backend(group["params"], group["kappa"], group["foreach"], group["fused"])
+        info, streams, times = runs[impl.name]
         step, limit = statistics.median(times), statistics.median(streams)
         rows.append(dict(
-            impl=impl.name, family=impl.family, backend=backend, n_params=n, n_tensors=len(params),
-            bytes_per_param=BYTES_PER_PARAM[impl.family], step_s=step, step_s_all=times, first_step_s=first,
+            impl=impl.name, family=impl.family, backend=info.get("backend"), n_params=n, n_tensors=len(params),
+            bytes_per_param=BYTES_PER_PARAM[impl.family], step_s=step, step_s_all=times, first_step_s=info["first_step_s"],
             stream_s=limit, stream_s_all=streams, fraction_of_stream=limit / step, load_avg=os.getloadavg()[0],
         ))
         print(f"  {impl.name:28s} {step * 1e3:9.2f} ms  {limit / step:6.1%} of stream ({limit * 1e3:.2f} ms)"
-              f"  first step {first:.2f} s", flush=True)
-        del opt
-        gc.collect()
+              f"  first step {info['first_step_s']:.2f} s", flush=True)
     del params, stream
     gc.collect()
     lion = [r["stream_s"] for r in rows if r["family"] == "lion"]
@@ -219,7 +238,8 @@ def main() -> None:
     ap.add_argument("--sizes", type=float, nargs="+", default=None, help="millions of parameters")
     ap.add_argument("--impls", nargs="+", default=None, help="subset of implementation names")
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=9)
+    ap.add_argument("--repeats", type=int, default=4, help="timed steps per round")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds over all implementations")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--out", type=Path, default=None, help="output JSON (default benchmarks/results/<machine>-<device>.json)")
     args = ap.parse_args()
@@ -236,12 +256,12 @@ def main() -> None:
     for size in sizes:
         n_target = int(size * 2**20)
         print(f"{size:g}M parameters:", flush=True)
-        info, size_rows = bench_size(n_target, args.device, impls, args.warmup, args.repeats)
+        info, size_rows = bench_size(n_target, args.device, impls, args.warmup, args.repeats, args.rounds)
         streams.append(info)
         rows += size_rows
     machine["load_avg_end"] = list(os.getloadavg())
-    result = dict(machine=machine, device=args.device, warmup=args.warmup, repeats=args.repeats, lr=LR, weight_decay=WD,
-                  stream=streams, results=rows)
+    result = dict(machine=machine, device=args.device, warmup=args.warmup, repeats=args.repeats, rounds=args.rounds,
+                  lr=LR, weight_decay=WD, stream=streams, results=rows)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {out}")

@@ -29,7 +29,7 @@ EOF
 timeout 300 $PY -m pytest tests/test_fused.py -q -p no:cacheprovider 2>&1 | tail -40 | tee "$OUT/test_fused_cuda.txt"
 test_rc=${PIPESTATUS[0]}
 
-timeout 420 $PY benchmarks/bench_step.py --device cuda --sizes 1 4 16 64 256 --warmup 3 --repeats 10 \
+timeout 420 $PY benchmarks/bench_step.py --device cuda --sizes 1 4 16 64 256 --warmup 3 --repeats 4 \
     --out "$OUT/$($PY -c 'import re, torch; print(re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name().lower()).strip("-"))')-cuda.json" \
     2>&1 | tee "$OUT/bench_cuda.txt"
 bench_rc=${PIPESTATUS[0]}
