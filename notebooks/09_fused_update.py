@@ -82,8 +82,10 @@ print(f"{len(runs)} result file(s)")
 # no other job of ours running (the load average is in the files), one with one torch thread and
 # one with torch's default of two. The machine is shared with other virtual machines: from run to
 # run the streaming limit moved between 31 and 42 ms at 64M parameters, and `lion_pytorch`'s step
-# between 135 and 200 ms, so ratios near a target can land on either side of it. No GPU file is
-# committed yet (`benchmarks/gpu_check.sh` makes one on a machine with a GPU).
+# between 135 and 200 ms. The benchmark therefore times every implementation in rounds that visit
+# each in turn, so that drift hits all alike; still, a ratio near a target can land on either side
+# of it from one run to the next. No GPU file is committed yet (`benchmarks/gpu_check.sh` makes one
+# on a machine with a GPU).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
