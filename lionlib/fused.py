@@ -31,6 +31,8 @@ import warnings
 import torch
 from torch import Tensor
 
+from lionlib import fused_cpu  # builds nothing at import: the kernel is compiled on first use
+
 __all__ = ["triton_step", "cpp_step", "triton_supports", "cpp_supports", "KERNEL_K"]
 
 # K with a kernel: code used inside the kernels, and which K attribute is the kernel's parameter.
@@ -261,12 +263,6 @@ def triton_step(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_deca
 # ----------------------------------------------------------------------------------------------
 # C++ (CPU)
 
-_CPP_DTYPES = {  # (param, momentum) storage dtypes with a kernel; grads have the param's dtype
-    (torch.float32, torch.float32), (torch.bfloat16, torch.bfloat16), (torch.bfloat16, torch.float32),
-    (torch.float16, torch.float16), (torch.float16, torch.float32),
-}
-
-
 def cpp_supports(kappa) -> bool:
     """Whether the C++ kernel implements this K (elementwise K; whole-tensor K take foreach)."""
     return triton_supports(kappa) and _kernel_k(kappa)[0] != _LP
@@ -276,8 +272,6 @@ def cpp_supports(kappa) -> bool:
 @functools.cache
 def cpp_available() -> bool:
     """Whether the C++ kernel builds and loads here (warns once, with the compiler's message, if not)."""
-    from lionlib import fused_cpu
-
     try:
         fused_cpu.library()
     except fused_cpu.FusedCpuUnavailable as e:
@@ -299,8 +293,6 @@ def cpp_step(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, 
                         implicit_decay=implicit_decay, maximize=maximize)
     if not (cpp_supports(kappa) and cpp_available()):
         return _foreach_rest((params, grads, exp_avgs), hyper_kwargs)
-    from lionlib import fused_cpu
-
     s = _scalars(kappa, lr, beta1, beta2, weight_decay, implicit_decay)
     hyper = list(s["hyper"])
     if s["decay"] != 1:
@@ -309,7 +301,7 @@ def cpp_step(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, 
         hyper[2], hyper[6] = -hyper[2], -hyper[6]
     groups, rest = _split(params, grads, exp_avgs, lambda p: p.is_cpu)
     for (_, p_dtype, g_dtype, m_dtype, _), lists in groups.items():
-        if g_dtype == p_dtype and (p_dtype, m_dtype) in _CPP_DTYPES:
+        if g_dtype == p_dtype and (p_dtype, m_dtype) in fused_cpu.DTYPE_PAIRS:
             fused_cpu.step(*lists, code=s["code"], implicit=s["decay"] == 2, hyper=hyper, threads=threads)
         else:
             rest = tuple(r + t for r, t in zip(rest, lists))

@@ -30,13 +30,18 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["FusedCpuUnavailable", "library", "DTYPE_CODES", "step"]
+__all__ = ["FusedCpuUnavailable", "library", "DTYPE_CODES", "DTYPE_PAIRS", "step"]
 
 SOURCE = Path(__file__).with_name("fused_cpu.cpp")
 # -march=native: vector fma for this CPU (the cache key includes the CPU). -ffp-contract=off:
 # only the explicit std::fma calls fuse, as in eager torch. -fno-math-errno: lets sqrt vectorise.
 FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-std=c++17", "-shared", "-fPIC", "-fopenmp")
 DTYPE_CODES = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
+# (param, momentum) storage dtypes the kernel has code for (its `pick`); grads have the param's dtype.
+DTYPE_PAIRS = {
+    (torch.float32, torch.float32), (torch.bfloat16, torch.bfloat16), (torch.bfloat16, torch.float32),
+    (torch.float16, torch.float16), (torch.float16, torch.float32),
+}
 _I64P = ctypes.POINTER(ctypes.c_int64)
 
 
