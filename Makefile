@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 test: sync unit nbval
 
 sync: $(STAMP)
-	$(BIN)/python -m lionlib.reproduce --check-sync
+	$(BIN)/python -m lionlib.companion.reproduce --check-sync
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests -n 2 --dist loadgroup -q
@@ -32,11 +32,11 @@ nbval: $(STAMP)
 	LIONLIB_SCALE=smoke LIONLIB_OUT_DIR=$(CURDIR)/build/nbval $(BIN)/python -m pytest notebooks -p no:python --nbval-lax --nbval-current-env -n 2 --dist loadscope -q
 
 reproduce: $(STAMP)
-	$(BIN)/python -m lionlib.reproduce --scale $(SCALE)
+	$(BIN)/python -m lionlib.companion.reproduce --scale $(SCALE)
 
 # Refresh the committed notebooks/*.ipynb outputs (maintainers, after changing a notebook's .py).
 notebooks: $(STAMP)
-	$(BIN)/python -m lionlib.reproduce --scale $(SCALE) --update-notebooks
+	$(BIN)/python -m lionlib.companion.reproduce --scale $(SCALE) --update-notebooks
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

@@ -116,10 +116,13 @@ def lionk_step(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor]
         _forloop(params, grads, exp_avgs, **hyper)
     elif backend == "foreach":
         _foreach(params, grads, exp_avgs, **hyper)
-    elif backend == "cpp":
-        fused_lib.cpp_step(params, grads, exp_avgs, **hyper)
-    elif backend == "triton":
-        fused_lib.triton_step(params, grads, exp_avgs, **hyper)
+    elif backend in ("cpp", "triton"):
+        # A kernel updates what it covers and hands back the rest (as torch.optim.adam's fused path
+        # leaves what it cannot take to foreach), so lionlib.fused never calls back into this module.
+        step = fused_lib.cpp_step if backend == "cpp" else fused_lib.triton_step
+        rest = step(params, grads, exp_avgs, **hyper)
+        if rest[0]:
+            _foreach(*rest, **hyper)
     else:
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
 

@@ -24,10 +24,10 @@
 # How to re-run (from the repository root):
 #
 # ```
-# python -m lionlib.reproduce --list                  # notebooks, paper elements, parameters
-# python -m lionlib.reproduce                         # every notebook, cpu scale, into build/notebooks/
-# python -m lionlib.reproduce --only 06_muon -p SEED=1
-# python -m lionlib.reproduce --update-notebooks      # refresh the committed outputs (and this index)
+# python -m lionlib.companion.reproduce --list                  # notebooks, paper elements, parameters
+# python -m lionlib.companion.reproduce                         # every notebook, cpu scale, into build/notebooks/
+# python -m lionlib.companion.reproduce --only 06_muon -p SEED=1
+# python -m lionlib.companion.reproduce --update-notebooks      # refresh the committed outputs (and this index)
 # ```
 #
 # Each notebook has a `parameters` cell: `SCALE` (`smoke` for CI, `cpu` for these committed outputs,
@@ -49,9 +49,9 @@ import json
 
 from IPython.display import Markdown, display
 
-from lionlib.paths import NOTEBOOKS
-from lionlib.report import Report
-from lionlib.reproduce import REGISTRY, registry_entry
+from lionlib.companion.paths import NOTEBOOKS
+from lionlib.companion.report import Report
+from lionlib.companion.reproduce import REGISTRY, registry_entry
 
 report = Report("00_index", out_dir=OUT_DIR)
 
@@ -77,7 +77,7 @@ if manifest_path.exists():
     print(f"verdicts from {manifest_path.parent.name}/{manifest_path.name}")
 else:
     manifest = {"elements": {}, "notebooks": {}}
-    print("no manifest yet: run `python -m lionlib.reproduce` to fill in the verdicts")
+    print("no manifest yet: run `python -m lionlib.companion.reproduce` to fill in the verdicts")
 
 # %% [markdown]
 # ## The map

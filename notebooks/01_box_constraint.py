@@ -61,9 +61,9 @@ import torch
 from matplotlib.patches import Rectangle
 
 from lionlib import kappa
-from lionlib.dynamics import Quadratic, Wavy, simulate
-from lionlib.lyapunov import DiscreteConstants, kkt_score, phase1_factor
-from lionlib.report import Report, setup_plotting
+from lionlib.theory.dynamics import Quadratic, Wavy, simulate
+from lionlib.theory.lyapunov import DiscreteConstants, kkt_score, phase1_factor
+from lionlib.companion.report import Report, setup_plotting
 
 setup_plotting()
 report = Report("01_box_constraint", out_dir=OUT_DIR)
@@ -76,7 +76,7 @@ print(f"scale={SCALE} steps={steps}")
 # %% [markdown]
 # ## Runs
 #
-# `simulate` (from `lionlib.dynamics`) runs the paper's update in its own sign convention
+# `simulate` (from `lionlib.theory.dynamics`) runs the paper's update in its own sign convention
 # (m = −PyTorch's `exp_avg`; the test suite checks it step by step against `lionlib.LionK`) and
 # records f(x_t), H_d(x_t, m_t) (+∞ while outside the box) and the phase-1 distance
 # dist(λx_t, dom K*) = λ·max(‖x_t‖∞ − 1/λ, 0).

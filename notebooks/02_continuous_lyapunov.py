@@ -73,9 +73,9 @@ import seaborn as sns
 import torch
 
 from lionlib import kappa
-from lionlib.dynamics import Quadratic, integrate
-from lionlib.lyapunov import H, Delta, OdeConstants, kkt_score, phase1_factor_continuous
-from lionlib.report import Report, setup_plotting
+from lionlib.theory.dynamics import Quadratic, integrate
+from lionlib.theory.lyapunov import H, Delta, OdeConstants, kkt_score, phase1_factor_continuous
+from lionlib.companion.report import Report, setup_plotting
 
 setup_plotting()
 report = Report("02_continuous_lyapunov", out_dir=OUT_DIR)

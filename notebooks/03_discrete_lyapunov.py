@@ -74,9 +74,9 @@ import seaborn as sns
 import torch
 
 from lionlib import kappa
-from lionlib.dynamics import Quadratic, Wavy, lion_k_step, random_dual_point, simulate
-from lionlib.lyapunov import DiscreteConstants, coupling, one_step_change, phase1_factor
-from lionlib.report import Report, setup_plotting
+from lionlib.theory.dynamics import Quadratic, Wavy, lion_k_step, random_dual_point, simulate
+from lionlib.theory.lyapunov import DiscreteConstants, coupling, one_step_change, phase1_factor
+from lionlib.companion.report import Report, setup_plotting
 
 setup_plotting()
 report = Report("03_discrete_lyapunov", out_dir=OUT_DIR)

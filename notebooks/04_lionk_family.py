@@ -60,9 +60,9 @@ import torch
 from IPython.display import Markdown, display
 
 from lionlib import kappa
-from lionlib.dynamics import Quadratic, simulate
-from lionlib.lyapunov import DiscreteConstants, kkt_score, phase1_factor
-from lionlib.report import Report, setup_plotting
+from lionlib.theory.dynamics import Quadratic, simulate
+from lionlib.theory.lyapunov import DiscreteConstants, kkt_score, phase1_factor
+from lionlib.companion.report import Report, setup_plotting
 
 setup_plotting()
 report = Report("04_lionk_family", out_dir=OUT_DIR)

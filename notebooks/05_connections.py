@@ -69,7 +69,8 @@ from pytorch_optimizer import SGDW, SignSGD
 from scipy.optimize import lsq_linear
 
 from lionlib import LionK, kappa
-from lionlib.report import Report, resolve_device, setup_plotting
+from lionlib.companion.report import Report, setup_plotting
+from lionlib.experiments.common import resolve_device
 
 setup_plotting()
 report = Report("05_connections", out_dir=OUT_DIR)

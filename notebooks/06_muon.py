@@ -33,7 +33,7 @@
 # its singular values are from 1 and what that does to the constraint and the trajectory.
 #
 # We use `lionlib.Muon` (Lion-K with the nuclear norm, `exact_svd=True` or Newton-Schulz),
-# `lionlib.monitor.ConstraintMonitor` for σ_max and the phase-1 bound, and `lionlib.lyapunov` for
+# `lionlib.monitor.ConstraintMonitor` for σ_max and the phase-1 bound, and `lionlib.theory.lyapunov` for
 # H_d, its one-step change and the KKT score.
 #
 # **Settings chosen here (the note gives no experiment), all parameters below:** matrix least squares
@@ -68,9 +68,10 @@ import torch
 
 from lionlib import Muon, kappa
 from lionlib.kappa import newton_schulz
-from lionlib.lyapunov import DiscreteConstants, H_d, kkt_score, one_step_change, smooth_remainder_bound
+from lionlib.theory.lyapunov import DiscreteConstants, H_d, kkt_score, one_step_change, smooth_remainder_bound
 from lionlib.monitor import ConstraintMonitor
-from lionlib.report import Report, resolve_device, setup_plotting
+from lionlib.companion.report import Report, setup_plotting
+from lionlib.experiments.common import resolve_device
 
 setup_plotting()
 report = Report("06_muon", out_dir=OUT_DIR)

@@ -24,7 +24,7 @@
 #    (Lion-ℓp: ‖x‖_q ≤ 1/λ, 1/p + 1/q = 1). Phase 1 (PAPER.md §4.2) drives every tensor into its set at the
 #    rate ∏(1 − ε_s λ), whatever the gradients; a larger λ is reported to converge faster and finish worse.
 #
-# We answer both on CIFAR-10 with `lionlib.cifar`: an airbench-style conv net (fixed whitening layer, three
+# We answer both on CIFAR-10 with `lionlib.experiments.cifar`: an airbench-style conv net (fixed whitening layer, three
 # conv groups with BatchNorm, max-pool head), data on the device as one uint8 tensor, flip + pad-crop
 # augmentation as batched tensor ops, and `lionlib.monitor.ConstraintMonitor` recording λ·‖x‖_dual for every
 # parameter tensor against 1 and against its phase-1 bound. Experiments: (1) Lion vs AdamW, (2) Lion-ℓp for
@@ -39,7 +39,7 @@
 #   16 epochs, batch 1024, bf16 autocast, 3 seeds.
 # - *Tuning.* AdamW and Lion are tuned on the same grid, lr × {1/3, 1, 3} and wd × {1, 10} around base values
 #   related by the Lion authors' rule (Lion: lr 10× smaller, wd 10× larger than AdamW), with
-#   `python -m lionlib.cifar --grid --scale cpu` (`lionlib.cifar.GRID`); the values below are the grid's best.
+#   `python -m lionlib.experiments.cifar --grid --scale cpu` (`lionlib.experiments.cifar.GRID`); the values below are the grid's best.
 #   Final test accuracy (CIFAR-10 JPEG copy, cpu scale, seed 0; measured on a shared 2-core machine):
 #
 #   | Lion: lr → | 1e-4 | 3e-4 | 9e-4 |   | AdamW: lr → | 1e-3 | 3e-3 | 9e-3 |
@@ -49,7 +49,7 @@
 #
 #   Both optima sit at the grid's corner (largest lr and wd): a wider grid may do better for both.
 # - *Lion-ℓp* uses Lion's lr and wd, with each tensor's lr multiplied and its wd divided by n^(1−1/p)
-#   (n = the tensor's size, `lionlib.cifar.lp_groups`): ∇‖c‖_p has unit ℓq norm, so without this a p = 2 step
+#   (n = the tensor's size, `lionlib.experiments.cifar.lp_groups`): ∇‖c‖_p has unit ℓq norm, so without this a p = 2 step
 #   would be √n times smaller than Lion's. lr·wd, hence the phase-1 speed, is the same for every p, and the
 #   constraint reads (mean |x_i|^q)^(1/q) ≤ 1/wd: Lion's box radius for a power mean of |x|.
 # - *Schedule.* Linear warm-up over 10% of the steps, then linear decay to 0; label smoothing 0.2 (airbench);
@@ -84,9 +84,9 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-from lionlib import cifar
-from lionlib.paths import REPO
-from lionlib.report import Report, setup_plotting
+from lionlib.experiments import cifar
+from lionlib.companion.paths import REPO
+from lionlib.companion.report import Report, setup_plotting
 
 setup_plotting()
 report = Report("07_cifar10", out_dir=OUT_DIR)

@@ -21,7 +21,7 @@
 # parameter tensor x satisfies λ‖x‖_dual ≤ 1 (‖x‖_∞ ≤ 1/λ for Lion), whatever the gradients
 # (PAPER.md §4.2, §8.8). Its GPT-2 numbers were not retrieved (PAPER.md §7.4), so this notebook
 # compares qualitatively, on a model that trains on a laptop CPU in minutes and runs unchanged on many
-# GPUs (`lionlib.gpt`, a nanoGPT-style decoder and trainer):
+# GPUs (`lionlib.experiments.gpt`, a nanoGPT-style decoder and trainer):
 #
 # 1. Lion vs AdamW at equal steps;
 # 2. Lion-ℓp for p ∈ {1, 1.5, 2};
@@ -36,7 +36,7 @@
 # on OpenWebText (GPT-2 BPE), trained with `torchrun` on 8 GPUs; this notebook prints the commands and
 # reads their results (see the end).
 #
-# **Settings chosen here (not given by the paper):** in `lionlib.gpt.preset`, AdamW keeps nanoGPT's
+# **Settings chosen here (not given by the paper):** in `lionlib.experiments.gpt.preset`, AdamW keeps nanoGPT's
 # lr 1e-3 and λ = 0.1 at the cpu scale; Lion takes lr 3e-4 and λ = 1, following the Lion authors'
 # advice (lr 3–10× smaller, λ 3–10× larger than AdamW's); Lion-ℓp uses the same lr and λ; the sweeps'
 # values are in the parameters cell. Weight decay applies to the 2-D tensors only (matmul weights and
@@ -44,7 +44,7 @@
 # tensors. The p and λ sweeps run a shorter cosine schedule
 # (`SWEEP_STEPS`) to fit the CPU budget. Lion-ℓp scales each tensor's step by n^(1−1/p) (n = its
 # size) so that every p steps like Lion; its constraint then reads (mean |xᵢ|^q)^(1/q) ≤ 1/λ with
-# 1/p + 1/q = 1 (the box at p = 1, the RMS at p = 2); see `lionlib.gpt.param_groups`.
+# 1/p + 1/q = 1 (the box at p = 1, the RMS at p = 2); see `lionlib.experiments.gpt.param_groups`.
 #
 # **Threads.** `THREADS = 1`: these CPU models are too small to gain from a second intra-op thread, and
 # on a shared machine the extra threads spin and wait: on the 2-core development machine under load,
@@ -75,9 +75,9 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-from lionlib import gpt, paths
-from lionlib.gpt_data import load_dataset_by_name
-from lionlib.report import Report, setup_plotting
+from lionlib.experiments import gpt, paths
+from lionlib.experiments.gpt_data import load_dataset_by_name
+from lionlib.companion.report import Report, setup_plotting
 
 setup_plotting()
 report = Report("08_gpt", out_dir=OUT_DIR)
@@ -90,8 +90,8 @@ print(f"scale={SCALE} steps={full_steps} sweep steps={sweep_steps}")
 
 
 # %% [markdown]
-# Every run of the notebook is planned here: an optimizer plus the `lionlib.gpt.TrainConfig` fields
-# that differ from the scale's preset (`lionlib.gpt.preset`). `run(key)` trains it (once: runs with
+# Every run of the notebook is planned here: an optimizer plus the `lionlib.experiments.gpt.TrainConfig` fields
+# that differ from the scale's preset (`lionlib.experiments.gpt.preset`). `run(key)` trains it (once: runs with
 # equal settings are shared) and returns a `RunResult`: loss history, final validation loss (200
 # fixed batches at the cpu scale), throughput, `ConstraintMonitor` frame, model. At the `paper` scale it
 # reads `runs/gpt/paper/<name>/result.json`, written by the printed `torchrun` command. All runs of a
@@ -116,7 +116,7 @@ def command(key):
     launcher = "torchrun --standalone --nproc_per_node 8" if SCALE == "paper" else "python"
     out = runs_dir / name
     out = out.relative_to(paths.REPO) if out.is_relative_to(paths.REPO) else out  # from the repo root
-    return f"{launcher} -m lionlib.gpt --scale {SCALE} --optimizer {plan[key][0]}{flags} --out_dir {out}"
+    return f"{launcher} -m lionlib.experiments.gpt --scale {SCALE} --optimizer {plan[key][0]}{flags} --out_dir {out}"
 
 
 _cache = {}
@@ -346,7 +346,7 @@ print(gpt.sample_text(model, data, n_tokens=400, seed=SEED))
 # ## The `paper` scale: GPT-2 124M on OpenWebText with torchrun
 #
 # 1. Prepare the data once (internet, ~54 GB of downloads, ~17 GB of bins; the `owt` extra):
-#    `pip install -e ".[owt]" && python -c "from lionlib.gpt_data import prepare_openwebtext; prepare_openwebtext()"`.
+#    `pip install -e ".[owt]" && python -c "from lionlib.experiments.gpt_data import prepare_openwebtext; prepare_openwebtext()"`.
 # 2. Run each of the commands printed below on a node with 8 GPUs (NCCL, bf16 autocast,
 #    `torch.compile`). Each run is 100k steps × 640 sequences × 1024 tokens = 65.5B tokens; at nanoGPT's
 #    reported GPT-2 124M throughput on 8×A100-40GB (~300B tokens in ~4 days, i.e. ≈ 0.9M tokens/s) that is

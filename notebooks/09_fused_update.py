@@ -26,7 +26,7 @@
 #
 # - **forloop**: one tensor at a time, eager torch ops (the readable reference);
 # - **foreach**: `torch._foreach_*` ops over all tensors of a (device, dtype) group;
-# - **cpp** (CPU, the default there): a small C++ kernel (`lionlib/fused_cpu.cpp`, built on first
+# - **cpp** (CPU, the default there): a small C++ kernel (`lionlib/fused/cpu.cpp`, built on first
 #   use) that reads p, g, m once and writes p, m once, for every tensor of a group in one call,
 #   split evenly over torch's OpenMP threads, vectorised, with software prefetch;
 # - **triton** (CUDA): one horizontally fused Triton launch per (device, dtype) group, with pointer
@@ -65,8 +65,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from lionlib.paths import REPO
-from lionlib.report import Report, setup_plotting
+from lionlib.companion.paths import REPO
+from lionlib.companion.report import Report, setup_plotting
 
 setup_plotting()
 report = Report("09_fused_update", out_dir=OUT_DIR)

@@ -1,4 +1,4 @@
-"""lionlib.cifar: loaders (real JPEG copy, official archive format, caches), augmentation, training.
+"""lionlib.experiments.cifar: loaders (real JPEG copy, official archive format, caches), augmentation, training.
 
 No network: downloads go to a local file:// archive built here. Training runs use a few hundred
 real images and a net a few channels wide, so the whole file runs in well under a minute.
@@ -15,9 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
-from lionlib import cifar
+from lionlib.experiments import cifar, cifar_data
 
-JPEG = cifar.OFFLINE / "cifar10-jpeg"
+JPEG = cifar_data.OFFLINE / "cifar10-jpeg"
 needs_jpeg = pytest.mark.skipif(not JPEG.is_dir(), reason="offline CIFAR-10 JPEG copy not present")
 TINY = dict(widths=(8, 16, 16), batch_size=50, epochs=2, train_per_class=30, test_per_class=20, warmup=0.2,
             verbose=False, lr=2e-3, wd=1.0)
@@ -28,7 +28,7 @@ def small(tmp_path_factory):
     """300 training and 200 test images of the real JPEG copy, decoded into a private cache."""
     if not JPEG.is_dir():
         pytest.skip("offline CIFAR-10 JPEG copy not present")
-    return cifar.load_cifar10(JPEG, train_per_class=30, test_per_class=20, cache_dir=tmp_path_factory.mktemp("cache"))
+    return cifar_data.load_cifar10(JPEG, train_per_class=30, test_per_class=20, cache_dir=tmp_path_factory.mktemp("cache"))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -37,7 +37,7 @@ def small(tmp_path_factory):
 
 @needs_jpeg
 def test_jpeg_copy_loads_in_label_order(tmp_path):
-    d = cifar.load_cifar10(JPEG, train_per_class=200, test_per_class=3, cache_dir=tmp_path)
+    d = cifar_data.load_cifar10(JPEG, train_per_class=200, test_per_class=3, cache_dir=tmp_path)
     x, y = d["train"]
     assert d["label"] == "CIFAR-10 (JPEG copy)" and not d["verified"]  # a subset cannot match the full checksum
     assert x.shape == (2000, 3, 32, 32) and x.dtype == torch.uint8 and y.dtype == torch.int64
@@ -46,7 +46,7 @@ def test_jpeg_copy_loads_in_label_order(tmp_path):
     # Pixels equal an independent Pillow decode, channels first.
     for cls, i in (("airplane", 0), ("truck", 199)):
         ref = np.asarray(Image.open(JPEG / "train" / cls / f"{i:04d}.jpg").convert("RGB")).transpose(2, 0, 1)
-        assert np.array_equal(x[cifar.CLASSES.index(cls) * 200 + i].numpy(), ref)
+        assert np.array_equal(x[cifar_data.CLASSES.index(cls) * 200 + i].numpy(), ref)
     # Airplanes are sky-blue. The data README quotes (0.502, 0.513, 0.527) for the first 2,000; decoding
     # them gives (0.526, 0.562, 0.589) (the first 200: within 0.015), so we check the decoded value.
     mean = x[:200].double().mean((0, 2, 3)) / 255
@@ -58,23 +58,23 @@ def test_find_source_order(tmp_path, monkeypatch):
     layout = tmp_path / "shared" / "cifar10-jpeg"
     for split in ("train", "test"):
         (layout / split).mkdir(parents=True)
-    monkeypatch.setattr(cifar, "DATA", tmp_path / "empty")
-    monkeypatch.setattr(cifar, "OFFLINE", tmp_path / "shared")
-    assert cifar.find_source().path == layout
-    monkeypatch.setattr(cifar, "DATA", tmp_path / "shared")
-    assert cifar.find_source().path == layout
+    monkeypatch.setenv("LIONLIB_DATA_DIR", str(tmp_path / "empty"))
+    monkeypatch.setattr(cifar_data, "OFFLINE", tmp_path / "shared")
+    assert cifar_data.find_source().path == layout
+    monkeypatch.setenv("LIONLIB_DATA_DIR", str(tmp_path / "shared"))
+    assert cifar_data.find_source().path == layout
     with pytest.raises(FileNotFoundError):
-        cifar.find_source(tmp_path / "empty")
-    monkeypatch.setattr(cifar, "OFFLINE", tmp_path / "nowhere")
-    monkeypatch.setattr(cifar, "DATA", tmp_path / "empty")
+        cifar_data.find_source(tmp_path / "empty")
+    monkeypatch.setattr(cifar_data, "OFFLINE", tmp_path / "nowhere")
+    monkeypatch.setenv("LIONLIB_DATA_DIR", str(tmp_path / "empty"))
     with pytest.raises(FileNotFoundError):
-        cifar.find_source(download=False)
+        cifar_data.find_source(download=False)
 
 
 def _image_folder(root, per_class=2, seed=0):
     rng = np.random.default_rng(seed)
     for split in ("train", "test"):
-        for c in cifar.CLASSES:
+        for c in cifar_data.CLASSES:
             (root / split / c).mkdir(parents=True)
             for i in range(per_class):
                 Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / split / c / f"{i:04d}.jpg")
@@ -84,7 +84,7 @@ def _image_folder(root, per_class=2, seed=0):
 @pytest.mark.parametrize("damage", ["flip_byte", "truncate", "drop_sidecar", "garbage"])
 def test_corrupt_cache_is_rebuilt(tmp_path, capsys, damage):
     src = _image_folder(tmp_path / "imgs")
-    first = cifar.load_cifar10(src, cache_dir=tmp_path / "cache")
+    first = cifar_data.load_cifar10(src, cache_dir=tmp_path / "cache")
     (path,) = (tmp_path / "cache").glob("*.pt")
     raw = path.read_bytes()
     if damage == "flip_byte":
@@ -97,12 +97,12 @@ def test_corrupt_cache_is_rebuilt(tmp_path, capsys, damage):
         torch.save({"train": (torch.zeros(3), torch.zeros(3)), "test": None}, path)
         path.with_name(path.name + ".json").write_text(json.dumps(
             {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "size": path.stat().st_size}))
-    second = cifar.load_cifar10(src, cache_dir=tmp_path / "cache")
+    second = cifar_data.load_cifar10(src, cache_dir=tmp_path / "cache")
     if damage != "drop_sidecar":
         assert "unusable cache" in capsys.readouterr().out
     for split in ("train", "test"):
         assert all(torch.equal(a, b) for a, b in zip(first[split], second[split]))
-    assert cifar._load_cache(path) is not None  # the rebuilt cache is whole again
+    assert cifar_data._load_cache(path) is not None  # the rebuilt cache is whole again
 
 
 def _fake_archive(path, n=3, seed=0):
@@ -121,29 +121,30 @@ def _fake_archive(path, n=3, seed=0):
 
 
 def test_download_verifies_md5(tmp_path, monkeypatch):
-    server = tmp_path / "server" / cifar.ARCHIVE
+    server = tmp_path / "server" / cifar_data.ARCHIVE
     server.parent.mkdir()
     batches = _fake_archive(server)
     md5 = hashlib.md5(server.read_bytes()).hexdigest()
-    dest = tmp_path / "data" / cifar.ARCHIVE
+    dest = tmp_path / "data" / cifar_data.ARCHIVE
     # A wrong checksum: error, and neither the file nor a partial download is left behind.
     with pytest.raises(OSError, match="md5"):
-        cifar.fetch(server.as_uri(), dest, "0" * 32)
+        cifar_data.fetch(server.as_uri(), dest, "0" * 32)
     assert list(dest.parent.iterdir()) == []
     # A corrupt file already at dest is replaced.
     dest.write_bytes(b"partial")
-    assert cifar.fetch(server.as_uri(), dest, md5) == dest and dest.read_bytes() == server.read_bytes()
+    assert cifar_data.fetch(server.as_uri(), dest, md5) == dest and dest.read_bytes() == server.read_bytes()
     # find_source downloads when nothing is found, and the archive decodes to the official layout.
     dest.unlink()
-    for k, v in dict(URL=server.as_uri(), ARCHIVE_MD5=md5, DATA=tmp_path / "data", OFFLINE=tmp_path / "none").items():
-        monkeypatch.setattr(cifar, k, v)
-    d = cifar.load_cifar10(cache_dir=tmp_path / "cache")
+    monkeypatch.setenv("LIONLIB_DATA_DIR", str(tmp_path / "data"))
+    for k, v in dict(URL=server.as_uri(), ARCHIVE_MD5=md5, OFFLINE=tmp_path / "none").items():
+        monkeypatch.setattr(cifar_data, k, v)
+    d = cifar_data.load_cifar10(cache_dir=tmp_path / "cache")
     assert dest.is_file() and d["verified"] and d["label"] == "CIFAR-10"
     x, y = d["train"]
     assert x.shape == (150, 3, 32, 32) and x.dtype == torch.uint8 and y.dtype == torch.int64
     assert np.array_equal(x[0].numpy().reshape(-1), batches["data_batch_1"][b"data"][0])
     assert np.array_equal(d["test"][0][-1].numpy().reshape(-1), batches["test_batch"][b"data"][-1])
-    sub = cifar.load_cifar10(tmp_path / "data", train_per_class=2, test_per_class=1, cache_dir=tmp_path / "cache")
+    sub = cifar_data.load_cifar10(tmp_path / "data", train_per_class=2, test_per_class=1, cache_dir=tmp_path / "cache")
     assert sub["train"][1].tolist() == list(range(10)) * 2  # the first 2 of each class, in archive order
     assert sub["test"][0].shape == (10, 3, 32, 32)
 
@@ -154,10 +155,10 @@ def test_download_verifies_md5(tmp_path, monkeypatch):
 
 def test_augment_is_a_flip_and_a_crop_of_each_image():
     x = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
-    out = cifar.augment(x, torch.Generator().manual_seed(1))
+    out = cifar_data.augment(x, torch.Generator().manual_seed(1))
     assert out.shape == x.shape and out.dtype == x.dtype
-    assert torch.equal(out, cifar.augment(x, torch.Generator().manual_seed(1)))  # same generator, same batch
-    assert not torch.equal(out, cifar.augment(x, torch.Generator().manual_seed(2)))
+    assert torch.equal(out, cifar_data.augment(x, torch.Generator().manual_seed(1)))  # same generator, same batch
+    assert not torch.equal(out, cifar_data.augment(x, torch.Generator().manual_seed(2)))
     padded = torch.nn.functional.pad(x, (2,) * 4, mode="reflect")
     flips = set()
     for i in range(len(x)):

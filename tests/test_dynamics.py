@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from lionlib import LionK, kappa
-from lionlib.dynamics import Quadratic, Wavy, integrate, lion_k_step, simulate
-from lionlib.lyapunov import H, DiscreteConstants, Delta, OdeConstants, kkt_score, one_step_change
+from lionlib.theory.dynamics import Quadratic, Wavy, integrate, lion_k_step, simulate
+from lionlib.theory.lyapunov import H, DiscreteConstants, Delta, OdeConstants, kkt_score, one_step_change
 
 DT = torch.float64
 A = torch.tensor([[1.0, 0.3], [0.3, 2.0]], dtype=DT)

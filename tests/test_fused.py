@@ -92,8 +92,20 @@ def run_steps(step_fn, name, params_kw, p_dtype, m_dtype, implicit_decay, maximi
         assert_same(exp_avgs, ref_exp_avgs, exact=True)
 
 
-def triton_step(*args, **kwargs):
-    return fused.triton_step(*args, chunk=SMALL_CHUNK, **kwargs)
+def whole(kernel_step, **options):
+    """A kernel step followed by the foreach path on the tensors it hands back, as `lionk_step`
+    runs them; `options` (chunk, threads) go to the kernel only."""
+
+    def step(params, grads, exp_avgs, **hyper):
+        rest = kernel_step(params, grads, exp_avgs, **options, **hyper)
+        if rest[0]:
+            lionk_step(*rest, backend="foreach", **hyper)
+
+    return step
+
+
+triton_step = whole(fused.triton_step, chunk=SMALL_CHUNK)
+cpp_step = whole(fused.cpp_step)
 
 
 needs_triton = pytest.mark.skipif(not fused.triton_available(), reason="Triton is not installed")
@@ -139,7 +151,7 @@ def test_edge_values(backend, name, params_kw):
         params, grads, exp_avgs = edge_state(p_dtype, m_dtype)
         ref_params, ref_exp_avgs = [params[0].clone()], [exp_avgs[0].clone()]
         hyper = dict(kappa=K, lr=0.1, beta1=0.9, beta2=0.99, weight_decay=0.1, implicit_decay=False, maximize=False)
-        step = triton_step if backend == "triton" else fused.cpp_step
+        step = triton_step if backend == "triton" else cpp_step
         step(params, grads, exp_avgs, **hyper)
         reference_step(ref_params, grads, ref_exp_avgs, **hyper)
         if name == "l1":  # the sign(0) = 0 and sign(NaN) = 0 conventions of torch.sign
@@ -153,7 +165,7 @@ def test_edge_values(backend, name, params_kw):
 def test_triton_default_chunking_covers_large_tensors():
     """Several programs per tensor with the default chunk size; no element left behind."""
     sizes = [(3 * fused._chunk_size(0, torch.device(DEVICE)) + 5,), (10,)]
-    run_steps(fused.triton_step, "l1", {}, FP32, FP32, False, False, sizes=sizes, steps=1)
+    run_steps(whole(fused.triton_step), "l1", {}, FP32, FP32, False, False, sizes=sizes, steps=1)
 
 
 @pytest.mark.parametrize("backend", ["triton", "cpp"])
@@ -166,7 +178,7 @@ def test_non_dense_and_mixed_layouts_take_the_foreach_path(backend):
     grads = [torch.randn_like(params[0]), torch.randn(30, 20, device=DEVICE), torch.randn(64, device=DEVICE).double()]
     exp_avgs = [torch.randn_like(p) for p in params]
     ref_params, ref_exp_avgs = [p.clone() for p in params], [m.clone() for m in exp_avgs]
-    step = triton_step if backend == "triton" else fused.cpp_step
+    step = triton_step if backend == "triton" else cpp_step
     step(params, grads, exp_avgs, **hyper)
     reference_step(ref_params, grads, ref_exp_avgs, **hyper)
     assert_same(params, ref_params, exact=True)
@@ -181,7 +193,7 @@ def test_non_dense_and_mixed_layouts_take_the_foreach_path(backend):
 @pytest.mark.parametrize("maximize", [False, True], ids=["min", "max"])
 def test_cpp_matches_reference(name, params_kw, implicit_decay, maximize):
     for p_dtype, m_dtype in DTYPES + [(FP32, BF16)]:  # the last one takes foreach (no kernel)
-        run_steps(fused.cpp_step, name, params_kw, p_dtype, m_dtype, implicit_decay, maximize)
+        run_steps(cpp_step, name, params_kw, p_dtype, m_dtype, implicit_decay, maximize)
 
 
 @cpu_only
@@ -191,7 +203,7 @@ def test_cpp_thread_ranges_cross_tensor_boundaries(threads):
     """Each thread takes an equal range of all elements in order, starting and ending inside
     tensors (each thread takes at least 2^16 elements); every element is updated exactly once."""
     sizes = [(70001,), (3,), (100000,), (1,), (50007,), (0,)]
-    step = lambda *args, **kw: fused.cpp_step(*args, threads=threads, **kw)  # noqa: E731
+    step = whole(fused.cpp_step, threads=threads)
     for p_dtype, m_dtype in [(FP32, FP32), (BF16, FP32)]:
         run_steps(step, "l1", {}, p_dtype, m_dtype, False, False, sizes=sizes)
 
@@ -242,14 +254,14 @@ def test_missing_triton_falls_back_with_a_warning(monkeypatch):
     grads = make_grads(0, [(5,)], FP32)
     ref_params, ref_exp_avgs = [p.clone() for p in params], [m.clone() for m in exp_avgs]
     with pytest.warns(RuntimeWarning, match="Triton is not importable"):
-        fused.triton_step(params, grads, exp_avgs, **hyper)
+        whole(fused.triton_step)(params, grads, exp_avgs, **hyper)
     lionk_step(ref_params, grads, ref_exp_avgs, backend="foreach", **hyper)
     assert_same(params, ref_params, exact=True)
 
 
 @cpu_only
 def test_cpp_build_failure_falls_back_with_a_warning(monkeypatch, tmp_path):
-    from lionlib import fused_cpu
+    from lionlib.fused import cpu as fused_cpu
 
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
     monkeypatch.setenv("LIONLIB_CACHE_DIR", str(tmp_path))
@@ -258,7 +270,7 @@ def test_cpp_build_failure_falls_back_with_a_warning(monkeypatch, tmp_path):
     cpp_available_cache.cache_clear()
     try:
         with pytest.warns(RuntimeWarning, match="(?s)no C\\+\\+ compiler .* foreach path"):
-            run_steps(fused.cpp_step, "l1", {}, FP32, FP32, False, False, steps=2)
+            run_steps(cpp_step, "l1", {}, FP32, FP32, False, False, steps=2)
         assert list(tmp_path.iterdir()) == []
     finally:
         fused_cpu.library.cache_clear()
@@ -270,7 +282,7 @@ def test_cpp_build_failure_falls_back_with_a_warning(monkeypatch, tmp_path):
 def test_cpp_library_is_built_once_into_the_cache(monkeypatch, tmp_path):
     """A fresh cache gets one library, named by a hash of the source, flags, compiler and CPU;
     a compile error is reported with the compiler's message, an unwritable cache clearly."""
-    from lionlib import fused_cpu
+    from lionlib.fused import cpu as fused_cpu
 
     monkeypatch.setenv("LIONLIB_CACHE_DIR", str(tmp_path))
     fused_cpu.library.cache_clear()
@@ -297,7 +309,7 @@ def test_cpp_library_is_built_once_into_the_cache(monkeypatch, tmp_path):
 @needs_cpp
 def test_cpp_kernel_refuses_what_it_has_no_code_for():
     """An unknown K code or dtype pair is refused before any memory is touched."""
-    from lionlib import fused_cpu
+    from lionlib.fused import cpu as fused_cpu
 
     p, g, m = torch.ones(5), torch.ones(5), torch.ones(5, dtype=torch.bfloat16)
     hyper = fused._scalars(kappa.get("l1"), 0.1, 0.9, 0.99, 0.0, False)["hyper"]
@@ -326,7 +338,7 @@ AOT_COMPILE = """
 import triton, triton.language as tl
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
-from lionlib import fused_triton as k
+from lionlib.fused import triton_kernel as k
 
 def compile(fn, consts):
     ints = {"chunk": "i32"}

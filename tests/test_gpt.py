@@ -1,4 +1,4 @@
-"""Tests of the GPT data, model and trainer (lionlib.gpt, lionlib.gpt_data) on CPU.
+"""Tests of the GPT data, model and trainer (lionlib.experiments.gpt, lionlib.experiments.gpt_data) on CPU.
 
 The tiny Shakespeare file comes from the offline copy in ../shared/data (see its README).
 """
@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from lionlib import paths
-from lionlib.gpt import (GPT, GPTConfig, RunResult, TrainConfig, load_model, lr_at, make_optimizer, preset,
+from lionlib.companion import paths
+from lionlib.experiments.gpt import (GPT, GPTConfig, RunResult, TrainConfig, load_model, lr_at, make_optimizer, preset,
                          sample_text, train)
-from lionlib.gpt_data import (SHAKESPEARE_SHA256, data_root, get_batch, load_bins, load_shakespeare,
+from lionlib.experiments.gpt_data import (SHAKESPEARE_SHA256, data_root, get_batch, load_bins, load_shakespeare,
                               prepare_openwebtext, sha256_file, shakespeare_path)
 
 SHARED_DATA = paths.REPO.parent / "shared" / "data"
@@ -198,7 +198,7 @@ def test_ddp_two_gloo_processes_match_one_process(shakespeare, tmp_path):
             "--final_eval_batches", "2", "--data_dir", str(SHARED_DATA), "--progress", "false"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "lionlib.gpt", *args, "--out_dir", str(tmp_path / "ddp")]
+           "-m", "lionlib.experiments.gpt", *args, "--out_dir", str(tmp_path / "ddp")]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=paths.REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     model_cfg, cfg = smoke("adamw", max_steps=8, eval_interval=4, final_eval_batches=2)

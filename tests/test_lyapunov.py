@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from lionlib import kappa
-from lionlib.dynamics import Quadratic, lion_k_step, random_dual_point
-from lionlib.lyapunov import (DiscreteConstants, OdeConstants, H, Delta, coupling, H_d, kkt_score, objective,
+from lionlib.theory.dynamics import Quadratic, lion_k_step, random_dual_point
+from lionlib.theory.lyapunov import (DiscreteConstants, OdeConstants, H, Delta, coupling, H_d, kkt_score, objective,
                               ode_velocity, one_step_change, phase1_factor)
 
 DT = torch.float64

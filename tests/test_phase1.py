@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from lionlib import LionK, kappa
-from lionlib.dynamics import Quadratic, integrate, simulate
-from lionlib.lyapunov import DiscreteConstants, OdeConstants, phase1_distance, phase1_factor, phase1_factor_continuous
+from lionlib.theory.dynamics import Quadratic, integrate, simulate
+from lionlib.theory.lyapunov import DiscreteConstants, OdeConstants, phase1_distance, phase1_factor, phase1_factor_continuous
 
 DT = torch.float64
 LAM = 2.0

@@ -1,4 +1,4 @@
-"""lionlib.report: deterministic figures, claim verdicts, the checked summary text and claims JSON."""
+"""lionlib.companion.report: deterministic figures, claim verdicts, the checked summary text and claims JSON."""
 
 import json
 
@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from lionlib import paths
-from lionlib.report import Report, resolve_device, setup_plotting
+from lionlib.companion import paths
+from lionlib.companion.report import Report, setup_plotting
+from lionlib.experiments.common import resolve_device
 
 
 def _figure():
@@ -119,19 +120,18 @@ def test_default_out_dir_and_paths(tmp_path, monkeypatch):
     monkeypatch.setenv("LIONLIB_OUT_DIR", str(tmp_path))
     assert Report("nb").out_dir == tmp_path
     assert Report("nb", out_dir=tmp_path / "x").out_dir == tmp_path / "x"
-    assert (paths.REPO / "lionlib" / "paths.py").is_file()
+    assert (paths.REPO / "lionlib" / "companion" / "paths.py").is_file()
     assert paths.NOTEBOOKS == paths.REPO / "notebooks" and paths.BUILD == paths.REPO / "build"
 
 
-def test_data_dir_env_override(tmp_path):
-    import importlib
+def test_data_dir_env_override(tmp_path, monkeypatch):
+    """LIONLIB_DATA_DIR is read at each call, not at import."""
+    from lionlib.experiments.common import REPO, data_dir
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LIONLIB_DATA_DIR", str(tmp_path))
-        assert importlib.reload(paths).DATA == tmp_path.resolve()
-        mp.delenv("LIONLIB_DATA_DIR")
-        assert importlib.reload(paths).DATA == paths.REPO / "data"
-    importlib.reload(paths)  # back to the caller's environment
+    monkeypatch.setenv("LIONLIB_DATA_DIR", str(tmp_path))
+    assert data_dir() == tmp_path.resolve()
+    monkeypatch.delenv("LIONLIB_DATA_DIR")
+    assert data_dir() == REPO / "data"
 
 
 def test_resolve_device():

@@ -1,4 +1,4 @@
-"""lionlib.reproduce: the papermill driver, on throwaway notebooks written into tmp_path.
+"""lionlib.companion.reproduce: the papermill driver, on throwaway notebooks written into tmp_path.
 
 Each test that executes notebooks starts real kernels (a few seconds each), so they are few and share
 one small notebook pair: one that passes (with a claim and a figure) and one that fails in its third cell.
@@ -10,8 +10,8 @@ import textwrap
 import nbformat
 import pytest
 
-from lionlib import reproduce
-from lionlib.report import Report
+from lionlib.companion import reproduce
+from lionlib.companion.report import Report
 
 OK = '''\
     # ---
@@ -37,7 +37,7 @@ OK = '''\
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from lionlib.report import Report
+    from lionlib.companion.report import Report
     report = Report("01_ok", out_dir=OUT_DIR)
     print(f"scale={SCALE} seed={SEED}")
 

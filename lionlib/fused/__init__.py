@@ -31,7 +31,7 @@ import warnings
 import torch
 from torch import Tensor
 
-from lionlib import fused_cpu  # builds nothing at import: the kernel is compiled on first use
+from lionlib.fused import cpu as fused_cpu  # builds nothing at import: the kernel is compiled on first use
 
 __all__ = ["triton_step", "cpp_step", "triton_supports", "cpp_supports", "KERNEL_K"]
 
@@ -48,6 +48,7 @@ KERNEL_K = {
 }
 _L1, _LP = 0, 6
 _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+Rest = tuple[list[Tensor], list[Tensor], list[Tensor]]  # (params, grads, exp_avgs) a kernel left untouched
 
 
 def _kernel_k(kappa) -> tuple[int, float]:
@@ -124,13 +125,6 @@ def _split(params, grads, exp_avgs, supported):
     return groups, rest
 
 
-def _foreach_rest(rest, hyper_kwargs) -> None:
-    if rest[0]:
-        from lionlib.optim import lionk_step
-
-        lionk_step(*rest, backend="foreach", **hyper_kwargs)
-
-
 # ----------------------------------------------------------------------------------------------
 # Triton
 
@@ -138,7 +132,7 @@ def _foreach_rest(rest, hyper_kwargs) -> None:
 @functools.cache
 def _triton():
     """The kernels, imported on first use (raises ImportError without Triton)."""
-    from lionlib import fused_triton
+    from lionlib.fused import triton_kernel as fused_triton
 
     return fused_triton
 
@@ -238,26 +232,24 @@ def _eager_under_compile(fn):
 
 @_eager_under_compile
 def triton_step(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, implicit_decay, maximize,
-                chunk: int | None = None) -> None:
+                chunk: int | None = None) -> Rest:
     """One Lion-K step with the fused Triton kernel: one launch per (device, dtypes) group.
 
     Tensors the kernel does not cover (fp64, non-dense or mismatched strides, a K without kernel)
-    take the foreach path. Without Triton everything does, with a warning. `chunk` (elements per
-    program) is for tests; the default fills the GPU.
+    are returned for the caller's foreach path (`lionk_step`); without Triton all are, with a
+    warning. `chunk` (elements per program) is for tests; the default fills the GPU.
     """
-    hyper_kwargs = dict(kappa=kappa, lr=lr, beta1=beta1, beta2=beta2, weight_decay=weight_decay,
-                        implicit_decay=implicit_decay, maximize=maximize)
     if not triton_supports(kappa):
-        return _foreach_rest((params, grads, exp_avgs), hyper_kwargs)
+        return params, grads, exp_avgs
     if not triton_available():
         warnings.warn("Triton is not importable: lionlib falls back to the foreach path", RuntimeWarning, stacklevel=2)
-        return _foreach_rest((params, grads, exp_avgs), hyper_kwargs)
+        return params, grads, exp_avgs
     on_device = (lambda p: p.is_cuda) if not _interpreted() else (lambda p: p.device.type in ("cpu", "cuda"))
     groups, rest = _split(params, grads, exp_avgs, on_device)
     s = _scalars(kappa, lr, beta1, beta2, weight_decay, implicit_decay)
     for key, (p_list, g_list, m_list) in groups.items():
         _triton_group(p_list, g_list, m_list, s, maximize, chunk, aligned=key[-1])
-    _foreach_rest(rest, hyper_kwargs)
+    return rest
 
 
 # ----------------------------------------------------------------------------------------------
@@ -282,17 +274,15 @@ def cpp_available() -> bool:
 
 @_eager_under_compile
 def cpp_step(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, implicit_decay, maximize,
-             threads: int | None = None) -> None:
+             threads: int | None = None) -> Rest:
     """One Lion-K step with the C++ kernel: one call per (dtypes) group, `threads` threads
     (default `torch.get_num_threads()`).
 
     Tensors the kernel does not cover (fp64, grads of another dtype than their param, non-dense
-    or mismatched strides, CUDA, a K without kernel) take the foreach path, and so does everything
-    when the kernel cannot be built here."""
-    hyper_kwargs = dict(kappa=kappa, lr=lr, beta1=beta1, beta2=beta2, weight_decay=weight_decay,
-                        implicit_decay=implicit_decay, maximize=maximize)
+    or mismatched strides, CUDA, a K without kernel) are returned for the caller's foreach path, and
+    so is everything when the kernel cannot be built here."""
     if not (cpp_supports(kappa) and cpp_available()):
-        return _foreach_rest((params, grads, exp_avgs), hyper_kwargs)
+        return params, grads, exp_avgs
     s = _scalars(kappa, lr, beta1, beta2, weight_decay, implicit_decay)
     hyper = list(s["hyper"])
     if s["decay"] != 1:
@@ -305,4 +295,4 @@ def cpp_step(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, 
             fused_cpu.step(*lists, code=s["code"], implicit=s["decay"] == 2, hyper=hyper, threads=threads)
         else:
             rest = tuple(r + t for r, t in zip(rest, lists))
-    _foreach_rest(rest, hyper_kwargs)
+    return rest

@@ -5,18 +5,17 @@ directory. papermill runs notebooks with `cwd=notebooks/`, pytest runs from the 
 start Jupyter anywhere; all of them resolve the same folders from here.
 
 Environment variables:
-- `LIONLIB_DATA_DIR`: where data sets are read from and cached (default `<repo>/data`, which is
-  git-ignored). Point it at a shared or offline copy (e.g. `export LIONLIB_DATA_DIR=/data/lionlib`)
-  to avoid downloads. It is read when this module is imported.
+- `LIONLIB_DATA_DIR`: where data sets are read from and cached; read at each use by
+  `lionlib.experiments.common.data_dir()` (the experiments' room owns the data).
 - `LIONLIB_OUT_DIR`: where notebooks write figures and claims instead of `paper_figures/` (see
-  `lionlib.report.default_out_dir`); test runs set it so they never touch the committed figures.
+  `lionlib.companion.report.default_out_dir`); test runs set it so they never touch the committed figures.
 """
 
-import os
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+__all__ = ["REPO", "NOTEBOOKS", "PAPER_FIGURES", "BUILD"]
+
+REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"  # jupytext .py sources and the committed .ipynb with outputs
 PAPER_FIGURES = REPO / "paper_figures"  # generated figures, claims/*.json and manifest.json
-BUILD = REPO / "build"  # scratch output (executed notebooks of `lionlib.reproduce`); git-ignored
-DATA = Path(os.environ.get("LIONLIB_DATA_DIR") or REPO / "data").expanduser().resolve()
+BUILD = REPO / "build"  # scratch output (executed notebooks of `lionlib.companion.reproduce`); git-ignored

@@ -14,7 +14,7 @@ typed). Its last two cells are
 nbval compares the text of the last cell with the committed notebook, so that text must not depend on
 the machine or on the scale: values of claims marked `stable=False` (losses, timings) are not printed
 there, and stable values are printed rounded with `fmt`. A value that changes with the scale
-(smoke/cpu/paper) must be marked `stable=False` too. `lionlib.reproduce` collects
+(smoke/cpu/paper) must be marked `stable=False` too. `lionlib.companion.reproduce` collects
 `claims/*.json` into `paper_figures/manifest.json`.
 """
 
@@ -28,7 +28,9 @@ from pathlib import Path
 
 import matplotlib
 
-from lionlib.paths import PAPER_FIGURES, REPO
+from lionlib.companion.paths import PAPER_FIGURES, REPO
+
+__all__ = ["Report", "Claim", "setup_plotting", "default_out_dir"]
 
 DPI = 150  # fixed so the PNG bytes do not depend on the display's or the user's rcParams
 OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq}
@@ -58,19 +60,6 @@ def setup_plotting() -> None:
 
     sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
     matplotlib.rcParams["savefig.dpi"] = DPI
-
-
-def resolve_device(device: str = "auto"):
-    """`"auto"` -> the best available device (cuda, then mps, then cpu); anything else is passed to torch."""
-    import torch
-
-    if device != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 @dataclass

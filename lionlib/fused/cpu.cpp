@@ -1,13 +1,13 @@
 // One Lion-K step over a list of CPU tensors, in a single pass over memory.
 //
-// Built and loaded by lionlib/fused_cpu.py (plain C ABI, no torch headers, so it compiles in
+// Built and loaded by lionlib/fused/cpu.py (plain C ABI, no torch headers, so it compiles in
 // seconds). Every element reads p, g, m once and writes p, m once: 20 bytes per fp32 parameter.
 //
 // The arithmetic is eager torch's, operation for operation, so results are bit-identical to
 // `lionlib.optim._forloop` (tests/test_fused.py): products are rounded, `a.add_(b, alpha=s)` is
 // one fused multiply-add, bf16/fp16 values are computed in fp32 and rounded once when stored.
 // Compiled with -ffp-contract=off, so only the explicit std::fma calls are fused. Threads are
-// OpenMP's: in a torch process, torch's own pool (see fused_cpu.py).
+// OpenMP's: in a torch process, torch's own pool (see cpu.py).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -127,7 +127,7 @@ template <typename P, typename M> Range pick_k(int k, bool implicit) {
 #undef LIONK_CASE
 }
 
-// Storage dtype codes, as lionlib.fused_cpu.DTYPE_CODES numbers them.
+// Storage dtype codes, as lionlib.fused.cpu.DTYPE_CODES numbers them.
 enum Dtype { F32 = 0, BF16 = 1, F16 = 2 };
 
 Range pick(int p_dtype, int m_dtype, int k, bool implicit) {

@@ -1,7 +1,7 @@
 """Lion-K dynamics on small problems: the continuous-time ODE and the discrete scheme, with their
 Lyapunov values recorded along the way, plus the 2-D toy problems the theory notebooks use.
 
-Same sign convention as `lionlib.lyapunov`: m is the paper's momentum, MINUS PyTorch's `exp_avg`.
+Same sign convention as `lionlib.theory.lyapunov`: m is the paper's momentum, MINUS PyTorch's `exp_avg`.
 The discrete `lion_k_step` here is a direct transcription of the paper's eq. (2) (and of its
 implicit-decay variant); the tests check it against the real optimizer `lionlib.LionK`, so the
 theory is verified on the code people train with, not only on this transcription.
@@ -19,7 +19,7 @@ from scipy.optimize import minimize
 from torch import Tensor
 
 from lionlib.kappa import Kappa
-from lionlib.lyapunov import (DiscreteConstants, OdeConstants, H, H_d, Delta, ode_velocity, phase1_distance,
+from lionlib.theory.lyapunov import (DiscreteConstants, OdeConstants, H, H_d, Delta, ode_velocity, phase1_distance,
                               smooth_remainder_bound)
 
 __all__ = ["Problem", "Quadratic", "Wavy", "random_dual_point", "lion_k_step", "Trajectory", "simulate", "OdeTrajectory", "integrate"]

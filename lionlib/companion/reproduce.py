@@ -1,10 +1,10 @@
-"""Re-run the companion's notebooks with papermill: `python -m lionlib.reproduce` (what `make reproduce` calls).
+"""Re-run the companion's notebooks with papermill: `python -m lionlib.companion.reproduce` (what `make reproduce` calls).
 
-    python -m lionlib.reproduce --list                      # notebooks, paper elements, parameters
-    python -m lionlib.reproduce                             # all notebooks at the cpu scale -> build/notebooks/
-    python -m lionlib.reproduce --only 01_box_constraint,06_muon --scale smoke -p SEED=1
-    python -m lionlib.reproduce --update-notebooks          # refresh the committed notebooks/X.ipynb outputs
-    python -m lionlib.reproduce --check-sync                # CI: every notebooks/X.ipynb matches its X.py
+    python -m lionlib.companion.reproduce --list                      # notebooks, paper elements, parameters
+    python -m lionlib.companion.reproduce                             # all notebooks at the cpu scale -> build/notebooks/
+    python -m lionlib.companion.reproduce --only 01_box_constraint,06_muon --scale smoke -p SEED=1
+    python -m lionlib.companion.reproduce --update-notebooks          # refresh the committed notebooks/X.ipynb outputs
+    python -m lionlib.companion.reproduce --check-sync                # CI: every notebooks/X.ipynb matches its X.py
 
 The jupytext `.py` is the source of truth: each run converts it to a fresh ipynb (kernel `python3`),
 injects the parameters (always `SCALE`), executes it with `cwd=notebooks/`, and writes the executed
@@ -13,7 +13,7 @@ parameters cell, the papermill error banner and all papermill/timing metadata, r
 `notebooks/X.ipynb`, whose inputs then equal the `.py` exactly (what `--check-sync` verifies).
 A failing notebook does not stop the others; the run then names the notebook, the cell and the error
 and exits non-zero, as it does when a claim of a notebook fails.
-Finally the claims the notebooks wrote (`paper_figures/claims/*.json`, see `lionlib.report`) are
+Finally the claims the notebooks wrote (`paper_figures/claims/*.json`, see `lionlib.companion.report`) are
 collected into `paper_figures/manifest.json`: paper element -> notebook, figure files, claim verdicts.
 """
 
@@ -30,8 +30,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lionlib.paths import BUILD, NOTEBOOKS
-from lionlib.report import default_out_dir
+from lionlib.companion.paths import BUILD, NOTEBOOKS
+from lionlib.companion.report import default_out_dir
+
+__all__ = ["SCALES", "REGISTRY", "Entry", "Result", "discover", "registry_entry", "notebook_parameters", "run_notebook", "check_sync", "write_manifest", "main"]
 
 SCALES = ("smoke", "cpu", "paper")
 RUN_METADATA = ("papermill", "execution", "ExecuteTime")  # per-run cell metadata, never committed
@@ -239,7 +241,7 @@ def check_sync(notebooks_dir: Path = NOTEBOOKS) -> list[str]:
     for py in sorted(notebooks_dir.glob("*.py")):
         committed = py.with_suffix(".ipynb")
         if not committed.exists():
-            problems.append(f"{py.name} has no paired {committed.name} (run python -m lionlib.reproduce "
+            problems.append(f"{py.name} has no paired {committed.name} (run python -m lionlib.companion.reproduce "
                             f"--only {py.stem} --update-notebooks)")
             continue
         with tempfile.TemporaryDirectory() as tmp:
@@ -281,7 +283,7 @@ def _diff_cells(expected, actual) -> list[str]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lionlib.reproduce", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m lionlib.companion.reproduce", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--list", action="store_true", help="list notebooks, paper elements and parameters")
     parser.add_argument("--only", default="", help="comma-separated notebook names (default: all)")

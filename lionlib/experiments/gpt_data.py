@@ -6,7 +6,7 @@ windows from, exactly as nanoGPT does:
 - tiny Shakespeare (CPU scales) is 1.1M characters, so it is read, checked against its sha256 and
   encoded in memory (65 symbols, first 90% train, last 10% val). It is looked up in
   `<data dir>/tinyshakespeare/input.txt`, where the data dir is the `data_dir` argument, else
-  `$LIONLIB_DATA_DIR`, else the repo's git-ignored `data/` (`lionlib.paths.DATA`); when it is
+  `$LIONLIB_DATA_DIR`, else the repo's git-ignored `data/` (`lionlib.experiments.common.data_dir()`); when it is
   missing from `data/` it is downloaded there from karpathy/char-rnn.
 - OpenWebText (the `paper` scale) is ~9B GPT-2 tokens, too big for memory: `prepare_openwebtext`
   tokenizes it once into `train.bin`/`val.bin` (uint16, since the GPT-2 vocabulary has 50,257 < 2^16
@@ -30,7 +30,9 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from lionlib import paths
+from lionlib.experiments.common import data_dir as _default_data_dir
+
+__all__ = ["TokenData", "Tokenizer", "GPT2Tokenizer", "data_root", "shakespeare_path", "load_shakespeare", "load_bins", "load_dataset_by_name", "prepare_openwebtext", "get_batch"]
 
 SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
@@ -52,8 +54,7 @@ def data_root(data_dir: str | os.PathLike | None = None) -> Path:
     """The folder data sets are read from: the argument, else $LIONLIB_DATA_DIR, else `data/`."""
     if data_dir is not None:
         return Path(data_dir).expanduser().resolve()
-    env = os.environ.get("LIONLIB_DATA_DIR")  # read now, not at import, so tests can set it
-    return Path(env).expanduser().resolve() if env else paths.DATA
+    return _default_data_dir()  # read now, not at import, so tests can set it
 
 
 def sha256_file(path: Path) -> str:

@@ -3,11 +3,13 @@
 
 `step_kernel` is the horizontally fused Lion-K update: program i updates chunk i of the tensor
 named by the chunk table, looping over it in blocks. `norm_kernel` produces the per-chunk partials
-of the lp norm (whole-tensor K). See `lionlib/fused.py` for the host side.
+of the lp norm (whole-tensor K). See `lionlib/fused/__init__.py` for the host side.
 """
 
 import triton
 import triton.language as tl
+
+__all__ = ["step_kernel", "norm_kernel"]
 
 
 @triton.jit

@@ -5,34 +5,20 @@ augmentation is a few batched tensor ops, the net is a three-block conv net with
 layer, and `train(config)` returns (and writes to `<run_dir>/result.json`) everything a figure needs,
 so figures can be redrawn without training.
 
-Data sources, in order (`find_source`):
-1. `data_dir` argument, then `lionlib.paths.DATA` (the `LIONLIB_DATA_DIR` variable or `<repo>/data`):
-   an image folder (`train/<class>/*.jpg`, `test/<class>/*.jpg`, or one level down in `cifar10-jpeg/`)
-   or the official `cifar-10-python.tar.gz`;
-2. the offline JPEG copy next to the repository (`../shared/data/cifar10-jpeg`, used by tests and CI);
-3. otherwise the official archive is downloaded into `paths.DATA` and its md5 checked.
-Decoded sets are cached in `<repo>/data/` (git-ignored) as uint8 (N, 3, 32, 32) + int64 labels, with
-a sidecar sha256 of the cache file: a corrupt or truncated cache is detected and rebuilt.
-Results from the image folder are labelled "CIFAR-10 (JPEG copy)": JPEG is lossy, so pixels (and
-accuracies) differ slightly from the official release.
+Data: `lionlib.experiments.cifar_data` (where CIFAR-10 is found, checked, decoded and cached).
 
-Command line: `python -m lionlib.cifar --optimizer lion --lr 3e-4 --wd 1 --scale cpu`, and
-`python -m lionlib.cifar --grid --scale cpu` for the lr/wd grid of `GRID` (see `grid`).
+Command line: `python -m lionlib.experiments.cifar --optimizer lion --lr 3e-4 --wd 1 --scale cpu`, and
+`python -m lionlib.experiments.cifar --grid --scale cpu` for the lr/wd grid of `GRID` (see `grid`).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import math
 import os
-import pickle
-import tarfile
 import time
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -41,238 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lionlib.paths import DATA, REPO
+from lionlib.experiments.cifar_data import MEAN, STD, augment, load_cifar10
+from lionlib.experiments.common import REPO, resolve_device
 
-# ----------------------------------------------------------------------------------------------
-# Data
-
-URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-ARCHIVE = "cifar-10-python.tar.gz"
-ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"  # published on the CIFAR-10 page
-JPEG_SHA256 = "ad60c587690fa24e860a0a0a0ae93ce77911f8a427903dad4f4851eb11ff3652"  # shared/data/README.md
-CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-CACHE = REPO / "data"  # decoded caches always go here, so a shared or offline data folder is only read
-OFFLINE = REPO.parent / "shared" / "data"  # the offline copy the dev machines and CI provide
-MEAN = (0.4914, 0.4822, 0.4465)  # CIFAR-10 train statistics, for input normalisation
-STD = (0.2470, 0.2435, 0.2616)
-
-
-@dataclass(frozen=True)
-class Source:
-    kind: str  # "folder" (image-folder layout) or "archive" (official python tarball)
-    path: Path
-    label: str  # what results say they were measured on
-
-
-def _as_source(d: Path) -> Source | None:
-    for root in (d, d / "cifar10-jpeg"):
-        if (root / "train").is_dir() and (root / "test").is_dir():
-            return Source("folder", root, "CIFAR-10 (JPEG copy)")
-    if (d / ARCHIVE).is_file():
-        return Source("archive", d / ARCHIVE, "CIFAR-10")
-    return None
-
-
-def find_source(data_dir: str | Path | None = None, download: bool = True) -> Source:
-    """Where the images come from (see the module docstring for the order)."""
-    if data_dir is not None:
-        found = _as_source(Path(data_dir).expanduser().resolve())
-        if found is None:
-            raise FileNotFoundError(f"{data_dir}: no train/ and test/ image folders and no {ARCHIVE}")
-        return found
-    for d in (DATA, OFFLINE):
-        if (found := _as_source(d)) is not None:
-            return found
-    if not download:
-        raise FileNotFoundError(f"CIFAR-10 not found in {DATA} or {OFFLINE} and download=False")
-    return Source("archive", fetch(URL, DATA / ARCHIVE, ARCHIVE_MD5), "CIFAR-10")
-
-
-def _digest(path: Path, algo: str = "md5") -> str:
-    h = hashlib.new(algo)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def fetch(url: str, dest: Path, md5: str) -> Path:
-    """Download `url` to `dest` unless a file with the right md5 is already there.
-
-    The download goes to `dest.part` and is renamed only after its md5 matches, so an interrupted or
-    corrupt download never sits at `dest`; a wrong file at `dest` is deleted and fetched again.
-    """
-    if dest.is_file():
-        if _digest(dest) == md5:
-            return dest
-        print(f"{dest}: md5 mismatch, downloading again")
-        dest.unlink()
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    with urllib.request.urlopen(url) as r, open(part, "wb") as f:  # noqa: S310 (a fixed https URL)
-        while chunk := r.read(1 << 20):
-            f.write(chunk)
-    got = _digest(part)
-    if got != md5:
-        part.unlink()
-        raise OSError(f"{url}: md5 {got} != expected {md5} (partial or corrupt download, deleted)")
-    part.rename(dest)
-    return dest
-
-
-def _decode_archive(path: Path, per_class: dict[str, int | None]) -> dict:
-    """The official pickled batches -> uint8 (N, 3, 32, 32) + int64 labels, per split."""
-    out = {}
-    with tarfile.open(path, "r:gz") as tar:
-        for split, names in (("train", [f"data_batch_{i}" for i in range(1, 6)]), ("test", ["test_batch"])):
-            xs, ys = [], []
-            for name in names:
-                batch = pickle.load(tar.extractfile(f"cifar-10-batches-py/{name}"), encoding="bytes")
-                xs.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-                ys.append(np.asarray(batch[b"labels"], dtype=np.int64))
-            x, y = np.concatenate(xs), np.concatenate(ys)
-            keep = _first_per_class(y, per_class[split])
-            out[split] = (torch.from_numpy(x[keep].copy()), torch.from_numpy(y[keep]))
-    return out
-
-
-def _first_per_class(y: np.ndarray, n: int | None) -> np.ndarray:
-    """Indices of the first n images of every class, in the original order (a balanced subset)."""
-    if n is None:
-        return np.arange(len(y))
-    rank = np.zeros(len(y), dtype=np.int64)
-    for c in range(10):
-        rank[y == c] = np.arange((y == c).sum())
-    return np.nonzero(rank < n)[0]
-
-
-def _folder_files(root: Path, per_class: dict[str, int | None]) -> list[str]:
-    """Sorted relative paths `split/class/file.jpg`, the first n files (by name) of every class."""
-    files = []
-    for split in ("test", "train"):  # sorted order of the relative paths, as in the README checksum
-        for c in CLASSES:
-            names = sorted(p.name for p in (root / split / c).glob("*.jpg"))
-            files += [f"{split}/{c}/{n}" for n in names[: per_class[split]]]
-    return files
-
-
-def _decode_folder(root: Path, files: list[str]) -> tuple[dict, str]:
-    """Decode the listed JPEGs with Pillow (a thread pool: Pillow releases the GIL while decoding).
-
-    Returns the splits and the sha256 over (path, bytes) in sorted order, the scheme of the data
-    README, so the full copy can be compared with its published checksum.
-    """
-    from PIL import Image
-
-    def load(rel: str) -> tuple[bytes, np.ndarray]:
-        raw = (root / rel).read_bytes()
-        return raw, np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))
-
-    h = hashlib.sha256()
-    xs = {"train": [], "test": []}
-    ys = {"train": [], "test": []}
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        for rel, (raw, img) in zip(files, pool.map(load, files, chunksize=64)):
-            h.update(f"cifar10-jpeg/{rel}".encode())  # the README hashes paths relative to shared/data
-            h.update(raw)
-            split, c, _ = rel.split("/")
-            xs[split].append(img)
-            ys[split].append(CLASSES.index(c))
-    out = {}
-    for split in ("train", "test"):
-        x = torch.from_numpy(np.stack(xs[split])).permute(0, 3, 1, 2).contiguous()
-        out[split] = (x, torch.tensor(ys[split], dtype=torch.int64))
-    return out, h.hexdigest()
-
-
-def _save_cache(obj: dict, path: Path) -> None:
-    """torch.save + a sidecar with the file's sha256 and size, both written atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    meta = {"sha256": _digest(tmp, "sha256"), "size": tmp.stat().st_size}
-    tmp.rename(path)
-    side = path.with_name(path.name + ".json")
-    side.with_name(side.name + ".tmp").write_text(json.dumps(meta))
-    side.with_name(side.name + ".tmp").rename(side)
-
-
-def _load_cache(path: Path) -> dict | None:
-    """The cached set, or None if it is missing, truncated, corrupt or malformed (then it is rebuilt)."""
-    side = path.with_name(path.name + ".json")
-    if not (path.is_file() and side.is_file()):
-        return None
-    try:
-        meta = json.loads(side.read_text())
-        if path.stat().st_size != meta["size"] or _digest(path, "sha256") != meta["sha256"]:
-            raise ValueError("checksum mismatch")
-        obj = torch.load(path, weights_only=True)
-        for split in ("train", "test"):
-            x, y = obj[split]
-            if x.dtype != torch.uint8 or x.shape[1:] != (3, 32, 32) or y.dtype != torch.int64 or len(x) != len(y):
-                raise ValueError(f"bad {split} tensors")
-    except (OSError, ValueError, KeyError, RuntimeError, pickle.UnpicklingError) as e:
-        print(f"{path.name}: unusable cache ({e}), rebuilding")
-        return None
-    return obj
-
-
-def load_cifar10(data_dir: str | Path | None = None, train_per_class: int | None = None,
-                 test_per_class: int | None = None, cache_dir: Path = CACHE, download: bool = True) -> dict:
-    """CIFAR-10 as {"train": (x, y), "test": (x, y), "label", "sha256", "verified"}; x uint8 (N, 3, 32, 32).
-
-    `*_per_class` keep the first n images of every class (balanced subsets for CPU scales); each
-    subset is decoded and cached on its own, so a small run never decodes all 60,000 files.
-    """
-    src = find_source(data_dir, download)
-    per_class = {"train": train_per_class, "test": test_per_class}
-    if src.kind == "folder":
-        files = _folder_files(src.path, per_class)
-        # Key: the listing (paths and sizes), cheap to compute; the content hash is checked at decode.
-        listing = "\n".join(f"{f} {(src.path / f).stat().st_size}" for f in files)
-        key = hashlib.sha256(listing.encode()).hexdigest()[:16]
-    else:
-        key = _digest(src.path)[:16]
-        if (train_per_class, test_per_class) != (None, None):
-            key += f"-{train_per_class}-{test_per_class}"
-    path = cache_dir / f"cifar10-{src.kind}-{key}.pt"
-    obj = _load_cache(path)
-    if obj is None:
-        if src.kind == "folder":
-            splits, sha = _decode_folder(src.path, files)
-            full = per_class == {"train": None, "test": None}
-            obj = {**splits, "sha256": sha, "verified": full and sha == JPEG_SHA256}
-            if full and not obj["verified"]:
-                print(f"warning: {src.path} sha256 {sha} differs from the published {JPEG_SHA256}")
-        else:  # the archive's md5 was checked by fetch or is the cache key
-            obj = {**_decode_archive(src.path, per_class), "sha256": _digest(src.path, "sha256"),
-                   "verified": _digest(src.path) == ARCHIVE_MD5}
-        _save_cache(obj, path)
-    return {**obj, "label": src.label, "source": str(src.path)}
-
-
-# ----------------------------------------------------------------------------------------------
-# Augmentation: batched tensor ops, one random draw per image, no Python loop over images
-
-
-def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 2) -> torch.Tensor:
-    """Random horizontal flip and random crop after reflect-padding by `pad`, for a batch (N, C, H, W).
-
-    The random numbers come from `gen` (a CPU generator), so the result does not depend on the device.
-    """
-    n, _, h, w = x.shape
-    flip = (torch.rand(n, generator=gen) < 0.5).to(x.device)
-    x = torch.where(flip[:, None, None, None], x.flip(3), x)
-    if pad == 0:
-        return x
-    dy, dx = (torch.randint(0, 2 * pad + 1, (2, n), generator=gen)).to(x.device)
-    padded = F.pad(x, (pad,) * 4, mode="reflect")
-    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # (N, 1, H, 1)
-    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # (N, 1, 1, W)
-    idx = torch.arange(n, device=x.device)[:, None, None, None]
-    chan = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
-    return padded[idx, chan, rows, cols]
-
+__all__ = ["CifarNet", "Config", "SCALES", "ADAMW", "LION", "GRID", "config", "lp_groups", "make_optimizer",
+           "evaluate", "train", "load_result", "run", "grid", "main"]
 
 # ----------------------------------------------------------------------------------------------
 # Network (airbench94's layout: fixed 2x2 whitening conv, three conv groups, max-pool head)
@@ -372,7 +131,7 @@ SCALES = {
 ADAMW = dict(lr=3e-3, wd=0.1)
 RULE = 10
 LION = dict(lr=ADAMW["lr"] / RULE, wd=ADAMW["wd"] * RULE)
-# The grid both optimizers are tuned on (`python -m lionlib.cifar --grid`): multiples of their base values.
+# The grid both optimizers are tuned on (`python -m lionlib.experiments.cifar --grid`): multiples of their base values.
 GRID = dict(lr=(1 / 3, 1, 3), wd=(1, 10))
 
 
@@ -470,7 +229,6 @@ def train(cfg: Config, data: dict | None = None) -> dict:
     epoch; with `resume` a run continues from it and ends bit-identical to an uninterrupted run.
     `data` (from `load_cifar10`) can be passed to share one decoded set between runs.
     """
-    from lionlib.report import resolve_device
 
     device = resolve_device(cfg.device)
     cuda = device.type == "cuda"

@@ -1,4 +1,4 @@
-"""The fused Lion-K update on CPU: a small C++ kernel (`fused_cpu.cpp`), built on first use.
+"""The fused Lion-K update on CPU: a small C++ kernel (`cpu.cpp`), built on first use.
 
 Why C++ and not `torch.compile`: the update is memory bound, so it must read p, g, m once and
 write p, m once, over every tensor of a group in one call, with eager torch's rounding (eager
@@ -32,7 +32,7 @@ import torch
 
 __all__ = ["FusedCpuUnavailable", "library", "DTYPE_CODES", "DTYPE_PAIRS", "step"]
 
-SOURCE = Path(__file__).with_name("fused_cpu.cpp")
+SOURCE = Path(__file__).with_name("cpu.cpp")
 # -march=native: vector fma for this CPU (the cache key includes the CPU). -ffp-contract=off:
 # only the explicit std::fma calls fuse, as in eager torch. -fno-math-errno: lets sqrt vectorise.
 FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-std=c++17", "-shared", "-fPIC", "-fopenmp")
