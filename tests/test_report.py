@@ -87,7 +87,7 @@ def test_summary_text_and_claims_json(tmp_path, capsys):
     assert record["figures"] == {"Figure 1": ["curve.png"]}
     assert [c["verdict"] for c in record["claims"]] == [True, True, False]
     assert record["claims"][2] == {"element": "Table 2", "claim": "training loss below", "value": 2.71828,
-                                   "op": "<", "threshold": 1.0, "verdict": False, "stable": False}
+                                   "op": "<", "threshold": 1.0, "verdict": False, "stable": False, "kind": "check"}
     r.summary()  # written again: byte-identical (no timestamps)
     assert (tmp_path / "claims" / "01_demo.json").read_text() == text
 
@@ -107,7 +107,7 @@ def test_table_lists_every_claim_with_full_precision(tmp_path):
     r.check("Figure 1", "a", 0.123456789, "<=", 1)
     r.check("Table 2", "b", 7.0, ">", 1, stable=False)
     df = r.table()
-    assert list(df.columns) == ["element", "claim", "value", "op", "threshold", "verdict", "stable"]
+    assert list(df.columns) == ["element", "claim", "kind", "value", "op", "threshold", "verdict", "stable"]
     assert df["value"].tolist() == [0.123456789, 7.0] and df["stable"].tolist() == [True, False]
     assert len(Report("empty", out_dir=tmp_path).table()) == 0
 
@@ -139,3 +139,57 @@ def test_resolve_device():
     auto = resolve_device("auto")
     assert auto.type in {"cuda", "mps", "cpu"}
     assert (auto.type == "cuda") == torch.cuda.is_available()
+
+
+# ----------------------------------------------------------------------------------------------
+# Findings: protocol, interval, verdict
+
+
+def test_t_interval_matches_scipy():
+    from scipy import stats as sps
+
+    from lionlib.companion.stats import t_interval
+
+    xs = [0.3, -0.1, 0.5, 0.2, 0.4]
+    ci = t_interval(xs)
+    lo, hi = sps.t.interval(0.95, len(xs) - 1, loc=sum(xs) / 5, scale=sps.sem(xs))
+    assert ci.n == 5 and ci.mean == pytest.approx(0.26) and (ci.low, ci.high) == pytest.approx((lo, hi), rel=1e-12)
+    with pytest.raises(ValueError, match="at least 2"):
+        t_interval([1.0])
+
+
+@pytest.mark.parametrize("effects,verdict", [
+    ([1.0, 1.1, 0.9, 1.2, 1.05], "reproduced"),          # interval above 0
+    ([-1.0, -1.1, -0.9, -1.2, -1.05], "not reproduced"),  # interval excludes the hypothesis' direction
+    ([1.0, -1.0, 0.5, -0.5, 0.1], "inconclusive at this scale"),
+    ([1.0, 1.1], "inconclusive at this scale"),            # too few seeds to decide, however clear
+])
+def test_finding_verdicts(tmp_path, effects, verdict):
+    from lionlib.companion.report import Protocol
+
+    r = Report("nb", out_dir=tmp_path)
+    proto = Protocol("A beats B", "acc(A) - acc(B)", seeds=range(len(effects)))
+    assert r.finding("Section 5", "A beats B", effects, protocol=proto) == verdict
+
+
+def test_findings_are_recorded_apart_and_never_fail(tmp_path, capsys):
+    from lionlib.companion.report import Protocol
+
+    r = Report("nb", out_dir=tmp_path)
+    r.check("Figure 1", "bound", 0.5, "<=", 1)
+    r.check("Section 5", "loss decreased", 1.0, ">", 0, sanity=True)
+    proto = Protocol("A beats B", "acc(A) - acc(B)", seeds=range(5), choices="grid 3x2")
+    r.finding("Section 5", "A beats B", [-1, -2, -1, -2, -1.5], protocol=proto)
+    with pytest.raises(ValueError, match="5 effects for the protocol's 3 seeds"):
+        r.finding("Section 5", "x", [1, 2, 3, 4, 5], protocol=Protocol("h", "m", seeds=range(3)))
+    r.summary()
+    out = capsys.readouterr().out
+    assert "NOT REPRODUCED" not in out  # the checked summary text never holds a finding's verdict
+    assert "(sanity check)" in out and "2/2 claims pass" in out and "1 findings recorded" in out
+    record = json.loads((tmp_path / "claims" / "nb.json").read_text())
+    kinds = [c["kind"] for c in record["claims"]]
+    assert kinds == ["check", "sanity", "finding"]
+    f = record["claims"][2]
+    assert f["verdict"] == "not reproduced" and f["n"] == 5 and f["protocol"]["choices"] == "grid 3x2"
+    assert f["ci_high"] < 0 and f["effects"] == [-1, -2, -1, -2, -1.5]
+    assert r.findings()["verdict"].tolist() == ["not reproduced"]

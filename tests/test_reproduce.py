@@ -121,7 +121,7 @@ def test_failure_is_reported_with_cell_index_and_others_still_run(tmp_path, nbdi
     fig1 = manifest["elements"]["Figure 1"]
     assert fig1["figures"] == ["ok_line.png"] and "01_ok" in fig1["notebooks"]
     assert [c["verdict"] for c in fig1["claims"]] == ["PASS"]
-    assert manifest["notebooks"] == {"01_ok": {"claims": 1, "passed": 1}}
+    assert manifest["notebooks"] == {"01_ok": {"claims": 1, "passed": 1, "findings": 0}}
 
 
 def test_check_sync_detects_missing_pair_and_modified_py(tmp_path, nbdir):
@@ -167,7 +167,7 @@ def test_manifest_merges_registry_and_claims_deterministically(tmp_path):
     assert m["elements"]["Figure 9"] == {"notebooks": ["09_later"], "figures": [], "claims": []}
     assert m["elements"]["Figure 4"]["figures"] == ["a.png", "z.png"]
     assert m["elements"]["Figure 4"]["claims"][0]["verdict"] == "FAIL"
-    assert m["notebooks"]["04_family"] == {"claims": 2, "passed": 1}
+    assert m["notebooks"]["04_family"] == {"claims": 2, "passed": 1, "findings": 0}
     assert reproduce.write_manifest(tmp_path, entries).read_text() == text
 
 

@@ -1,18 +1,30 @@
 """What every notebook of the companion uses to save figures and state its claims.
 
 A notebook creates one `Report`, saves each figure through `report.savefig` (a deterministic PNG in
-`paper_figures/`, recorded against the paper element it reproduces) and states each numerical claim
-through `report.check` (a value, a comparison and a threshold, so PASS/FAIL is computed, never
-typed). Its last two cells are
+`paper_figures/`, recorded against the paper element it reproduces) and states each claim as one of
+two kinds:
+
+- a **check** (`report.check`): a property the maths or the code guarantees, as a value, a
+  comparison and a threshold, so PASS/FAIL is computed, never typed. A check must pass:
+  `lionlib.companion.reproduce` exits non-zero when one fails. `sanity=True` labels the checks that
+  only say training works ("loss decreased", "accuracy above chance"), which are not paper claims.
+- a **finding** (`report.finding`): an empirical statement, of the paper or of this companion,
+  measured under a `Protocol` written in the notebook before the runs. Its per-seed effects give a
+  mean, a 95 % t interval and a verdict (`lionlib.companion.stats`): `reproduced`, `not reproduced`
+  or `inconclusive at this scale`. A finding never fails a run.
+
+Its last cells are
 
     # NBVAL_IGNORE_OUTPUT
     report.table()          # every number, machine-dependent ones included
 
     # NBVAL_CHECK_OUTPUT
-    report.summary()        # one PASS/FAIL line per claim; writes claims/<notebook>.json
+    report.summary()        # one PASS/FAIL line per check; writes claims/<notebook>.json
 
 nbval compares the text of the last cell with the committed notebook, so that text must not depend on
-the machine or on the scale: values of claims marked `stable=False` (losses, timings) are not printed
+the machine or on the scale. That is why it lists checks only and counts the findings: a finding's
+numbers and verdict depend on the scale and the seeds, so they are shown by `report.findings()` in a
+cell whose output nbval ignores (and in `table()`). For checks: values of claims marked `stable=False` (losses, timings) are not printed
 there, and stable values are printed rounded with `fmt`. A value that changes with the scale
 (smoke/cpu/paper) must be marked `stable=False` too. `lionlib.companion.reproduce` collects
 `claims/*.json` into `paper_figures/manifest.json`.
@@ -23,14 +35,16 @@ import math
 import operator
 import os
 import sys
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import matplotlib
 
+from lionlib.companion import stats
 from lionlib.companion.paths import PAPER_FIGURES, REPO
 
-__all__ = ["Report", "Claim", "setup_plotting", "default_out_dir"]
+__all__ = ["Report", "Claim", "Finding", "Protocol", "setup_plotting", "default_out_dir"]
 
 DPI = 150  # fixed so the PNG bytes do not depend on the display's or the user's rcParams
 OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq}
@@ -72,11 +86,61 @@ class Claim:
     verdict: bool
     stable: bool  # False: the value may differ between machines or scales; summary() hides it
     fmt: str = ".3g"
+    kind: str = "check"  # "check", or "sanity" (training works; not a paper claim)
 
     def line(self) -> str:
         value = _fmt(self.value, self.fmt) if self.stable else "<varies>"
+        tag = "  (sanity check)" if self.kind == "sanity" else ""
         return (f"{'PASS' if self.verdict else 'FAIL'}  {self.element}: {self.claim}  "
-                f"[{value} {self.op} {_fmt(self.threshold, self.fmt)}]")
+                f"[{value} {self.op} {_fmt(self.threshold, self.fmt)}]{tag}")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How a finding is measured, fixed before the numbers (and recorded with them in the manifest).
+
+    hypothesis: the statement tested, with its direction, e.g. "p = 1 beats p = 2 on the ViT";
+        the effects passed to `Report.finding` are signed so that it predicts a positive effect.
+    metric: what one effect is, e.g. "final test accuracy (p=1) - (p=2), percentage points".
+    seeds: the seeds run (at least 5 at the cpu scale for a decision).
+    design: "paired" (per-seed differences of two arms sharing a seed) or "unpaired".
+    source: where the hypothesis comes from: "paper [confirmed]", "paper [inferred]", "companion".
+    choices: the companion's own settings the result depends on (grids, step scales, decayed tensors).
+    """
+
+    hypothesis: str
+    metric: str
+    seeds: tuple[int, ...]
+    design: str = "paired"
+    source: str = "paper [inferred]"
+    choices: str = ""
+    decision_rule: str = ("95 % t interval of the mean effect over seeds: above 0 -> reproduced, "
+                          "below 0 -> not reproduced, else inconclusive at this scale (always "
+                          f"inconclusive with fewer than {stats.MIN_SEEDS} seeds)")
+
+    def __post_init__(self):
+        if self.design not in ("paired", "unpaired"):
+            raise ValueError(f"design must be 'paired' or 'unpaired', got {self.design!r}")
+        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
+
+
+@dataclass
+class Finding:
+    element: str
+    claim: str
+    effects: list[float]
+    mean: float
+    ci_low: float
+    ci_high: float
+    n: int
+    verdict: str  # one of stats.VERDICTS
+    protocol: Protocol
+    fmt: str = ".3g"
+    kind: str = field(default="finding", init=False)
+
+    def line(self) -> str:
+        return (f"{self.verdict.upper()}  {self.element}: {self.claim}  [effect {_fmt(self.mean, self.fmt)}, "
+                f"95% CI ({_fmt(self.ci_low, self.fmt)}, {_fmt(self.ci_high, self.fmt)}), n={self.n}]")
 
 
 def _fmt(x: float, fmt: str) -> str:
@@ -106,6 +170,7 @@ class Report:
         self.notebook = notebook
         self.out_dir = Path(out_dir) if out_dir else default_out_dir()
         self.claims: dict[tuple[str, str], Claim] = {}  # keyed so re-running a cell replaces, not duplicates
+        self.found: dict[tuple[str, str], Finding] = {}
         self.figures: dict[str, list[str]] = {}  # element -> file names relative to out_dir
 
     def savefig(self, fig, name: str, *, element: str) -> Path:
@@ -121,32 +186,63 @@ class Report:
         return path
 
     def check(self, element: str, claim: str, value, op: str, threshold, fmt: str = ".3g",
-              stable: bool = True) -> bool:
-        """Record `value op threshold` as a claim about `element` and return the verdict (NaN fails)."""
+              stable: bool = True, sanity: bool = False) -> bool:
+        """Record `value op threshold` as a check about `element` and return the verdict (NaN fails)."""
         if op not in OPS:
             raise ValueError(f"op must be one of {sorted(OPS)}, got {op!r}")
         value, threshold = _float(value), _float(threshold)
         verdict = not math.isnan(value) and bool(OPS[op](value, threshold))
-        self.claims[(element, claim)] = Claim(element, claim, value, op, threshold, verdict, stable, fmt)
+        kind = "sanity" if sanity else "check"
+        self.claims[(element, claim)] = Claim(element, claim, value, op, threshold, verdict, stable, fmt, kind)
         return verdict
 
-    def table(self):
-        """All claims with their full-precision values, as a DataFrame (for the reader, not for nbval)."""
+    def finding(self, element: str, claim: str, effects: Sequence[float], *, protocol: Protocol,
+                fmt: str = ".3g") -> str:
+        """Record a finding about `element` from per-seed `effects` (signed so that the protocol's
+        hypothesis predicts > 0) and return its verdict. Never fails the run."""
+        if not isinstance(protocol, Protocol):
+            raise TypeError(f"protocol must be a lionlib.companion.report.Protocol, got {type(protocol).__name__}")
+        effects = [_float(e) for e in effects]
+        if len(effects) != len(protocol.seeds):
+            raise ValueError(f"{claim!r}: {len(effects)} effects for the protocol's {len(protocol.seeds)} seeds")
+        ci = stats.t_interval(effects)
+        verdict = stats.verdict(ci)
+        self.found[(element, claim)] = Finding(element, claim, effects, ci.mean, ci.low, ci.high, ci.n, verdict,
+                                               protocol, fmt)
+        return verdict
+
+    def findings(self):
+        """Every finding with its effect, interval, verdict and protocol, as a DataFrame (varies with
+        the scale and the seeds, so shown in a cell whose output nbval ignores)."""
         import pandas as pd
 
-        cols = ["element", "claim", "value", "op", "threshold", "verdict", "stable"]
+        cols = ["element", "claim", "verdict", "mean", "ci_low", "ci_high", "n", "hypothesis", "metric"]
+        rows = [{**{k: getattr(f, k) for k in cols[:7]}, "hypothesis": f.protocol.hypothesis, "metric": f.protocol.metric}
+                for f in self.found.values()]
+        return pd.DataFrame(rows, columns=cols)
+
+    def table(self):
+        """All checks with their full-precision values, as a DataFrame (for the reader, not for nbval)."""
+        import pandas as pd
+
+        cols = ["element", "claim", "kind", "value", "op", "threshold", "verdict", "stable"]
         return pd.DataFrame([asdict(c) for c in self.claims.values()], columns=cols + ["fmt"])[cols]
 
     def summary(self) -> None:
-        """Print one PASS/FAIL line per claim and write `<out_dir>/claims/<notebook>.json`."""
+        """Print one PASS/FAIL line per check, count the findings, and write `<out_dir>/claims/<notebook>.json`."""
         for c in self.claims.values():
             print(c.line())
         n_pass = sum(c.verdict for c in self.claims.values())
         print(f"{n_pass}/{len(self.claims)} claims pass")
+        if self.found:
+            print(f"{len(self.found)} findings recorded (verdicts in report.findings() and the manifest)")
+        findings = [{**{k: _json_num(v) for k, v in asdict(f).items() if k not in ("fmt", "protocol", "effects")},
+                     "effects": [_json_num(e) for e in f.effects], "protocol": asdict(f.protocol)}
+                    for f in self.found.values()]
         record = {
             "notebook": self.notebook,
             "claims": [{k: _json_num(v) for k, v in asdict(c).items() if k != "fmt"}
-                       for c in self.claims.values()],
+                       for c in self.claims.values()] + findings,
             "figures": self.figures,
         }
         path = self.out_dir / "claims" / f"{self.notebook}.json"

@@ -184,7 +184,8 @@ def run_notebook(py: Path, parameters: dict, build_dir: Path, *, update: bool = 
             nbformat.write(nb, py.with_suffix(".ipynb"))
         if claims.exists():
             record = json.loads(claims.read_text())
-            result.failed_claims = [f"{c['element']}: {c['claim']}" for c in record["claims"] if not c["verdict"]]
+            result.failed_claims = [f"{c['element']}: {c['claim']}" for c in record["claims"]
+                                    if c.get("kind", "check") != "finding" and not c["verdict"]]
     return result
 
 
@@ -203,15 +204,22 @@ def write_manifest(out_dir: Path, entries: list[Entry]) -> Path:
         record = json.loads(path.read_text())
         nb = record["notebook"]
         claims = record["claims"]
-        notebooks[nb] = {"claims": len(claims), "passed": sum(c["verdict"] for c in claims)}
+        checks = [c for c in claims if c.get("kind", "check") != "finding"]
+        notebooks[nb] = {"claims": len(checks), "passed": sum(c["verdict"] for c in checks),
+                         "findings": len(claims) - len(checks)}
         for name, files in record["figures"].items():
             el = element(name)
             el["figures"] += [f for f in files if f not in el["figures"]]
             el["notebooks"] += [nb] if nb not in el["notebooks"] else []
         for c in claims:
             el = element(c["element"])
-            el["claims"].append({k: c[k] for k in ("claim", "value", "op", "threshold", "stable")}
-                                | {"notebook": nb, "verdict": "PASS" if c["verdict"] else "FAIL"})
+            kind = c.get("kind", "check")
+            if kind == "finding":  # the verdict is already a word; keep the numbers and the protocol
+                el["claims"].append({k: c[k] for k in ("claim", "verdict", "mean", "ci_low", "ci_high", "n",
+                                                        "effects", "protocol")} | {"notebook": nb, "kind": kind})
+            else:
+                el["claims"].append({k: c[k] for k in ("claim", "value", "op", "threshold", "stable")}
+                                    | {"notebook": nb, "kind": kind, "verdict": "PASS" if c["verdict"] else "FAIL"})
             el["notebooks"] += [nb] if nb not in el["notebooks"] else []
     for el in elements.values():
         el["notebooks"] = sorted(set(el["notebooks"]))
