@@ -48,6 +48,7 @@ KERNEL_K = {
 }
 _L1, _LP = 0, 6
 _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+_PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter)
 Rest = tuple[list[Tensor], list[Tensor], list[Tensor]]  # (params, grads, exp_avgs) a kernel left untouched
 
 
@@ -105,6 +106,14 @@ def _dense_alike(p: Tensor, g: Tensor, m: Tensor) -> bool:
     return True
 
 
+def _plain(t: Tensor) -> bool:
+    """A strided tensor of torch's own types. A subclass (DTensor, FakeTensor, ...) may have no
+    storage of numel() elements behind data_ptr() (a DTensor's is 0: a kernel would write through
+    null), so it goes to foreach, checked before any pointer is taken (`lionlib.distributed`
+    hands the kernels a DTensor's local shard instead)."""
+    return type(t) in _PLAIN_TYPES and t.layout == torch.strided
+
+
 def _split(params, grads, exp_avgs, supported):
     """Partition into (device, dtypes, 16-byte aligned) groups a kernel handles, and the rest (for foreach).
 
@@ -115,7 +124,8 @@ def _split(params, grads, exp_avgs, supported):
         if p.numel() == 0:
             continue
         target = rest
-        if p.dtype in _DTYPES and g.dtype in _DTYPES and m.dtype in _DTYPES and supported(p) and _dense_alike(p, g, m):
+        if (_plain(p) and _plain(g) and _plain(m) and p.dtype in _DTYPES and g.dtype in _DTYPES and m.dtype in _DTYPES
+                and supported(p) and _dense_alike(p, g, m)):
             aligned = (p.data_ptr() | g.data_ptr() | m.data_ptr()) % 16 == 0  # lets Triton use vector loads
             key = (p.device, p.dtype, g.dtype, m.dtype, aligned)
             target = groups.get(key) or groups.setdefault(key, ([], [], []))
