@@ -13,6 +13,8 @@ Lion, ||x||_inf <= 1/lambda. `ConstraintMonitor` records, per tensor and step:
   `kkt_rel` = S / K(-g), in [0, 2] once feasible, comparable across tensors.
 
 Call `record()` after every `optimizer.step()`: the bound multiplies one factor per call.
+Sharded (FSDP2) parameters are gathered, so every rank records the global lambda ||x||; `record()`
+is then a collective, to be called on every rank.
 For optimizers without a `kappa` in their groups (AdamW), the geometry of `default_kappa` is used,
 so Lion's box can be watched under AdamW too.
 """
@@ -28,6 +30,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from lionlib import kappa as kappa_lib
+from lionlib.distributed import full_tensor
 
 __all__ = ["ConstraintMonitor"]
 
@@ -67,7 +70,7 @@ class ConstraintMonitor:
 
     @torch.no_grad()
     def _gauge(self, p: Tensor, group) -> float:
-        gauge = self._kappa(group).gauge(group["weight_decay"] * p.detach().double())
+        gauge = self._kappa(group).gauge(group["weight_decay"] * full_tensor(p.detach()).double())
         return math.nan if gauge is None else float(gauge)
 
     @torch.no_grad()
@@ -90,7 +93,7 @@ class ConstraintMonitor:
             # The paper's S for a norm K. `lyapunov.kkt_score` is the same number inside the set but
             # adds K*(lambda x), which is +inf for an fp32 tensor rounded a few ulps past the boundary.
             if self.kkt and K.is_norm and p.grad is not None:
-                x, g = p.detach().double(), p.grad.detach().double()
+                x, g = full_tensor(p.detach()).double(), full_tensor(p.grad.detach()).double()
                 k_neg_g = float(K.value(-g))
                 s = k_neg_g + group["weight_decay"] * float((x * g).sum())
                 row["kkt"] = s

@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from lionlib import distributed
 from lionlib import fused as fused_lib  # Triton itself is imported only when a kernel runs
 from lionlib import kappa as kappa_lib
 from lionlib.kappa import Kappa
@@ -112,6 +113,8 @@ def lionk_step(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor]
 
     `hyper` holds kappa, lr, beta1, beta2, weight_decay, implicit_decay and maximize.
     """
+    if any(map(distributed.is_dtensor, params)):  # FSDP2: local shards, global norms (lionlib.distributed)
+        return distributed.sharded_step(params, grads, exp_avgs, backend=backend, step=lionk_step, **hyper)
     if backend == "forloop":
         _forloop(params, grads, exp_avgs, **hyper)
     elif backend == "foreach":

@@ -1,0 +1,257 @@
+"""Lion-K beyond one process: sharded parameters (FSDP2 / DTensor), and Distributed Lion.
+
+**DDP** needs nothing here: `DistributedDataParallel` averages the gradients before `step`, so
+every replica runs the same `LionK` step (tests/test_distributed.py compares it with one process).
+
+**FSDP2** (`torch.distributed.fsdp.fully_shard`) turns parameters, gradients and the momentum into
+DTensors sharded over ranks. `sharded_step` (called by `lionlib.optim.lionk_step` when it meets a
+DTensor) runs Lion-K on them with the same result as one process holding the whole tensor:
+- elementwise K (l1 = Lion, huber, ...): the step on each rank's local shard, through the usual
+  paths (the C++ / Triton kernels get the plain local tensor; a DTensor never reaches a kernel);
+- lp and l2: grad K needs the norm of the whole tensor; it is computed with DTensor ops, i.e. a
+  local partial norm and an all-reduce of one number per tensor (and one for its max);
+- the other whole-tensor K (linf, relativistic_norm, logsumexp, nuclear = Muon): the momentum
+  blend c is all-gathered, grad K is computed on the full matrix (the same on every rank), and each
+  rank keeps its own slice. That costs one all-gather and the full tensor's memory per parameter,
+  as Muon under FSDP does in practice; a sharded Newton-Schulz is not implemented.
+`full_tensor` gives the global tensor, which `ConstraintMonitor` uses to report the global lambda ||x||.
+
+**Distributed Lion** (Liu, Chen, Liang, Liu, 2024, arXiv 2404.00438): `DistributedLion` trains
+data-parallel WITHOUT a gradient all-reduce. Each worker keeps its own momentum, computes its own
+Lion direction sign(c_i) from its local gradient, and the workers exchange those signs packed 8 per
+byte (one all-gather of uint8). Every worker then applies the same aggregated direction
+(majority vote sign(sum_i s_i), or the average (1/N) sum_i s_i) and the same decay, so the
+replicas stay identical. Use it on a plain model (no DDP wrapper): each rank runs forward and
+backward on its own batch and calls `step()`.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+from torch.optim import Optimizer
+
+from lionlib import kappa as kappa_lib
+
+__all__ = ["is_dtensor", "full_tensor", "sharded_step", "DistributedLion", "pack_signs", "unpack_signs"]
+
+
+
+def _dtensor_module():
+    """torch.distributed.tensor if something imported it (1.5 s to import: lionlib does not)."""
+    return sys.modules.get("torch.distributed.tensor")
+
+
+def is_dtensor(t: Tensor) -> bool:
+    """Whether t is a DTensor. Where none exists, torch.distributed.tensor was never imported."""
+    module = _dtensor_module()
+    return module is not None and isinstance(t, module.DTensor)
+
+
+def full_tensor(t: Tensor) -> Tensor:
+    """The whole tensor (a collective for a DTensor: every rank of its mesh must call it)."""
+    return t.full_tensor() if is_dtensor(t) else t
+
+
+# ----------------------------------------------------------------------------------------------
+# Sharded parameters (FSDP2)
+
+
+def _placed_like(t: Tensor, p: Tensor) -> Tensor:
+    """`t` (grad or momentum) sharded as its parameter `p`, so the local shards line up."""
+    if t.device_mesh != p.device_mesh or tuple(t.placements) != tuple(p.placements):
+        t = t.redistribute(p.device_mesh, p.placements)
+    return t
+
+
+class _GlobalK:
+    """K evaluated on one rank's shard of a whole-tensor K's argument, as on the full tensor.
+
+    `grad(x)` takes the local shard of c (the layout of `like`, a DTensor) and returns the local
+    shard of grad K(c). Quacks like a Kappa for `lionlib.optim`'s for-loop step."""
+
+    def __init__(self, kappa: kappa_lib.Kappa, like: Tensor):
+        self.kappa, self.like, self.symmetric = kappa, like, kappa.symmetric
+
+    def _global(self, x: Tensor) -> Tensor:
+        like = self.like
+        return _dtensor_module().DTensor.from_local(x, like.device_mesh, like.placements, shape=like.shape, stride=like.stride())
+
+    def grad(self, x: Tensor) -> Tensor:
+        mesh, placements = self.like.device_mesh, self.like.placements
+        if self.kappa.name in ("lp", "l2"):  # the norm: a partial norm per shard and one all-reduce
+            d = self.kappa.grad(self._global(x))
+            return d.redistribute(mesh, placements).to_local()
+        full = self.kappa.grad(self._global(x).full_tensor())  # all-gather; the same on every rank
+        return _dtensor_module().distribute_tensor(full, mesh, placements, src_data_rank=None).to_local()  # own slice, no traffic
+
+
+def sharded_step(params, grads, exp_avgs, *, backend: str, step: Callable, kappa, **hyper) -> None:
+    """One Lion-K step on a list that holds DTensors (see the module docstring).
+
+    `step` is `lionlib.optim.lionk_step`, applied to plain tensors: the non-DTensor entries, then
+    the local shards. Every rank of the mesh must call this with the same parameters (the
+    whole-tensor K communicate)."""
+    plain = [(p, g, m) for p, g, m in zip(params, grads, exp_avgs) if not is_dtensor(p)]
+    shards = [(p, _placed_like(g, p), _placed_like(m, p)) for p, g, m in zip(params, grads, exp_avgs) if is_dtensor(p)]
+    if plain:
+        step(*map(list, zip(*plain)), backend=backend, kappa=kappa, **hyper)
+    if not shards:
+        return
+    with torch.no_grad():  # to_local() is then the DTensor's own storage: in-place updates land in it
+        local = [(p.to_local(), g.to_local(), m.to_local()) for p, g, m in shards]
+        if kappa.elementwise:
+            step(*map(list, zip(*local)), backend=backend, kappa=kappa, **hyper)
+        else:
+            for (p, _, _), (lp, lg, lm) in zip(shards, local):
+                step([lp], [lg], [lm], backend="forloop", kappa=_GlobalK(kappa, p), **hyper)
+
+
+# ----------------------------------------------------------------------------------------------
+# Distributed Lion: 1-bit sign votes
+
+_BITS = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8)
+
+
+def pack_signs(positive: Tensor) -> Tensor:
+    """Pack a flat bool tensor 8 per byte (bit j of byte i is element 8 i + j; zero padding)."""
+    n = positive.numel()
+    bits = torch.zeros(-(-n // 8) * 8, dtype=torch.uint8, device=positive.device)
+    bits[:n] = positive
+    return (bits.view(-1, 8) * _BITS.to(positive.device)).sum(1, dtype=torch.uint8)
+
+
+def unpack_signs(packed: Tensor, n: int) -> Tensor:
+    """Inverse of `pack_signs` along the last dim: (..., bytes) uint8 -> (..., n) bool."""
+    bits = packed.unsqueeze(-1).bitwise_and(_BITS.to(packed.device)).ne(0)
+    return bits.flatten(-2)[..., :n]
+
+
+def _check(lr, betas, weight_decay, vote) -> None:
+    if not (isinstance(lr, (int, float)) and 0.0 <= lr < math.inf):
+        raise ValueError(f"Invalid learning rate: lr={lr!r} (need a finite float >= 0)")
+    if not (isinstance(betas, (tuple, list)) and len(betas) == 2 and all(isinstance(b, (int, float)) and 0 <= b <= 1 for b in betas)):
+        raise ValueError(f"Invalid betas: {betas!r} (need a pair (beta1, beta2) in [0, 1])")
+    if not (isinstance(weight_decay, (int, float)) and 0.0 <= weight_decay < math.inf):
+        raise ValueError(f"Invalid weight_decay: {weight_decay!r} (need a finite float >= 0)")
+    if vote not in ("majority", "average"):
+        raise ValueError(f"Invalid vote: {vote!r} (choose 'majority' or 'average')")
+
+
+class DistributedLion(Optimizer):
+    """Distributed Lion (Liu et al. 2024): data-parallel Lion that communicates one bit per parameter.
+
+    On every worker i, for each parameter (g_i its local gradient, m_i its own momentum):
+
+        s_i   = sign(beta1 m_i + (1 - beta1) g_i)        packed 8 per byte, all-gathered
+        m_i  <- beta2 m_i + (1 - beta2) g_i
+        D     = sign(sum_i s_i)  (vote="majority")   or   (1/N) sum_i s_i  (vote="average")
+        p    <- p (1 - lr wd) - lr D                      identical on every worker
+
+    One bit cannot say 0: a coordinate with c_i = 0 exactly is sent as +1 by even ranks and -1 by
+    odd ranks, so with an even number of workers all-zero coordinates cancel (no step), as
+    sign(0) = 0 does in Lion. A majority tie (even N) gives D = 0: decay only. With one worker this
+    is Lion exactly. Each worker sends ceil(n/8) bytes per step (`last_bytes_sent`); with an
+    all-gather it receives the other N - 1 workers' (N ceil(n/8) in all), against 4n bytes each
+    way per worker for an fp32 gradient all-reduce.
+
+    Use it without DDP: each rank computes gradients on its own batch and calls `step()`. The
+    parameters are broadcast from the group's first rank at construction, so replicas start equal
+    and stay equal. All workers must hold the same parameters in the same order; a parameter
+    without `.grad` on a worker counts as a zero gradient there, so every worker sends the same
+    layout. The momentum differs between workers: save each rank's `state_dict` (torch.save
+    per rank) to resume exactly. Only Lion's sign direction is a one-bit message: `kappa` other
+    than "l1" (or lp with p = 1) is refused.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.99),
+        weight_decay: float = 0.0,
+        vote: str = "majority",
+        process_group: dist.ProcessGroup | None = None,
+        *,
+        kappa: str | kappa_lib.Kappa = "l1",
+    ):
+        _check(lr, betas, weight_decay, vote)
+        k = kappa_lib.get(kappa)
+        if not (k.name == "l1" or (k.name == "lp" and k.p == 1)):
+            raise ValueError(
+                f"DistributedLion exchanges 1-bit signs, so it needs Lion's direction sign(c) (kappa='l1'); "
+                f"kappa={k.describe()!r} has a direction that one bit cannot carry. Use LionK under DDP or FSDP2 for it."
+            )
+        if not (dist.is_available() and dist.is_initialized()):
+            raise RuntimeError("DistributedLion needs torch.distributed initialised (torchrun, then dist.init_process_group)")
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay, vote=vote))
+        self.process_group = process_group
+        self.world = dist.get_world_size(process_group)
+        self.rank = dist.get_rank(process_group)
+        self.last_bytes_sent = 0
+        self.last_bytes_received = 0
+        source = dist.get_global_rank(process_group, 0) if process_group is not None else 0
+        with torch.no_grad():
+            for group in self.param_groups:
+                for p in group["params"]:
+                    dist.broadcast(p.data, src=source, group=process_group)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        try:
+            _check(group["lr"], group["betas"], group["weight_decay"], group["vote"])
+            for p in group["params"]:
+                if not p.is_floating_point() or p.is_complex() or is_dtensor(p):
+                    raise ValueError(f"DistributedLion needs plain real floating-point parameters, got {type(p).__name__} {p.dtype}")
+        except ValueError:
+            self.param_groups.pop()
+            raise
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        entries = []  # (group, p, c) for every parameter, in a fixed order shared by all workers
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                state = self.state[p]
+                if "exp_avg" not in state:
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                m = state["exp_avg"]
+                g = p.grad if p.grad is not None else torch.zeros_like(p)
+                if g.is_sparse:
+                    raise RuntimeError("DistributedLion does not support sparse gradients")
+                c = m.mul(beta1).add_(g, alpha=1 - beta1)
+                m.mul_(beta2).add_(g, alpha=1 - beta2)
+                entries.append((group, p, c))
+        if not entries:
+            return loss
+        zero_bit = self.rank % 2 == 0  # c == 0: +1 on even ranks, -1 on odd ranks
+        flat = torch.cat([c.reshape(-1) for _, _, c in entries])
+        positive = flat.gt(0) | (flat.eq(0) & zero_bit)
+        packed = pack_signs(positive)
+        gathered = packed.new_empty(self.world, packed.numel())
+        dist.all_gather_into_tensor(gathered, packed, group=self.process_group)
+        self.last_bytes_sent, self.last_bytes_received = packed.numel(), gathered.numel()
+        ones = unpack_signs(gathered, flat.numel()).sum(0, dtype=torch.int32)  # workers voting +1
+        net = 2 * ones - self.world  # sum_i s_i, in [-N, N]
+        offset = 0
+        for group, p, _ in entries:
+            n = p.numel()
+            votes = net[offset : offset + n].view_as(p)
+            offset += n
+            direction = votes.sign().to(p.dtype) if group["vote"] == "majority" else votes.to(p.dtype) / self.world
+            if group["weight_decay"]:
+                p.mul_(1 - group["lr"] * group["weight_decay"])
+            p.add_(direction, alpha=-group["lr"])
+        return loss

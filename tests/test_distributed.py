@@ -1,0 +1,247 @@
+"""LionK under DDP and FSDP2 (gloo, CPU) against one process with the same global batch.
+
+Exactness, and where it ends:
+- FSDP2, float64, data split over ranks: every K, 5 steps, within 1e-6 relative of one process
+  (the only differences are fp64 summation orders, ~1e-16; sign() would amplify one only if a
+  momentum coordinate were within ~1e-16 of 0).
+- FSDP2, float32, every rank given the same batch: the averaged gradient (x + x) / 2 is exact, so
+  the elementwise K on the default C++ kernel (and Triton, interpreted) equal one process bit for
+  bit, and the kernel is seen to take the local shards.
+- DDP, float64: 5 steps within 1e-10. DDP, float32, one step: the gradient average differs from one
+  process in the last bits, which sign() turns into a full step where the momentum is near 0; so
+  the momentum is compared to 1e-6 and the update only where |c| > 1e-3 max |c|.
+One `spawn` per world size runs all cases (process start-up dominates on 2 cores).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from test_distributed_common import GROUP, rel_err, run_workers
+
+from lionlib import kappa as kappa_lib
+from lionlib.monitor import ConstraintMonitor
+from lionlib.optim import LionK
+
+pytestmark = GROUP
+
+KAPPAS = kappa_lib.names() + ["muon"]  # muon: nuclear norm by Newton-Schulz on the 2-D weights
+ELEMENTWISE = [k for k in kappa_lib.names() if kappa_lib.get(k).elementwise]
+STEPS, LR, WD = 5, 1e-2, 0.5
+
+
+# ----------------------------------------------------------------------------------------------
+# Models, data, optimizers: the same code in the workers and in the single-process reference.
+
+
+def build(model: str, dtype: torch.dtype) -> nn.Module:
+    torch.manual_seed(0)
+    if model == "mlp":  # 5 output rows: uneven shards on 2 ranks, an empty one on 4
+        net = nn.Sequential(nn.Linear(12, 24), nn.Tanh(), nn.Linear(24, 24), nn.Tanh(), nn.Linear(24, 5))
+    else:
+        from lionlib.experiments.gpt_model import GPT, GPTConfig
+
+        net = GPT(GPTConfig(block_size=8, vocab_size=32, n_layer=2, n_head=2, n_embd=16))
+    return net.to(dtype)
+
+
+def batch(model: str, step: int, dtype: torch.dtype):
+    g = torch.Generator().manual_seed(100 + step)
+    if model == "mlp":
+        return torch.randn(8, 12, generator=g, dtype=dtype), torch.randn(8, 5, generator=g, dtype=dtype)
+    idx = torch.randint(0, 32, (4, 9), generator=g)
+    return idx[:, :-1], idx[:, 1:]
+
+
+def loss_of(model: str, net: nn.Module, x, y):
+    if model == "mlp":
+        return F.mse_loss(net(x), y)
+    logits, _ = net(x)  # the loss in the model's dtype (GPT.forward's own casts to fp32)
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
+
+
+def make_opt(net: nn.Module, kappa: str) -> LionK:
+    matrices = [p for p in net.parameters() if p.dim() == 2]
+    others = [p for p in net.parameters() if p.dim() != 2]
+    if kappa in ("nuclear", "muon"):
+        k = kappa_lib.get("nuclear", method="svd" if kappa == "nuclear" else "newton_schulz")
+        groups = [{"params": matrices, "kappa": k}, {"params": others, "kappa": "l1"}]
+        return LionK(groups, lr=LR, weight_decay=WD)
+    k = kappa_lib.get("lp", p=1.5) if kappa == "lp" else kappa
+    return LionK(net.parameters(), kappa=k, lr=LR, weight_decay=WD)
+
+
+def shard(net: nn.Module, model: str) -> None:
+    from torch.distributed.fsdp import fully_shard
+
+    parts = [m for m in net if isinstance(m, nn.Linear)] if model == "mlp" else list(net.transformer.h)
+    for m in parts:
+        fully_shard(m)
+    fully_shard(net)
+
+
+def force_backend(backend: str | None):
+    """Make LionK take `backend` (None: its own choice) by replacing optim's resolver."""
+    import lionlib.optim as optim
+
+    original = getattr(optim, "_original_resolve", optim._resolve_backend)
+    optim._original_resolve = original
+    optim._resolve_backend = original if backend is None else (lambda *a: backend)
+
+
+def train(case: dict, rank: int = 0, world: int = 1, mode: str = "single") -> dict:
+    """`STEPS` steps of `case`; mode "single", "fsdp" or "ddp". Returns full params (and more)."""
+    from lionlib.distributed import full_tensor
+
+    dtype = getattr(torch, case["dtype"])
+    model = case["model"]
+    net = build(model, dtype)
+    if mode == "fsdp":
+        shard(net, model)
+    elif mode == "ddp":
+        net = nn.parallel.DistributedDataParallel(net)
+    force_backend(case.get("backend"))
+    opt = make_opt(net, case["kappa"])
+    monitor = ConstraintMonitor(opt, net.named_parameters()) if case.get("monitor") else None
+    taken = []
+    if mode == "fsdp" and case.get("spy"):  # how many tensors the C++ kernel took itself
+        from lionlib import fused
+
+        original = fused.cpp_step
+
+        def spy(params, *args, **kwargs):
+            rest = original(params, *args, **kwargs)
+            taken.append((len(params) - len(rest[0]), [type(p).__name__ for p in params]))
+            return rest
+
+        fused.cpp_step = spy
+    for step in range(case.get("steps", STEPS)):
+        x, y = batch(model, step, dtype)
+        if mode != "single" and not case.get("same_data"):
+            n = x.shape[0] // world
+            x, y = x[rank * n : (rank + 1) * n], y[rank * n : (rank + 1) * n]
+        loss_of(model, net, x, y).backward()
+        opt.step()
+        opt.zero_grad()
+        if monitor:
+            monitor.record()
+    if taken is not None and mode == "fsdp" and case.get("spy"):
+        fused.cpp_step = original
+    module = net.module if mode == "ddp" else net
+    params = {n: full_tensor(p.detach()).clone() for n, p in module.named_parameters()}
+    momenta = {n: full_tensor(opt.state[p]["exp_avg"]).clone() for n, p in module.named_parameters()}
+    frame = monitor.frame()[["constraint", "kkt"]].to_numpy() if monitor else None
+    return dict(params=params, momenta=momenta, monitor=frame, taken=taken)
+
+
+# ----------------------------------------------------------------------------------------------
+# Cases
+
+
+FSDP64 = [dict(model=m, kappa=k, dtype="float64") for m in ("mlp", "gpt") for k in KAPPAS]
+FSDP32 = [dict(model="mlp", kappa=k, dtype="float32", same_data=True, spy=True) for k in ELEMENTWISE] + [
+    dict(model="gpt", kappa="l1", dtype="float32", same_data=True, spy=True),
+    dict(model="mlp", kappa="l1", dtype="float32", same_data=True, backend="triton"),
+    dict(model="mlp", kappa="huber", dtype="float32", same_data=True, backend="triton"),
+]
+MONITOR = [dict(model="mlp", kappa=k, dtype="float64", monitor=True) for k in ("l1", "l2")]
+DDP64 = [dict(model="mlp", kappa=k, dtype="float64") for k in KAPPAS]
+DDP32 = [dict(model="mlp", kappa=k, dtype="float32", steps=1, backend=b)
+         for b in ("forloop", "foreach", "cpp", "triton") for k in (KAPPAS if b in ("forloop", "foreach") else ELEMENTWISE)]
+
+
+def name(case: dict) -> str:
+    return "-".join(str(v) for k, v in case.items() if k not in ("spy",))
+
+
+def world_jobs(rank: int, world: int, fsdp: list, ddp: list) -> dict:
+    out = {name(c): train(c, rank, world, "fsdp") for c in fsdp}
+    out.update({"ddp-" + name(c): train(c, rank, world, "ddp") for c in ddp})
+    return out
+
+
+@pytest.fixture(scope="module")
+def world2(tmp_path_factory):
+    results = run_workers(world_jobs, 2, FSDP64 + FSDP32 + MONITOR, DDP64 + DDP32,
+                          tmp_path=tmp_path_factory.mktemp("w2"), timeout=150)
+    return results
+
+
+@pytest.fixture(scope="module")
+def world4(tmp_path_factory):
+    cases = [c for c in FSDP64 if c["model"] == "mlp" or c["kappa"] in ("l1", "l2", "muon")]
+    return run_workers(world_jobs, 4, cases, [], tmp_path=tmp_path_factory.mktemp("w4"), timeout=150), cases
+
+
+def assert_close_to_single(results, case, key, tol):
+    ref = train(case)
+    init = build(case["model"], getattr(torch, case["dtype"])).state_dict()
+    for rank, res in enumerate(results):
+        got = res[key]
+        assert got["params"].keys() == ref["params"].keys()
+        for n in ref["params"]:
+            err = rel_err(got["params"][n], ref["params"][n])
+            assert err <= tol, f"rank {rank} {n}: relative error {err:.3g} > {tol:g}"
+            # the step moved it: the comparison is not of two untouched initialisations
+            assert rel_err(ref["params"][n], init[n]) > 1e-4, n
+    return ref
+
+
+@pytest.mark.parametrize("case", FSDP64, ids=name)
+def test_fsdp2_two_processes_equal_one_process(world2, case):
+    assert_close_to_single(world2, case, name(case), 1e-6)
+
+
+@pytest.mark.parametrize("case", [c for c in FSDP64 if c["model"] == "mlp" or c["kappa"] in ("l1", "l2", "muon")], ids=name)
+def test_fsdp2_four_processes_equal_one_process(world4, case):
+    results, cases = world4
+    assert_close_to_single(results, case, name(case), 1e-6)
+
+
+@pytest.mark.parametrize("case", FSDP32, ids=name)
+def test_fsdp2_float32_kernels_on_local_shards_bit_exact(world2, case):
+    ref = train(case)
+    for res in world2:
+        got = res[name(case)]
+        for n in ref["params"]:
+            assert torch.equal(got["params"][n], ref["params"][n]), n
+            assert torch.equal(got["momenta"][n], ref["momenta"][n]), n
+        if case.get("spy"):  # the C++ kernel took every non-empty local shard, as plain tensors
+            assert got["taken"] and all(k == len(types) and "DTensor" not in types for k, types in got["taken"]), got["taken"]
+
+
+@pytest.mark.parametrize("case", MONITOR, ids=name)
+def test_constraint_monitor_reports_the_global_norm_under_fsdp2(world2, case):
+    ref = train(case)
+    for res in world2:
+        got = res[name(case)]["monitor"]
+        assert got.shape == ref["monitor"].shape
+        assert abs(got - ref["monitor"]).max() <= 1e-9 * abs(ref["monitor"]).max()
+
+
+@pytest.mark.parametrize("case", DDP64, ids=name)
+def test_ddp_float64_equals_one_process(world2, case):
+    ref = train(case)
+    for res in world2:
+        got = res["ddp-" + name(case)]
+        for n in ref["params"]:
+            assert rel_err(got["params"][n], ref["params"][n]) <= 1e-10, n
+            assert rel_err(got["momenta"][n], ref["momenta"][n]) <= 1e-10, n
+
+
+@pytest.mark.parametrize("case", DDP32, ids=name)
+def test_ddp_float32_momentum_tight_update_away_from_zero(world2, case):
+    ref = train(case)
+    init = build("mlp", torch.float32).state_dict()
+    for res in world2:
+        got = res["ddp-" + name(case)]
+        for n in ref["params"]:
+            assert rel_err(got["momenta"][n], ref["momenta"][n]) <= 1e-6, n
+            # after one step c = (1 - beta1) g and exp_avg = (1 - beta2) g: same sign, so |exp_avg| ranks |c|
+            m = ref["momenta"][n].abs()
+            away = m > 1e-3 * m.max()
+            step, ref_step = got["params"][n] - init[n], ref["params"][n] - init[n]
+            assert away.any()
+            assert (step - ref_step)[away].abs().max() <= 1e-4 * LR, n
