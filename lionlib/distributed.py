@@ -8,8 +8,8 @@ DTensors sharded over ranks. `sharded_step` (called by `lionlib.optim.lionk_step
 DTensor) runs Lion-K on them with the same result as one process holding the whole tensor:
 - elementwise K (l1 = Lion, huber, ...): the step on each rank's local shard, through the usual
   paths (the C++ / Triton kernels get the plain local tensor; a DTensor never reaches a kernel);
-- lp and l2: grad K needs the norm of the whole tensor; it is computed with DTensor ops, i.e. a
-  local partial norm and an all-reduce of one number per tensor (and one for its max);
+- lp and l2: grad K needs the norm of the whole tensor: each shard's partial max and partial
+  p-th power sum are all-reduced (two numbers per tensor), and the direction is computed locally;
 - the other whole-tensor K (linf, relativistic_norm, logsumexp, nuclear = Muon): the momentum
   blend c is all-gathered, grad K is computed on the full matrix (the same on every rank), and each
   rank keeps its own slice. That costs one all-gather and the full tensor's memory per parameter,
@@ -83,11 +83,30 @@ class _GlobalK:
         like = self.like
         return _dtensor_module().DTensor.from_local(x, like.device_mesh, like.placements, shape=like.shape, stride=like.stride())
 
+    def _all_reduce(self, t: Tensor, op) -> Tensor:
+        """Reduce a per-shard number over the mesh dims that shard the tensor (not the replicas)."""
+        mesh = self.like.device_mesh
+        for dim, placement in enumerate(self.like.placements):
+            if placement.is_shard():
+                dist.all_reduce(t, op=op, group=mesh.get_group(dim))
+        return t
+
+    def _lp_grad(self, x: Tensor) -> Tensor:
+        """`Lp.grad` with its two whole-tensor quantities (max |x| and ||x / max|x| ||_p) all-reduced:
+        two numbers per tensor, not the tensor. A shard may be empty (FSDP2 pads uneven splits)."""
+        p = self.kappa.p
+        if p == 1:
+            return x.sign()
+        scale = self._all_reduce(x.abs().amax() if x.numel() else x.new_zeros(()), dist.ReduceOp.MAX)
+        u = x / torch.where(scale > 0, scale, torch.ones_like(scale))
+        norm = self._all_reduce(torch.linalg.vector_norm(u, ord=p) ** p, dist.ReduceOp.SUM) ** (1 / p)
+        norm = torch.where(norm > 0, norm, torch.ones_like(norm))
+        return u.sign() * (u.abs() / norm).pow(p - 1)
+
     def grad(self, x: Tensor) -> Tensor:
         mesh, placements = self.like.device_mesh, self.like.placements
-        if self.kappa.name in ("lp", "l2"):  # the norm: a partial norm per shard and one all-reduce
-            d = self.kappa.grad(self._global(x))
-            return d.redistribute(mesh, placements).to_local()
+        if self.kappa.name in ("lp", "l2"):
+            return self._lp_grad(x)
         full = self.kappa.grad(self._global(x).full_tensor())  # all-gather; the same on every rank
         return _dtensor_module().distribute_tensor(full, mesh, placements, src_data_rank=None).to_local()  # own slice, no traffic
 

@@ -15,6 +15,7 @@ One `spawn` per world size runs all cases (process start-up dominates on 2 cores
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -117,23 +118,44 @@ def train(case: dict, rank: int = 0, world: int = 1, mode: str = "single") -> di
             return rest
 
         fused.cpp_step = spy
+    per_step = []  # FSDP2 step vs the for-loop reference on the gathered tensors, same gradient
     for step in range(case.get("steps", STEPS)):
         x, y = batch(model, step, dtype)
         if mode != "single" and not case.get("same_data"):
             n = x.shape[0] // world
             x, y = x[rank * n : (rank + 1) * n], y[rank * n : (rank + 1) * n]
         loss_of(model, net, x, y).backward()
+        expected = reference_step(opt) if case.get("spy") else None
         opt.step()
-        opt.zero_grad()
+        if expected is not None:
+            per_step.append(max(rel_err(full_tensor(p), e) for p, e in expected))
         if monitor:
-            monitor.record()
+            monitor.record()  # before zero_grad: the KKT score reads the gradient
+        opt.zero_grad()
     if taken is not None and mode == "fsdp" and case.get("spy"):
         fused.cpp_step = original
     module = net.module if mode == "ddp" else net
     params = {n: full_tensor(p.detach()).clone() for n, p in module.named_parameters()}
     momenta = {n: full_tensor(opt.state[p]["exp_avg"]).clone() for n, p in module.named_parameters()}
     frame = monitor.frame()[["constraint", "kkt"]].to_numpy() if monitor else None
-    return dict(params=params, momenta=momenta, monitor=frame, taken=taken)
+    return dict(params=params, momenta=momenta, monitor=frame, taken=taken, per_step=per_step)
+
+
+def reference_step(opt: LionK) -> list:
+    """[(param, what lionk_step's for-loop makes of its gathered copy)] for one group of `opt`."""
+    from lionlib.distributed import full_tensor
+    from lionlib.optim import lionk_step
+
+    (group,) = opt.param_groups
+    params = [p for p in group["params"] if p.grad is not None]
+    full = [full_tensor(p.detach()).clone() for p in params]
+    grads = [full_tensor(p.grad) for p in params]
+    momenta = [full_tensor(opt.state[p]["exp_avg"]).clone() if "exp_avg" in opt.state[p] else torch.zeros_like(f)
+               for p, f in zip(params, full)]
+    beta1, beta2 = group["betas"]
+    lionk_step(full, grads, momenta, backend="forloop", kappa=group["kappa"], lr=group["lr"], beta1=beta1,
+               beta2=beta2, weight_decay=group["weight_decay"], implicit_decay=False, maximize=False)
+    return list(zip(params, full))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -144,12 +166,13 @@ FSDP64 = [dict(model=m, kappa=k, dtype="float64") for m in ("mlp", "gpt") for k 
 FSDP32 = [dict(model="mlp", kappa=k, dtype="float32", same_data=True, spy=True) for k in ELEMENTWISE] + [
     dict(model="gpt", kappa="l1", dtype="float32", same_data=True, spy=True),
     dict(model="mlp", kappa="l1", dtype="float32", same_data=True, backend="triton"),
-    dict(model="mlp", kappa="huber", dtype="float32", same_data=True, backend="triton"),
 ]
+FOUR = [c for c in FSDP64 if c["kappa"] in ("l1", "l2", "linf", "nuclear", "muon") and (c["model"] == "mlp" or c["kappa"] == "l1")]
 MONITOR = [dict(model="mlp", kappa=k, dtype="float64", monitor=True) for k in ("l1", "l2")]
 DDP64 = [dict(model="mlp", kappa=k, dtype="float64") for k in KAPPAS]
 DDP32 = [dict(model="mlp", kappa=k, dtype="float32", steps=1, backend=b)
-         for b in ("forloop", "foreach", "cpp", "triton") for k in (KAPPAS if b in ("forloop", "foreach") else ELEMENTWISE)]
+         for b in ("forloop", "foreach", "cpp") for k in (KAPPAS if b != "cpp" else ELEMENTWISE)]
+DDP32 += [dict(model="mlp", kappa="l1", dtype="float32", steps=1, backend="triton")]
 
 
 def name(case: dict) -> str:
@@ -171,7 +194,7 @@ def world2(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def world4(tmp_path_factory):
-    cases = [c for c in FSDP64 if c["model"] == "mlp" or c["kappa"] in ("l1", "l2", "muon")]
+    cases = FOUR
     return run_workers(world_jobs, 4, cases, [], tmp_path=tmp_path_factory.mktemp("w4"), timeout=150), cases
 
 
@@ -194,20 +217,27 @@ def test_fsdp2_two_processes_equal_one_process(world2, case):
     assert_close_to_single(world2, case, name(case), 1e-6)
 
 
-@pytest.mark.parametrize("case", [c for c in FSDP64 if c["model"] == "mlp" or c["kappa"] in ("l1", "l2", "muon")], ids=name)
+@pytest.mark.parametrize("case", FOUR, ids=name)
 def test_fsdp2_four_processes_equal_one_process(world4, case):
     results, cases = world4
     assert_close_to_single(results, case, name(case), 1e-6)
 
 
 @pytest.mark.parametrize("case", FSDP32, ids=name)
-def test_fsdp2_float32_kernels_on_local_shards_bit_exact(world2, case):
+def test_fsdp2_float32_kernels_on_local_shards(world2, case):
+    """Each step on the shards equals the for-loop reference on the gathered tensors with the same
+    gradient: bit for bit where the kernel is exact (fused tests), to a few ulp for tanh/sqrt K.
+    End to end against one process: FSDP's own fp32 backward differs in the last bits (LayerNorm)."""
     ref = train(case)
+    exact = case["kappa"] in ("l1", "half_sq_l2", "huber", "l1_plus_sq_l2")
     for res in world2:
         got = res[name(case)]
+        if case.get("spy"):
+            assert len(got["per_step"]) == STEPS
+            assert max(got["per_step"]) <= (0.0 if exact else 1e-6), got["per_step"]
         for n in ref["params"]:
-            assert torch.equal(got["params"][n], ref["params"][n]), n
-            assert torch.equal(got["momenta"][n], ref["momenta"][n]), n
+            assert rel_err(got["params"][n], ref["params"][n]) <= 1e-6, n
+            assert rel_err(got["momenta"][n], ref["momenta"][n]) <= 1e-6, n
         if case.get("spy"):  # the C++ kernel took every non-empty local shard, as plain tensors
             assert got["taken"] and all(k == len(types) and "DTensor" not in types for k, types in got["taken"]), got["taken"]
 
@@ -217,8 +247,8 @@ def test_constraint_monitor_reports_the_global_norm_under_fsdp2(world2, case):
     ref = train(case)
     for res in world2:
         got = res[name(case)]["monitor"]
-        assert got.shape == ref["monitor"].shape
-        assert abs(got - ref["monitor"]).max() <= 1e-9 * abs(ref["monitor"]).max()
+        np.testing.assert_allclose(got, ref["monitor"], rtol=1e-9, atol=1e-12)
+        assert np.isfinite(got).all()
 
 
 @pytest.mark.parametrize("case", DDP64, ids=name)
