@@ -152,6 +152,10 @@ def unpack_signs(packed: Tensor, n: int) -> Tensor:
     return bits.flatten(-2)[..., :n]
 
 
+# torch renamed all_gather_into_tensor (deprecated in 2.13) to all_gather_single
+_all_gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+
+
 def _check(lr, betas, weight_decay, vote) -> None:
     if not (isinstance(lr, (int, float)) and 0.0 <= lr < math.inf):
         raise ValueError(f"Invalid learning rate: lr={lr!r} (need a finite float >= 0)")
@@ -176,7 +180,7 @@ class DistributedLion(Optimizer):
     One bit cannot say 0: a coordinate with c_i = 0 exactly is sent as +1 by even ranks and -1 by
     odd ranks, so with an even number of workers all-zero coordinates cancel (no step), as
     sign(0) = 0 does in Lion. A majority tie (even N) gives D = 0: decay only. With one worker this
-    is Lion exactly. Each worker sends ceil(n/8) bytes per step (`last_bytes_sent`); with an
+    is Lion exactly; with two, majority and average coincide (sum in {-2, 0, 2}). Each worker sends ceil(n/8) bytes per step (`last_bytes_sent`); with an
     all-gather it receives the other N - 1 workers' (N ceil(n/8) in all), against 4n bytes each
     way per worker for an fp32 gradient all-reduce.
 
@@ -259,10 +263,10 @@ class DistributedLion(Optimizer):
         flat = torch.cat([c.reshape(-1) for _, _, c in entries])
         positive = flat.gt(0) | (flat.eq(0) & zero_bit)
         packed = pack_signs(positive)
-        gathered = packed.new_empty(self.world, packed.numel())
-        dist.all_gather_into_tensor(gathered, packed, group=self.process_group)
+        gathered = packed.new_empty(self.world * packed.numel())  # flat: gloo wants one dim
+        _all_gather(gathered, packed, group=self.process_group)
         self.last_bytes_sent, self.last_bytes_received = packed.numel(), gathered.numel()
-        ones = unpack_signs(gathered, flat.numel()).sum(0, dtype=torch.int32)  # workers voting +1
+        ones = unpack_signs(gathered.view(self.world, -1), flat.numel()).sum(0, dtype=torch.int32)  # workers voting +1
         net = 2 * ones - self.world  # sum_i s_i, in [-N, N]
         offset = 0
         for group, p, _ in entries:
