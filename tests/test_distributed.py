@@ -15,12 +15,14 @@ One `spawn` per world size runs all cases (process start-up dominates on 2 cores
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from test_distributed_common import GROUP, rel_err, run_workers
+from test_distributed_common import GROUP, rel_err, results
 
 from lionlib import kappa as kappa_lib
 from lionlib.monitor import ConstraintMonitor
@@ -179,23 +181,64 @@ def name(case: dict) -> str:
     return "-".join(str(v) for k, v in case.items() if k not in ("spy",))
 
 
-def world_jobs(rank: int, world: int, fsdp: list, ddp: list) -> dict:
+def world_jobs(rank: int, world: int, tmp: str) -> dict:
+    """All cases of this file for one world size (run by test_distributed_common.results)."""
+    fsdp = FSDP64 + FSDP32 + MONITOR if world == 2 else FOUR
     out = {name(c): train(c, rank, world, "fsdp") for c in fsdp}
-    out.update({"ddp-" + name(c): train(c, rank, world, "ddp") for c in ddp})
+    if world == 2:
+        out.update({"ddp-" + name(c): train(c, rank, world, "ddp") for c in DDP64 + DDP32})
+        out["dcp"] = dcp_job(rank, world, Path(tmp) / "checkpoint")
     return out
 
 
-@pytest.fixture(scope="module")
-def world2(tmp_path_factory):
-    results = run_workers(world_jobs, 2, FSDP64 + FSDP32 + MONITOR, DDP64 + DDP32,
-                          tmp_path=tmp_path_factory.mktemp("w2"), timeout=150)
-    return results
+def dcp_job(rank: int, world: int, path: Path) -> dict:
+    """Save model and sharded optimizer state with torch.distributed.checkpoint after 2 steps, go
+    on for 3; then a fresh model and optimizer load the checkpoint and do the same 3 steps."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+    from lionlib.distributed import full_tensor
+
+    def run(net, opt, steps):
+        for step in steps:
+            x, y = batch("mlp", step, torch.float64)
+            n = x.shape[0] // world
+            loss_of("mlp", net, x[rank * n : (rank + 1) * n], y[rank * n : (rank + 1) * n]).backward()
+            opt.step()
+            opt.zero_grad()
+
+    def fresh():
+        net = build("mlp", torch.float64)
+        shard(net, "mlp")
+        return net, make_opt(net, "l2")  # a whole-tensor K: the momentum must come back sharded right
+
+    force_backend(None)
+    net, opt = fresh()
+    run(net, opt, range(2))
+    model_sd, optim_sd = get_state_dict(net, opt)
+    dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(path))
+    kinds = sorted({type(v["exp_avg"]).__name__ for v in optim_sd["state"].values()})
+    run(net, opt, range(2, 5))
+    straight = {n: full_tensor(p.detach()).clone() for n, p in net.named_parameters()}
+
+    net2, opt2 = fresh()
+    model_sd2, optim_sd2 = get_state_dict(net2, opt2)
+    state = {"model": model_sd2, "optim": optim_sd2}
+    dcp.load(state, checkpoint_id=str(path))
+    set_state_dict(net2, opt2, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    run(net2, opt2, range(2, 5))
+    resumed = {n: full_tensor(p.detach()).clone() for n, p in net2.named_parameters()}
+    return dict(straight=straight, resumed=resumed, kinds=kinds)
 
 
 @pytest.fixture(scope="module")
-def world4(tmp_path_factory):
-    cases = FOUR
-    return run_workers(world_jobs, 4, cases, [], tmp_path=tmp_path_factory.mktemp("w4"), timeout=150), cases
+def world2():
+    return results(2)
+
+
+@pytest.fixture(scope="module")
+def world4():
+    return results(4)
 
 
 def assert_close_to_single(results, case, key, tol):
@@ -219,8 +262,7 @@ def test_fsdp2_two_processes_equal_one_process(world2, case):
 
 @pytest.mark.parametrize("case", FOUR, ids=name)
 def test_fsdp2_four_processes_equal_one_process(world4, case):
-    results, cases = world4
-    assert_close_to_single(results, case, name(case), 1e-6)
+    assert_close_to_single(world4, case, name(case), 1e-6)
 
 
 @pytest.mark.parametrize("case", FSDP32, ids=name)
@@ -275,3 +317,11 @@ def test_ddp_float32_momentum_tight_update_away_from_zero(world2, case):
             step, ref_step = got["params"][n] - init[n], ref["params"][n] - init[n]
             assert away.any()
             assert (step - ref_step)[away].abs().max() <= 1e-4 * LR, n
+
+
+def test_sharded_optimizer_state_round_trips_through_distributed_checkpoint(world2):
+    for res in world2:
+        got = res["dcp"]
+        assert got["kinds"] == ["DTensor"]  # saved sharded, not gathered
+        for n, p in got["straight"].items():
+            assert torch.equal(got["resumed"][n], p), n

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import datetime
 import os
+import shutil
 import socket
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -74,6 +76,34 @@ def run_workers(fn, world: int, *args, tmp_path: Path, timeout: float = 90.0) ->
     if any(codes):
         pytest.fail(f"{fn.__name__} on {world} processes: exit codes {codes} (negative = killed by that signal)\n{errors}")
     return [torch.load(out / f"{r}.pt", weights_only=False) for r in range(world)]
+
+
+def _all_jobs(rank: int, world: int, tmp: str) -> dict:
+    """Every multi-process case of tests/test_distributed*.py, in one process group per world size:
+    starting processes costs more than all the cases together on a 2-core machine."""
+    import test_distributed as fsdp
+    import test_distributed_lion as lion
+
+    out = fsdp.world_jobs(rank, world, tmp)
+    out.update({f"dlion-{vote}": lion.worker(rank, world, vote) for vote in ("majority", "average")})
+    if world == 2:
+        out["bytes"] = lion.bytes_worker(rank, world)
+    return out
+
+
+_CACHE: dict[int, list] = {}
+
+
+def results(world: int, timeout: float = 240.0) -> list[dict]:
+    """`_all_jobs` on `world` processes, run once per pytest process (tests share it through the
+    xdist group). Bounded by `timeout` seconds in all."""
+    if world not in _CACHE:
+        tmp = Path(tempfile.mkdtemp(prefix=f"lionlib-dist{world}-"))
+        try:
+            _CACHE[world] = run_workers(_all_jobs, world, str(tmp), tmp_path=tmp, timeout=timeout)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return _CACHE[world]
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
