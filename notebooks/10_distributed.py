@@ -49,9 +49,9 @@ import os
 SCALE = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper (paper: prints commands, runs the cpu study)
 SEEDS = None  # None -> 2 seeds (smoke), 5 (cpu, paper)
 WORKERS = 4
-STEPS = None  # None -> 40 (smoke), 120 (cpu, paper)
+STEPS = None  # None -> 40 (smoke), 100 (cpu, paper)
 LR = None  # None -> 3e-3 (smoke), 1e-3 (cpu, paper)
-EVAL_BATCHES = None  # validation batches per evaluation; None -> 4 (smoke), 8 (cpu)
+EVAL_BATCHES = None  # validation batches per evaluation; None -> 4 (smoke), 6 (cpu)
 OUT_DIR = None  # None -> the repo's paper_figures/
 DATA_DIR = None  # None -> $LIONLIB_DATA_DIR, else data/
 THREADS = 1
@@ -81,9 +81,9 @@ if THREADS:
     torch.set_num_threads(THREADS)
 study = "smoke" if SCALE == "smoke" else "cpu"
 seeds = list(range(SEEDS if SEEDS else {"smoke": 2, "cpu": 5}[study]))
-steps = STEPS or {"smoke": 40, "cpu": 120}[study]
+steps = STEPS or {"smoke": 40, "cpu": 100}[study]
 lr = LR or {"smoke": 3e-3, "cpu": 1e-3}[study]
-eval_batches = EVAL_BATCHES or {"smoke": 4, "cpu": 8}[study]
+eval_batches = EVAL_BATCHES or {"smoke": 4, "cpu": 6}[study]
 model_cfg, train_cfg = gpt.preset(study)
 data = load_dataset_by_name("shakespeare_char", DATA_DIR)
 model_cfg.vocab_size = data.vocab_size
@@ -200,7 +200,7 @@ one, _ = train("DLion MaVo", seed=0, n_steps=3, workers=1, trace=True)
 ref, _ = train("global Lion", seed=0, n_steps=3, workers=1, trace=True)
 mismatch = sum(int((a != b).sum()) for sa, sb in zip(one, ref) for a, b in zip(sa, sb))
 report.check("Distributed Lion (arXiv 2404.00438)", "one worker: simulated Distributed Lion = lionlib.Lion over 3 steps, coordinates that differ",
-             mismatch, "==", 0, fmt=".0f")
+             mismatch, "==", 0, fmt=".0f");
 
 # %% [markdown]
 # ## Protocol (written before the runs)
@@ -229,13 +229,13 @@ protocols["bytes"] = Protocol(
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-rows, t0 = [], time.perf_counter()
+rows, t0, cpu0 = [], time.perf_counter(), time.process_time()
 for seed in tqdm(seeds, desc="seeds"):
     for method in ("global Lion", "DLion MaVo", "DLion Avg"):
         history, n_params = train(method, seed)
         rows += history
 runs = pd.DataFrame(rows)
-print(f"{len(seeds) * 3} runs of {steps} steps in {time.perf_counter() - t0:.0f} s; {n_params:,} parameters; "
+print(f"{len(seeds) * 3} runs of {steps} steps in {time.perf_counter() - t0:.0f} s ({time.process_time() - cpu0:.0f} s of CPU); {n_params:,} parameters; "
       f"bytes per worker per step: global Lion {bytes_per_step('global Lion', n_params):,.0f}, "
       f"Distributed Lion {bytes_per_step('DLion MaVo', n_params):,.0f}")
 

@@ -106,6 +106,11 @@ def train(case: dict, rank: int = 0, world: int = 1, mode: str = "single") -> di
     elif mode == "ddp":
         net = nn.parallel.DistributedDataParallel(net)
     force_backend(case.get("backend"))
+    if case.get("broken"):  # on purpose: grad K of each shard alone (a local norm) instead of the global one
+        import lionlib.distributed as distributed
+
+        true_grad = distributed._GlobalK.grad
+        distributed._GlobalK.grad = lambda self, x: self.kappa.grad(x)
     opt = make_opt(net, case["kappa"])
     monitor = ConstraintMonitor(opt, net.named_parameters()) if case.get("monitor") else None
     taken = []
@@ -136,6 +141,8 @@ def train(case: dict, rank: int = 0, world: int = 1, mode: str = "single") -> di
         opt.zero_grad()
     if taken is not None and mode == "fsdp" and case.get("spy"):
         fused.cpp_step = original
+    if case.get("broken"):
+        distributed._GlobalK.grad = true_grad
     module = net.module if mode == "ddp" else net
     params = {n: full_tensor(p.detach()).clone() for n, p in module.named_parameters()}
     momenta = {n: full_tensor(opt.state[p]["exp_avg"]).clone() for n, p in module.named_parameters()}
@@ -170,6 +177,7 @@ FSDP32 = [dict(model="mlp", kappa=k, dtype="float32", same_data=True, spy=True) 
     dict(model="mlp", kappa="l1", dtype="float32", same_data=True, backend="triton"),
 ]
 FOUR = [c for c in FSDP64 if c["kappa"] in ("l1", "l2", "linf", "nuclear", "muon") and (c["model"] == "mlp" or c["kappa"] == "l1")]
+BROKEN = [dict(model="mlp", kappa=k, dtype="float64", broken=True) for k in ("l2", "nuclear")]
 MONITOR = [dict(model="mlp", kappa=k, dtype="float64", monitor=True) for k in ("l1", "l2")]
 DDP64 = [dict(model="mlp", kappa=k, dtype="float64") for k in KAPPAS]
 DDP32 = [dict(model="mlp", kappa=k, dtype="float32", steps=1, backend=b)
@@ -183,7 +191,7 @@ def name(case: dict) -> str:
 
 def world_jobs(rank: int, world: int, tmp: str) -> dict:
     """All cases of this file for one world size (run by test_distributed_common.results)."""
-    fsdp = FSDP64 + FSDP32 + MONITOR if world == 2 else FOUR
+    fsdp = FSDP64 + FSDP32 + MONITOR + BROKEN if world == 2 else FOUR
     out = {name(c): train(c, rank, world, "fsdp") for c in fsdp}
     if world == 2:
         out.update({"ddp-" + name(c): train(c, rank, world, "ddp") for c in DDP64 + DDP32})
@@ -325,3 +333,12 @@ def test_sharded_optimizer_state_round_trips_through_distributed_checkpoint(worl
         assert got["kinds"] == ["DTensor"]  # saved sharded, not gathered
         for n, p in got["straight"].items():
             assert torch.equal(got["resumed"][n], p), n
+
+
+@pytest.mark.parametrize("case", BROKEN, ids=name)
+def test_the_fsdp2_comparison_fails_when_the_norm_is_taken_per_shard(world2, case):
+    """The check can fail: with grad K of each shard alone the result is far from one process."""
+    ref = train({k: v for k, v in case.items() if k != "broken"})
+    for res in world2:
+        got = res[name(case)]
+        assert max(rel_err(got["params"][n], ref["params"][n]) for n in ref["params"]) > 1e-3
