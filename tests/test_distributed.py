@@ -186,7 +186,9 @@ DDP32 += [dict(model="mlp", kappa="l1", dtype="float32", steps=1, backend="trito
 
 
 def name(case: dict) -> str:
-    return "-".join(str(v) for k, v in case.items() if k not in ("spy",))
+    """A unique id: model-kappa-dtype, then the other settings as key=value."""
+    main = [str(case[k]) for k in ("model", "kappa", "dtype")]
+    return "-".join(main + [f"{k}={v}" for k, v in case.items() if k not in ("model", "kappa", "dtype", "spy")])
 
 
 def world_jobs(rank: int, world: int, tmp: str) -> dict:
@@ -342,3 +344,9 @@ def test_the_fsdp2_comparison_fails_when_the_norm_is_taken_per_shard(world2, cas
     for res in world2:
         got = res[name(case)]
         assert max(rel_err(got["params"][n], ref["params"][n]) for n in ref["params"]) > 1e-3
+
+
+def test_case_ids_are_unique():
+    """Results are keyed by these ids: two cases with one id would read each other's results."""
+    ids = [name(c) for c in FSDP64 + FSDP32 + MONITOR + BROKEN + FOUR] + ["ddp-" + name(c) for c in DDP64 + DDP32]
+    assert len(set(ids)) == len(set(map(str, FSDP64 + FSDP32 + MONITOR + BROKEN + FOUR))) + len(DDP64 + DDP32)
