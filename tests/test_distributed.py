@@ -242,13 +242,13 @@ def dcp_job(rank: int, world: int, path: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def world2():
-    return results(2)
+def world2(tmp_path_factory):
+    return results(2, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
-def world4():
-    return results(4)
+def world4(tmp_path_factory):
+    return results(4, tmp_path_factory)
 
 
 def assert_close_to_single(results, case, key, tol):

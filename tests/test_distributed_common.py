@@ -4,17 +4,16 @@
 127.0.0.1 and returns `fn(rank, world, *args)`; the results come back through files. The whole
 run is bounded in time: processes still alive at the deadline are killed and the test fails,
 and a crash (a SIGSEGV too) fails the test with the exit code and the worker's traceback.
-All distributed tests share one xdist group, so under `pytest -n 2 --dist loadgroup` they run one
-after another on one worker instead of fighting for the 2 cores with 2 x 4 processes.
+All multi-process cases of one world size run in one process group, once per session
+(`results`), whichever xdist worker asks first; the tests also carry one xdist group.
 """
 
 from __future__ import annotations
 
 import datetime
+import fcntl
 import os
-import shutil
 import socket
-import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -94,15 +93,33 @@ def _all_jobs(rank: int, world: int, tmp: str) -> dict:
 _CACHE: dict[int, list] = {}
 
 
-def results(world: int, timeout: float = 240.0) -> list[dict]:
-    """`_all_jobs` on `world` processes, run once per pytest process (tests share it through the
-    xdist group). Bounded by `timeout` seconds in all."""
+def shared_dir(tmp_path_factory) -> Path:
+    """A folder all pytest-xdist workers of this session share (its basetemp's parent under xdist;
+    without xdist the session's own basetemp)."""
+    base = tmp_path_factory.getbasetemp()
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "lionlib-distributed"
+
+
+def results(world: int, tmp_path_factory, timeout: float = 240.0) -> list[dict]:
+    """`_all_jobs` on `world` processes, run once per session and shared through files: the xdist
+    group alone does not keep these tests on one worker (pytest 9.2 with xdist 3.8 spreads them),
+    so the first worker to get here runs the processes under a file lock and the other waits and
+    reads. Bounded by `timeout` seconds; a failure is reported to both."""
     if world not in _CACHE:
-        tmp = Path(tempfile.mkdtemp(prefix=f"lionlib-dist{world}-"))
-        try:
-            _CACHE[world] = run_workers(_all_jobs, world, str(tmp), tmp_path=tmp, timeout=timeout)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        folder = shared_dir(tmp_path_factory) / f"world{world}"
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / "lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if (folder / "failed").exists():
+                pytest.fail((folder / "failed").read_text())
+            if not (folder / "done").exists():
+                try:
+                    run_workers(_all_jobs, world, str(folder), tmp_path=folder, timeout=timeout)
+                except BaseException as e:
+                    (folder / "failed").write_text(f"(the run on another worker) {e}")
+                    raise
+                (folder / "done").touch()
+        _CACHE[world] = [torch.load(folder / f"workers-_all_jobs-{world}" / f"{r}.pt", weights_only=False) for r in range(world)]
     return _CACHE[world]
 
 

@@ -142,9 +142,9 @@ def simulate(world: int, vote: str, steps: int) -> list[list[torch.Tensor]]:
 
 @pytest.fixture(scope="module", params=[(2, "majority"), (2, "average"), (4, "majority"), (4, "average")],
                 ids=lambda p: f"{p[0]}-{p[1]}")
-def runs(request):
+def runs(request, tmp_path_factory):
     world, vote = request.param
-    return world, vote, [r[f"dlion-{vote}"] for r in results(world)]
+    return world, vote, [r[f"dlion-{vote}"] for r in results(world, tmp_path_factory)]
 
 
 def test_equals_the_single_process_simulation_bit_for_bit(runs):
@@ -193,12 +193,12 @@ def test_bytes_per_step_are_one_bit_per_parameter(runs):
         assert res["bytes_received"] == world * res["bytes_sent"]
 
 
-def test_socket_bytes_one_step_vs_fp32_all_reduce():
+def test_socket_bytes_one_step_vs_fp32_all_reduce(tmp_path_factory):
     """Measured on the sockets: a 1M-parameter step writes ~n/8 bytes per worker on 2 workers,
     ~32x less than an fp32 all-reduce of the gradient."""
     if not Path("/proc/self/io").exists():
         pytest.skip("needs /proc/self/io (Linux)")
-    for res in (r["bytes"] for r in results(2)):
+    for res in (r["bytes"] for r in results(2, tmp_path_factory)):
         print(res)
         assert res["payload"] == res["n"] // 8
         assert res["payload"] <= res["lion"] <= 1.1 * res["payload"], res
