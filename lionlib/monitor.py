@@ -14,7 +14,7 @@ Lion, ||x||_inf <= 1/lambda. `ConstraintMonitor` records, per tensor and step:
 
 Call `record()` after every `optimizer.step()`: the bound multiplies one factor per call.
 Sharded (FSDP2) parameters are gathered, so every rank records the global lambda ||x||; `record()`
-is then a collective, to be called on every rank.
+is then a collective, to be called on every rank (and so is the constructor).
 For optimizers without a `kappa` in their groups (AdamW), the geometry of `default_kappa` is used,
 so Lion's box can be watched under AdamW too.
 """
