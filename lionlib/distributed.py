@@ -39,7 +39,7 @@ from torch.optim import Optimizer
 
 from lionlib import kappa as kappa_lib
 
-__all__ = ["is_dtensor", "full_tensor", "sharded_step", "DistributedLion", "pack_signs", "unpack_signs"]
+__all__ = ["is_dtensor", "has_dtensor", "full_tensor", "sharded_step", "DistributedLion", "pack_signs", "unpack_signs"]
 
 
 
@@ -52,6 +52,12 @@ def is_dtensor(t: Tensor) -> bool:
     """Whether t is a DTensor. Where none exists, torch.distributed.tensor was never imported."""
     module = _dtensor_module()
     return module is not None and isinstance(t, module.DTensor)
+
+
+def has_dtensor(tensors) -> bool:
+    """Whether any of `tensors` is a DTensor: one dict lookup per step when none can exist."""
+    module = _dtensor_module()
+    return module is not None and any(isinstance(t, module.DTensor) for t in tensors)
 
 
 def full_tensor(t: Tensor) -> Tensor:

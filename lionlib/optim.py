@@ -113,7 +113,7 @@ def lionk_step(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor]
 
     `hyper` holds kappa, lr, beta1, beta2, weight_decay, implicit_decay and maximize.
     """
-    if any(map(distributed.is_dtensor, params)):  # FSDP2: local shards, global norms (lionlib.distributed)
+    if distributed.has_dtensor(params):  # FSDP2: local shards, global norms (lionlib.distributed)
         return distributed.sharded_step(params, grads, exp_avgs, backend=backend, step=lionk_step, **hyper)
     if backend == "forloop":
         _forloop(params, grads, exp_avgs, **hyper)
