@@ -25,6 +25,9 @@ extensions = [
 nb_execution_mode = "off"
 # Code cells are folded (the builder tags each with hide-input); errors in committed outputs show.
 nb_merge_streams = True
+# Markdown outputs (tables built with display(Markdown(...)), $...$ maths in them) are parsed as
+# MyST, like the notebooks' own Markdown cells; myst-nb's default (CommonMark) drops tables and maths.
+nb_render_markdown_format = "myst"
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3
 myst_dmath_double_inline = True
@@ -40,6 +43,10 @@ html_theme_options = {
     "use_download_button": False,
     "home_page_in_toc": True,
 }
+# A mode the theme's script accepts (it logs a console error for an empty one), and a favicon, so
+# the browser does not ask for a missing /favicon.ico.
+html_context = {"default_mode": "light"}
+html_favicon = "_static/favicon.svg"
 html_static_path = ["_static"]
 html_css_files = ["site.css"]
 html_last_updated_fmt = None

@@ -180,11 +180,24 @@ def _readme_api() -> str:
     return f"# {m.group(1)}\n{m.group(2)}"
 
 
-def _relink(text: str) -> str:
-    """Links that work in JupyterLab, made to work in the book: `X.ipynb` -> its page `X.html`,
-    `../paper_figures/F` -> F in the gallery."""
+def _relink(text: str, markdown: bool) -> str:
+    """Links that work in JupyterLab, made to work in the book. Markdown (cells and outputs, parsed
+    by MyST): `X.ipynb` resolves to its page already; `../paper_figures/F` -> F's gallery target.
+    HTML outputs (not parsed): `X.ipynb` -> `X.html`, `../paper_figures/F` -> `../gallery.html#F`."""
+    fig = r"\.\./paper_figures/([\w.-]+\.(?:png|svg|jpg))"
+    if markdown:
+        return _table_math(re.sub(fig, lambda m: f"#{_slug(m[1])}", text))
     text = re.sub(r"(?<![\w/.])(\d\d_\w+)\.ipynb\b", r"\1.html", text)
-    return re.sub(r"\.\./paper_figures/([\w.-]+\.(?:png|svg|jpg))", lambda m: f"../gallery.html#{_slug(m[1])}", text)
+    return re.sub(fig, lambda m: f"../gallery.html#{_slug(m[1])}", text)
+
+
+def _table_math(text: str) -> str:
+    """In Markdown table rows, `|` inside $...$ maths would end the cell (GFM tables split on every
+    pipe, escaped or not): write the norm `\\|` as `\\Vert` and a bare `|` as `\\vert`, as TeX means them."""
+    def fix(m):
+        return m[0].replace("\\|", "\\Vert ").replace("|", "\\vert ")
+    return "\n".join(re.sub(r"\$[^$\n]+\$", fix, line) if line.lstrip().startswith("|") else line
+                     for line in text.split("\n"))
 
 
 def _folded(ipynb: Path, dest: Path) -> None:
@@ -193,12 +206,12 @@ def _folded(ipynb: Path, dest: Path) -> None:
     nb = json.loads(ipynb.read_text())
     for cell in nb["cells"]:
         src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-        cell["source"] = _relink(src) if cell["cell_type"] == "markdown" else src
+        cell["source"] = _relink(src, markdown=True) if cell["cell_type"] == "markdown" else src
         for out in cell.get("outputs", []):
             for mime in ("text/markdown", "text/html"):
                 if mime in out.get("data", {}):
                     v = out["data"][mime]
-                    out["data"][mime] = _relink("".join(v) if isinstance(v, list) else v)
+                    out["data"][mime] = _relink("".join(v) if isinstance(v, list) else v, mime == "text/markdown")
         if cell["cell_type"] == "code":
             tags = cell.setdefault("metadata", {}).setdefault("tags", [])
             if "hide-input" not in tags:
