@@ -32,8 +32,10 @@ myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3
 myst_dmath_double_inline = True
 
-# Widgets (ipywidgets) have no static rendering: their plain-text fallback is shown instead.
+# Widgets (ipywidgets) have no static rendering: their plain-text fallback is shown instead, and
+# myst-nb's widget scripts (RequireJS and the widget manager, from CDNs) are never added.
 nb_mime_priority_overrides = [("html", "application/vnd.jupyter.widget-view+json", None)]
+nb_ipywidgets_js = {}
 suppress_warnings = ["mystnb.unknown_mime_type"]
 
 html_theme = "sphinx_book_theme"
