@@ -141,6 +141,10 @@ def _landing(manifest: dict, notebooks: list[str], figures: list[str]) -> str:
     else:
         lines += ["No findings in the manifest yet.", "", "```{raw} html",
                   _claims_table([], "findings", notebooks, "mean effect [95 % interval]"), "```"]
+    unexecuted = sorted(p.stem for p in NOTEBOOKS.glob("[0-9]*.py") if p.stem not in notebooks)
+    if unexecuted:
+        lines += ["", "## Not yet in the book", "", "These notebooks have a jupytext source but no committed executed "
+                  "`.ipynb`, so no page: " + ", ".join(f"`{nb}`" for nb in unexecuted) + "."]
     lines += ["", "```{toctree}", ":hidden:", ":caption: Notebooks", ""] + [f"notebooks/{nb}" for nb in notebooks]
     lines += ["```", "", "```{toctree}", ":hidden:", ":caption: Reference", "", "gallery", "paper", "api", "```", ""]
     return "\n".join(lines)

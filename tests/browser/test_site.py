@@ -3,7 +3,7 @@
 For each page: no console error or uncaught exception, no failed request (nor any HTTP status >= 400),
 no request to another host, every image decoded (naturalWidth > 0), the maths typeset by the bundled
 MathJax (no raw `$$` or TeX left in the text). On the landing page, the check and finding tables equal
-`paper_figures/manifest.json`, read here directly. A screenshot of each page goes to build/site-shots/.
+`paper_figures/manifest.json`, read here directly. A screenshot of each page goes to build/site-shots/ (LIONLIB_FULL_SHOTS=1: whole pages).
 
 The book is built first (`make site`) when build/site/ does not exist.
 """
@@ -11,6 +11,7 @@ The book is built first (`make site`) when build/site/ does not exist.
 import functools
 import http.server
 import json
+import os
 import threading
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,6 +22,9 @@ from lionlib.companion.paths import BUILD, PAPER_FIGURES
 
 SITE = BUILD / "site"
 SHOTS = BUILD / "site-shots"
+# Screenshots show the first screen (1280 x 900) of each page; LIONLIB_FULL_SHOTS=1 takes whole pages
+# (about 2-6 s more per page: they are PNGs up to 10 000 px tall).
+FULL_PAGE = os.environ.get("LIONLIB_FULL_SHOTS") == "1"
 
 
 def pages() -> list[str]:
@@ -93,7 +97,7 @@ def test_page(context, server, name):
         assert not math["tex"], f"{name}: TeX left untypeset in the text: {math['tex'][:3]}"
         assert math["typeset"] >= math["n"], f"{name}: {math['n']} maths elements, {math['typeset']} typeset"
         SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOTS / (name.replace("/", "__").removesuffix(".html") + ".png")), full_page=True)
+        page.screenshot(path=str(SHOTS / (name.replace("/", "__").removesuffix(".html") + ".png")), full_page=FULL_PAGE)
         assert not problems, f"{name}: " + "; ".join(problems)
     finally:
         page.close()
