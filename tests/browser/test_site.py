@@ -163,3 +163,17 @@ def test_offline_request_is_caught(context, server):
         assert any("another host" in p for p in problems), problems
     finally:
         page.close()
+
+
+@pytest.mark.parametrize("name", ["index.html", "notebooks/04_lionk_family.html"])
+def test_pages_work_from_disk(context, name):
+    """Opened as files (file://, no server), pages still show their images and typeset their maths."""
+    page, problems = load(context, (SITE / name).as_uri())
+    try:
+        seen = page.evaluate("""() => ({broken: [...document.images].filter(i => !(i.naturalWidth > 0)).length,
+                                        math: document.querySelectorAll('.math').length,
+                                        typeset: document.querySelectorAll('mjx-container').length})""")
+        assert seen["broken"] == 0 and seen["typeset"] >= seen["math"], seen
+        assert not problems, problems
+    finally:
+        page.close()
