@@ -10,12 +10,16 @@ def test_claims_without_kind_are_checks_and_findings_are_apart():
         {"claim": "old", "notebook": "01_x", "op": "<=", "threshold": 1.0, "value": 0.5, "verdict": "PASS"},
         {"claim": "loss fell", "notebook": "01_x", "op": ">", "threshold": 0, "value": 2, "verdict": "FAIL", "kind": "sanity"},
         {"claim": "p=1 beats p=2", "notebook": "01_x", "kind": "finding", "verdict": "inconclusive at this scale",
-         "mean": 0.25, "ci_low": -0.1, "ci_high": 0.6, "n": 5}]}}}
+         "mean": 0.25, "ci_low": -0.1, "ci_high": 0.6, "n": 5,
+         "protocol": {"hypothesis": "p=1 > p=2", "metric": "acc", "seeds": [0, 1, 2, 3, 4]}}]}}}
     checks, findings = site.claim_rows(manifest)
     assert [(r["claim"], r["kind"], r["verdict"]) for r in checks] == [("old", "check", "PASS"), ("loss fell", "sanity", "FAIL")]
     assert checks[0]["value"] == "0.5 <= 1"
     assert [(r["claim"], r["verdict"]) for r in findings] == [("p=1 beats p=2", "inconclusive at this scale")]
     assert findings[0]["value"] == "0.25 [-0.1, 0.6], n = 5"
+    assert findings[0]["detail"] == "hypothesis: p=1 > p=2; metric: acc; seeds: [0, 1, 2, 3, 4]"
+    table = site._claims_table(findings, "findings", ["01_x"], "mean")
+    assert 'title="hypothesis: p=1 &gt; p=2' in table and '<a href="notebooks/01_x.html">01_x</a>' in table
 
 
 def test_links_and_table_maths_made_to_work_in_the_book():

@@ -55,7 +55,8 @@ def claim_rows(manifest: dict) -> tuple[list[dict], list[dict]]:
     """(checks, findings) as table rows, one per claim, in manifest order (elements sorted by name).
 
     Each row has the cells shown on the landing page: element, notebook, claim, kind, value (checks:
-    `value op threshold`; findings: mean [95 % interval], n seeds) and verdict, all as text.
+    `value op threshold`; findings: mean [95 % interval], n seeds) and verdict, all as text; a
+    finding's protocol (hypothesis, metric, seeds...) is its `detail`, shown when hovering its claim.
     """
     checks, findings = [], []
     for element, entry in sorted(manifest["elements"].items()):
@@ -65,6 +66,9 @@ def claim_rows(manifest: dict) -> tuple[list[dict], list[dict]]:
             if row["kind"] == "finding":
                 row["value"] = (f"{_fmt(c.get('mean'))} [{_fmt(c.get('ci_low'))}, {_fmt(c.get('ci_high'))}], "
                                 f"n = {c.get('n', '?')}")
+                protocol = c.get("protocol") or {}
+                row["detail"] = "; ".join(f"{k}: {protocol[k]}" for k in ("hypothesis", "metric", "seeds", "design", "source")
+                                          if isinstance(protocol, dict) and protocol.get(k) not in (None, ""))
                 findings.append(row)
             else:
                 row["value"] = f"{_fmt(c.get('value'))} {c.get('op', '')} {_fmt(c.get('threshold'))}".strip()
@@ -103,7 +107,8 @@ def _claims_table(rows: list[dict], table_id: str, notebooks: list[str], value_h
            + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead>", "<tbody>"]
     for r in rows:
         out.append(f'<tr class="verdict-{_verdict_cls(r["verdict"])}">' + _cell(r["element"], "element")
-                   + f'<td class="notebook">{_nb_link(r["notebook"], notebooks)}</td>' + _cell(r["claim"], "claim")
+                   + f'<td class="notebook">{_nb_link(r["notebook"], notebooks)}</td>' + (f'<td class="claim" title="{html.escape(r["detail"])}">{html.escape(r["claim"])}</td>' if r.get("detail")
+                      else _cell(r["claim"], "claim"))
                    + _cell(r["kind"], "kind") + _cell(r["value"], "value") + _cell(r["verdict"], "verdict") + "</tr>")
     out += ["</tbody>", "</table>"]
     return "\n".join(out)
