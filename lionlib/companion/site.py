@@ -88,17 +88,18 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def _cell(text: str, cls: str = "") -> str:
-    return f"<td{f' class={cls!r}' if cls else ''}>{html.escape(text)}</td>"
+def _cell(text: str, cls: str = "", title: str = "") -> str:
+    attrs = (f' class="{cls}"' if cls else "") + (f' title="{html.escape(title)}"' if title else "")
+    return f"<td{attrs}>{html.escape(text)}</td>"
 
 
 def _verdict_cls(verdict: str) -> str:
     return {"PASS": "pass", "FAIL": "fail", "reproduced": "pass", "not reproduced": "fail"}.get(verdict, "open")
 
 
-def _nb_link(nb: str, notebooks: list[str], prefix: str = "") -> str:
-    """A link to a notebook's page, or the bare name when no such notebook is committed."""
-    return f'<a href="{prefix}notebooks/{nb}.html">{html.escape(nb)}</a>' if nb in notebooks else html.escape(nb)
+def _nb_link(nb: str, notebooks: list[str]) -> str:
+    """A link to a notebook's page (from the landing page), or the bare name when no such notebook is committed."""
+    return f'<a href="notebooks/{nb}.html">{html.escape(nb)}</a>' if nb in notebooks else html.escape(nb)
 
 
 def _claims_table(rows: list[dict], table_id: str, notebooks: list[str], value_head: str) -> str:
@@ -107,8 +108,8 @@ def _claims_table(rows: list[dict], table_id: str, notebooks: list[str], value_h
            + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead>", "<tbody>"]
     for r in rows:
         out.append(f'<tr class="verdict-{_verdict_cls(r["verdict"])}">' + _cell(r["element"], "element")
-                   + f'<td class="notebook">{_nb_link(r["notebook"], notebooks)}</td>' + (f'<td class="claim" title="{html.escape(r["detail"])}">{html.escape(r["claim"])}</td>' if r.get("detail")
-                      else _cell(r["claim"], "claim"))
+                   + f'<td class="notebook">{_nb_link(r["notebook"], notebooks)}</td>'
+                   + _cell(r["claim"], "claim", r.get("detail", ""))
                    + _cell(r["kind"], "kind") + _cell(r["value"], "value") + _cell(r["verdict"], "verdict") + "</tr>")
     out += ["</tbody>", "</table>"]
     return "\n".join(out)
