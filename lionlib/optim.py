@@ -75,6 +75,14 @@ def _forloop(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, 
 
 
 def _foreach(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, implicit_decay, maximize):
+    """Batched `torch._foreach_*` ops per (device, dtype) group, in at most one parameter-sized
+    temporary (torch.optim's budget) for fp32 groups: c, which sign_ overwrites in place for Lion.
+    maximize negates the alphas, not the gradients (-g * a == g * -a exactly, so no copy of g is
+    needed). A K other than l1 gets its direction one tensor at a time (`kappa.grad` allocates
+    its own temporaries), so those stay within a few copies of the largest tensor. bf16/fp16
+    groups work on fp32 copies, as the module docstring says (tests/test_optim.py measures this).
+    """
+    sign = -1.0 if maximize else 1.0
     grouped = Optimizer._group_tensors_by_device_and_dtype([params, grads, exp_avgs])
     for (p_list, g_list, m_list), _ in grouped.values():
         low_p = p_list[0].dtype in _LOW_PRECISION
@@ -82,25 +90,26 @@ def _foreach(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, 
         work_p = [p.float() for p in p_list] if low_p else p_list
         work_m = [m.float() for m in m_list] if low_m else m_list
         g_list = [g.to(work_m[0].dtype) for g in g_list] if g_list[0].dtype != work_m[0].dtype else g_list
-        if maximize:
-            g_list = torch._foreach_neg(g_list)
         if weight_decay and not implicit_decay:
             torch._foreach_mul_(work_p, 1 - lr * weight_decay)
-        c = torch._foreach_mul(work_m, beta1)
-        torch._foreach_add_(c, g_list, alpha=1 - beta1)
-        if isinstance(kappa, kappa_lib.L1):
+        if isinstance(kappa, kappa_lib.L1):  # Lion: c, then sign(c) in place
+            c = torch._foreach_mul(work_m, beta1)
+            torch._foreach_add_(c, g_list, alpha=sign * (1 - beta1))
             torch._foreach_sign_(c)
-            direction = c
-        elif kappa.symmetric:
-            direction = [kappa.grad(x) for x in c]
+            torch._foreach_add_(work_p, c, alpha=-lr)
+            del c
         else:
-            direction = [kappa.grad(x.neg_()) for x in c]
-        torch._foreach_add_(work_p, direction, alpha=-lr if kappa.symmetric else lr)
-        del c, direction
+            for p, g, m in zip(work_p, g_list, work_m):
+                c = m.mul(beta1).add_(g, alpha=sign * (1 - beta1))
+                if kappa.symmetric:
+                    p.add_(kappa.grad(c).to(p.dtype), alpha=-lr)
+                else:
+                    p.add_(kappa.grad(c.neg_()).to(p.dtype), alpha=lr)
+                del c
         if weight_decay and implicit_decay:
             torch._foreach_div_(work_p, 1 + lr * weight_decay)
         torch._foreach_mul_(work_m, beta2)
-        torch._foreach_add_(work_m, g_list, alpha=1 - beta2)
+        torch._foreach_add_(work_m, g_list, alpha=sign * (1 - beta2))
         if low_p:
             torch._foreach_copy_(p_list, work_p)
         if low_m:

@@ -395,7 +395,7 @@ AOT_COMPILE = """
 import triton, triton.language as tl
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
-from lionlib.fused import triton_kernel as k
+from lionlib.fused import contract, triton_kernel as k
 
 def compile(fn, consts):
     ints = {"chunk": "i32"}
@@ -406,7 +406,7 @@ def compile(fn, consts):
     assert "fma.rn.f32" in ptx and "div.full" not in ptx and "div.approx" not in ptx
     assert "ld.global.v4" in ptx or not consts.get("ALIGNED")  # 16-byte loads for aligned tensors
 
-for K in range(7):
+for K in range(len(contract.KERNELS)):
     for dt in (tl.float32, tl.bfloat16):
         compile(k.step_kernel, dict(ALIGNED=dt == tl.float32, K=K, DECAY=K % 3, MAXIMIZE=K % 2 == 0, INTERPRET=False,
                                     BLOCK=1024, P_DTYPE=dt, G_DTYPE=dt, M_DTYPE=tl.float32))
