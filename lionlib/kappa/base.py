@@ -69,6 +69,10 @@ class Kappa:
         gauge = self.gauge(y)
         return y.new_zeros(()) if gauge is None else excess(gauge)
 
+    def check_tensor(self, x: Tensor) -> None:
+        """Raise ValueError, saying why, if K cannot act on a tensor like x (the optimizer checks
+        every parameter against its group's K when the group is added, and before each step)."""
+
     def kernel(self) -> tuple[str, float] | None:
         """The fused kernel that computes grad K, and its parameter: (a name in
         `lionlib.fused.contract.KERNELS`, a float), or None when no kernel does (foreach then)."""

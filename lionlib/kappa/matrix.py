@@ -52,6 +52,9 @@ class Nuclear(Norm):
     def exact(self):
         return self.method == "svd"
 
+    def check_tensor(self, x: Tensor) -> None:
+        self._matrix(x)
+
     @staticmethod
     def _matrix(x: Tensor) -> Tensor:
         if x.dim() != 2:
