@@ -62,8 +62,11 @@ def _strict(group: dict[str, Any], where: str, triples) -> None:
                            "use fused=None to let lionlib choose")
     if backend == "triton" and not fused_lib.triton_available():
         raise RuntimeError(f"{where}: fused=True on CUDA needs Triton (pip install triton), which is not importable")
+    reason = fused_lib.kernel_refusal(backend, group["kappa"])
+    if reason:
+        raise RuntimeError(f"{where}: fused=True, but {reason}. Use fused=None to let lionlib choose.")
     for i, p, g, m in triples:
-        reason = fused_lib.refusal(backend, group["kappa"], p, g, m)
+        reason = fused_lib.tensor_refusal(backend, p, g, m)
         if reason:
             raise RuntimeError(f"{where}: fused=True, but parameter {i} (shape {tuple(p.shape)}, {p.dtype}, {p.device}) "
                                f"cannot take the fused path: {reason}. Use fused=None to let lionlib choose.")

@@ -34,7 +34,7 @@ from torch import Tensor
 from lionlib.fused import contract
 from lionlib.fused import cpu as fused_cpu  # builds nothing at import: the kernel is compiled on first use
 
-__all__ = ["triton_step", "cpp_step", "triton_supports", "cpp_supports", "refusal", "contract"]
+__all__ = ["triton_step", "cpp_step", "triton_supports", "cpp_supports", "refusal", "kernel_refusal", "tensor_refusal", "contract"]
 
 _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 Rest = tuple[list[Tensor], list[Tensor], list[Tensor]]  # (params, grads, exp_avgs) a kernel left untouched
@@ -120,25 +120,31 @@ def refusal(backend: str, kappa, p: Tensor, g: Tensor | None = None, m: Tensor |
     """Why the `backend` ("cpp" or "triton") kernel would leave (p, g, m) to foreach, in words;
     None when it takes them. `fused=True` turns a reason into an error.
 
-    The same tests as `_split` and the step functions (tests/test_fused.py checks that they
-    agree). `m` may be the momentum, or only its dtype when it does not exist yet (it will be
-    created like p, with p's strides). Without g, only what is known at construction (K,
+    The same tests as `_split` and the step functions (tests/test_optim_conformance.py checks
+    that they agree). `m` may be the momentum, or only its dtype when it does not exist yet (it
+    will be created like p, with p's strides). Without g, only what is known at construction (K,
     device, dtype, p's layout) is checked."""
+    return kernel_refusal(backend, kappa) or tensor_refusal(backend, p, g, m)
+
+
+def kernel_refusal(backend: str, kappa) -> str | None:
+    """The part of `refusal` that depends on K only (checked once per group)."""
+    if backend == "cpp":
+        return None if cpp_supports(kappa) else f"the C++ kernel has no code for K = {kappa.describe()} (elementwise K only)"
+    if backend == "triton":
+        return None if triton_supports(kappa) else f"the Triton kernel has no code for K = {kappa.describe()}"
+    raise ValueError(f"unknown fused backend {backend!r}")
+
+
+def tensor_refusal(backend: str, p: Tensor, g: Tensor | None = None, m: Tensor | torch.dtype | None = None) -> str | None:
+    """The part of `refusal` that depends on the tensors (checked for each, every fused=True step)."""
     g = p if g is None else g
     m_dtype = m.dtype if isinstance(m, Tensor) else (m or p.dtype)
     m = m if isinstance(m, Tensor) else p
-    if backend == "cpp":
-        if not cpp_supports(kappa):
-            return f"the C++ kernel has no code for K = {kappa.describe()} (only elementwise K with a kernel)"
-        if not p.is_cpu:
-            return f"the C++ kernel runs on CPU tensors, this one is on {p.device}"
-    elif backend == "triton":
-        if not triton_supports(kappa):
-            return f"the Triton kernel has no code for K = {kappa.describe()}"
-        if not (p.is_cuda or (_interpreted() and p.device.type == "cpu")):
-            return f"the Triton kernel runs on CUDA tensors, this one is on {p.device}"
-    else:
-        raise ValueError(f"unknown fused backend {backend!r}")
+    if backend == "cpp" and not p.is_cpu:
+        return f"the C++ kernel runs on CPU tensors, this one is on {p.device}"
+    if backend == "triton" and not (p.is_cuda or (_interpreted() and p.device.type == "cpu")):
+        return f"the Triton kernel runs on CUDA tensors, this one is on {p.device}"
     if p.numel() == 0:
         return None
     if not (p.dtype in _DTYPES and g.dtype in _DTYPES and m_dtype in _DTYPES):
