@@ -201,8 +201,8 @@ def test_cpp_matches_reference(name, params_kw, implicit_decay, maximize):
 @needs_cpp
 @pytest.mark.parametrize("threads", [1, 2, 3, 8])
 def test_cpp_thread_ranges_cross_tensor_boundaries(threads):
-    """The threads take work items (ranges of all elements in order, at most 2^16 each) that
-    start and end inside tensors; every element is updated exactly once."""
+    """Each thread takes an equal range of all elements in order, starting and ending inside
+    tensors (each thread takes at least 2^16 elements); every element is updated exactly once."""
     sizes = [(70001,), (3,), (100000,), (1,), (50007,), (0,), (140000,)]
     step = whole(fused.cpp_step, threads=threads)
     for p_dtype, m_dtype in [(FP32, FP32), (BF16, FP32)]:

@@ -15,7 +15,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <vector>
 
 #include <omp.h>
 
@@ -132,20 +131,17 @@ Range pick(int p_dtype, int m_dtype, int k, bool implicit) {
   return nullptr;
 }
 
-constexpr int64_t ALIGN = 64;               // elements: work items start on cache-line multiples
+constexpr int64_t ALIGN = 64;               // elements: thread ranges start on cache-line multiples
 constexpr int64_t MIN_PER_THREAD = 1 << 16;  // below this, waking a thread costs more than it saves
-constexpr int64_t WORK_ITEM = 1 << 16;       // elements per work item that threads take in turn
 
 }  // namespace
 
 extern "C" {
 
 // Updates tensors t = 0..n-1: params[t], grads[t] (the param's dtype) and exp_avgs[t], each
-// dense with sizes[t] elements. The elements of all tensors, taken in order, are cut into work
-// items of WORK_ITEM elements that the threads take in turn (OpenMP's dynamic schedule): on a
-// shared machine a thread the OS parks for a while no longer holds up a fixed half of the step
-// (benchmarks/results/bandwidth/). Returns 0, or -1 for an unsupported (dtype, K) combination,
-// before touching any memory.
+// dense with sizes[t] elements. The elements of all tensors, taken in order, are split into
+// `threads` contiguous ranges of equal length, one per thread. Returns 0, or -1 for an
+// unsupported (dtype, K) combination, before touching any memory.
 int lionk_step(int64_t n, const int64_t* params, const int64_t* grads, const int64_t* exp_avgs,
                const int64_t* sizes, int p_dtype, int m_dtype, int k, int implicit, const float* hyper,
                int threads) {
@@ -155,27 +151,25 @@ int lionk_step(int64_t n, const int64_t* params, const int64_t* grads, const int
   std::memcpy(&h, hyper, sizeof h);
   const int64_t p_size = p_dtype == FLOAT32 ? 4 : 2, m_size = m_dtype == FLOAT32 ? 4 : 2;
 
-  std::vector<int64_t> offsets(n + 1, 0);  // offsets[t]: global index of tensor t's first element
-  for (int64_t t = 0; t < n; ++t) offsets[t + 1] = offsets[t] + sizes[t];
-  const int64_t total = offsets[n];
+  int64_t total = 0;
+  for (int64_t t = 0; t < n; ++t) total += sizes[t];
   auto work = [&](int64_t begin, int64_t end) {  // the global element range [begin, end)
-    int64_t t = std::upper_bound(offsets.begin(), offsets.end(), begin) - offsets.begin() - 1;
-    for (; t < n && offsets[t] < end; ++t) {
-      int64_t lo = std::max(begin - offsets[t], int64_t{0}), hi = std::min(end - offsets[t], sizes[t]);
+    int64_t offset = 0;  // global index of tensor t's first element
+    for (int64_t t = 0; t < n && offset < end; ++t) {
+      int64_t lo = std::max(begin - offset, int64_t{0}), hi = std::min(end - offset, sizes[t]);
       if (lo < hi)
         range(reinterpret_cast<char*>(params[t]) + lo * p_size, reinterpret_cast<const char*>(grads[t]) + lo * p_size,
               reinterpret_cast<char*>(exp_avgs[t]) + lo * m_size, hi - lo, h);
+      offset += sizes[t];
     }
   };
   threads = static_cast<int>(std::max(int64_t{1}, std::min<int64_t>(threads, total / MIN_PER_THREAD)));
-  if (threads == 1) {
-    work(0, total);
-    return 0;
+  const int64_t per_thread = (total / threads + ALIGN - 1) / ALIGN * ALIGN;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    const int64_t begin = std::min(total, omp_get_thread_num() * per_thread);
+    work(begin, std::min(total, begin + per_thread));
   }
-  const int64_t item = std::min(WORK_ITEM, (total / threads + ALIGN - 1) / ALIGN * ALIGN);
-  const int64_t items = (total + item - 1) / item;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-  for (int64_t i = 0; i < items; ++i) work(i * item, std::min(total, (i + 1) * item));
   return 0;
 }
 
