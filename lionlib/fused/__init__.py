@@ -8,7 +8,7 @@ once (20 bytes per fp32 parameter):
   through tables of pointers and sizes; each program owns one chunk of one tensor and loops over
   it in blocks, so every element of any size is covered (no per-tensor launch, no block cap).
   Whole-tensor K (lp, l2) first reduce per-tensor norms with the same chunk table.
-- `cpp_step`: the same update in C++ (`fused_cpu.cpp`, built on first use by `fused_cpu.py`):
+- `cpp_step`: the same update in C++ (`cpu.cpp`, built on first use by `cpu.py`):
   one call per group, its elements split evenly over the CPU threads, vectorised, with software
   prefetch. (It replaced a `torch.compile` loop, which could not express the fma that eager
   torch uses without emulating it in fp64: 62% of the bandwidth limit at 64M parameters.)
@@ -18,7 +18,10 @@ l1_plus_sq_l2 in fp32/bf16/fp16, including sign(0) = 0, NaN and inf (tests/test_
 torch computes `a.add_(b, alpha=s)` as one fused multiply-add, and so do both kernels (`tl.fma`,
 `std::fma`). K with tanh, sqrt or pow agree to a few ulp. Anything a kernel does not cover (fp64,
 non-dense or differently strided tensors, K without a kernel) goes to the foreach path, so
-results never depend on which path ran.
+results never depend on which path ran; `refusal` says why, which `fused=True` makes an error.
+
+Which K has a kernel, its code and the scalar slots are `contract.py`'s tables; each K names its
+kernel and parameter itself (`Kappa.kernel()`).
 """
 
 from __future__ import annotations
