@@ -453,3 +453,28 @@ def test_triton_unaligned_dense_tensors():
     assert_same(exp_avgs, ref_exp_avgs, exact=True)
     for i in (0, 2049, 2050, 4999):  # untouched around the views
         assert flat[i] == flat_before[i]
+
+
+@cpu_only
+@needs_cpp
+def test_benchmark_baseline_c_pass_does_the_kernels_work():
+    """benchmarks/baselines.cpp's plain OpenMP Lion pass, the yardstick of bench_step.py, computes
+    exactly what the kernel computes (so "share of the C pass" compares equal work), and the
+    triad computes a = b + s c."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bandwidth import Baselines
+
+    base = Baselines(100_003, threads=2)
+    base.m.copy_(0.1 * torch.randn(base.n))
+    p, g, m = base.p.clone(), base.g.clone(), base.m.clone()
+    base.lion_pass()
+    from lionlib.fused import cpu as fused_cpu
+
+    fused_cpu.step([p], [g], [m], code=contract.CODE["l1"], implicit=False, hyper=base.h)
+    assert torch.equal(p, base.p) and torch.equal(m, base.m)
+    expected = base.g + 0.5 * base.m
+    base.triad(nontemporal=True)
+    assert torch.equal(base.p, expected)
