@@ -97,6 +97,8 @@ def check_step(group: dict[str, Any], state: dict, where: str) -> None:
     needs, and the fused path's for fused=True."""
     check_hyper(group["lr"], group["betas"], group["weight_decay"], group["momentum_dtype"])
     K = kappa_lib.get(group["kappa"]) if not isinstance(group["kappa"], kappa_lib.Kappa) else group["kappa"]
+    shaped = type(K).check_tensor is not kappa_lib.Kappa.check_tensor  # only some K have shape needs
+    strict = bool(group["fused"])
     with_grad = []
     for i, p in enumerate(group["params"]):
         g = p.grad
@@ -108,13 +110,15 @@ def check_step(group: dict[str, Any], state: dict, where: str) -> None:
             raise RuntimeError(f"{where}: LionK does not support complex gradients (parameter {i})")
         if g.shape != p.shape:
             raise RuntimeError(f"{where}: gradient shape {tuple(g.shape)} does not match parameter {i}'s {tuple(p.shape)}")
-        try:
-            K.check_tensor(p)
-        except ValueError as e:
-            raise ValueError(f"{where}: parameter {i} cannot be updated with K = {K.describe()}: {e}") from None
-        m = state[p]["exp_avg"] if p in state and "exp_avg" in state[p] else group["momentum_dtype"]
-        with_grad.append((i, p, g, m))
-    if group["fused"] and with_grad:
+        if shaped:
+            try:
+                K.check_tensor(p)
+            except ValueError as e:
+                raise ValueError(f"{where}: parameter {i} cannot be updated with K = {K.describe()}: {e}") from None
+        if strict:
+            m = state.get(p, {}).get("exp_avg", group["momentum_dtype"])
+            with_grad.append((i, p, g, m))
+    if strict and with_grad:
         _strict(group, where, with_grad)
 
 
