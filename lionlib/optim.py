@@ -80,7 +80,8 @@ def _foreach(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, 
     maximize negates the alphas, not the gradients (-g * a == g * -a exactly, so no copy of g is
     needed). A K other than l1 gets its direction one tensor at a time (`kappa.grad` allocates
     its own temporaries), so those stay within a few copies of the largest tensor. bf16/fp16
-    groups work on fp32 copies, as the module docstring says (tests/test_optim.py measures this).
+    groups work on fp32 copies, as the module docstring says (tests/test_optim_conformance.py
+    measures the peak).
     """
     sign = -1.0 if maximize else 1.0
     grouped = Optimizer._group_tensors_by_device_and_dtype([params, grads, exp_avgs])

@@ -478,3 +478,21 @@ def test_benchmark_baseline_c_pass_does_the_kernels_work():
     expected = base.g + 0.5 * base.m
     base.triad(nontemporal=True)
     assert torch.equal(base.p, expected)
+
+
+@cpu_only
+@needs_cpp
+def test_a_contract_entry_without_arithmetic_fails_the_cpp_build(monkeypatch, tmp_path):
+    """Adding a K is one table entry plus its arithmetic: an entry whose arithmetic is missing
+    stops the C++ build with a message saying where to add it (the switch and the header are
+    generated from the table, so nothing else needs editing)."""
+    from lionlib.fused import cpu as fused_cpu
+
+    monkeypatch.setenv("LIONLIB_CACHE_DIR", str(tmp_path))
+    kernels = (*contract.KERNELS, "softsign")
+    monkeypatch.setattr(contract, "KERNELS", kernels)
+    monkeypatch.setattr(contract, "CODE", {name: code for code, name in enumerate(kernels)})
+    header = contract.c_header()
+    assert f"SOFTSIGN = {len(kernels) - 1}" in header and "X(SOFTSIGN)" in header
+    with pytest.raises(fused_cpu.FusedCpuUnavailable, match="no arithmetic for this kernel code"):
+        fused_cpu.build(fused_cpu.SOURCE, headers={fused_cpu.HEADER: header}, prefix="softsign")
