@@ -128,5 +128,6 @@ def fill_missing_keys(saved_groups: list[dict], own_groups: list[dict]) -> list[
     checkpoint (lr, betas, weight_decay) or one from an older lionlib loads, and keeps this
     optimizer's K, decay scheme and execution path. Group counts must match (torch checks)."""
     if len(saved_groups) != len(own_groups):
-        return saved_groups  # torch's load_state_dict raises its own clear error
+        raise ValueError(f"loaded state dict has {len(saved_groups)} parameter groups, this optimizer "
+                         f"{len(own_groups)}: build the optimizer with the same param groups as the saved one")
     return [{**{k: v for k, v in own.items() if k != "params"}, **saved} for saved, own in zip(saved_groups, own_groups)]

@@ -141,6 +141,10 @@ def test_a_bad_loaded_group_is_refused_before_anything_changes():
     with pytest.raises(ValueError, match="lr=-1.0"):
         opt.load_state_dict(sd)
     assert opt.param_groups[0]["lr"] == 0.1
+    other = lion_pytorch.Lion([dict(params=[torch.zeros(3, requires_grad=True)]),
+                               dict(params=[torch.zeros(2, requires_grad=True)])]).state_dict()
+    with pytest.raises(ValueError, match="2 parameter groups, this optimizer 1"):
+        opt.load_state_dict(other)
 
 
 # ----------------------------------------------------------------------------------------------
