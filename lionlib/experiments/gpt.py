@@ -228,7 +228,7 @@ def _train(model_cfg: GPTConfig, cfg: TrainConfig, data: TokenData | None, inter
         train_seconds=seconds, num_params=model.num_params(), world_size=world,
         monitor=None if monitor is None else monitor.frame(), model=model, data=data,
     )
-    if master and cfg.out_dir:
+    if master and cfg.out_dir and stop == cfg.max_steps:  # a run stopped early (stop_at) has no result yet
         common.atomic_write_text(Path(cfg.out_dir) / RESULT, json.dumps(result.to_json(), indent=1) + "\n")
     if own_group:
         dist.destroy_process_group()
