@@ -277,3 +277,13 @@ def test_cifar_ctrl_c_resume_says_so_and_is_identical(tmp_path, capsys, monkeypa
     assert code == 0 and "checkpoint.pt: 1 of 3 epochs done" in out and "resuming" in out
     a, b = (cifar.load_result(tmp_path / d) for d in "ab")
     assert a["losses"] == b["losses"] and a["final_test_acc"] == b["final_test_acc"]
+
+
+def test_notebooks_show_a_data_error_as_one_line(capsys):
+    """In IPython (Jupyter, papermill) the error is its one line, not a traceback (`_render_traceback_`)."""
+    globalipapp = pytest.importorskip("IPython.testing.globalipapp")
+    shell = globalipapp.start_ipython()
+    result = shell.run_cell("from lionlib.experiments.common import DataError\nraise DataError('CIFAR-10 not found: x')")
+    assert isinstance(result.error_in_exec, DataError)
+    out = capsys.readouterr().out
+    assert one_line(out) == "DataError: CIFAR-10 not found: x"

@@ -36,8 +36,12 @@ class ExperimentError(Exception):
     """An error the user can fix (bad data, a checkpoint that does not fit, a bad setting).
 
     Its message is one line that says what is wrong and how to fix it; the command lines print it
-    without a traceback and exit non-zero.
+    without a traceback and exit non-zero, and IPython (notebooks, papermill) shows it as that line
+    too (`_render_traceback_`, IPython's hook for exceptions that render themselves).
     """
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
 
 
 class DataError(ExperimentError):

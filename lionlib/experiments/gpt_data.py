@@ -161,19 +161,17 @@ def prepare_openwebtext(
         raise ValueError("uint16 bins need a vocabulary of at most 65536 tokens")
     order = np.random.default_rng(seed).permutation(len(docs))
     n_val = max(1, round(val_fraction * len(docs)))
-    out.mkdir(parents=True, exist_ok=True)
     counts = {}
     for split, idx in (("val", order[:n_val]), ("train", order[n_val:])):
-        tmp = out / f"{split}.bin.part"
-        with open(tmp, "wb") as f:  # appended chunk by chunk: the total length is not known upfront
-            for start in range(0, len(idx), chunk):
-                texts = [docs[int(i)]["text"] for i in idx[start : start + chunk]]
-                for ids in tokenizer.encode_batch(texts):
-                    f.write(np.array([*ids, tokenizer.eot], dtype=np.uint16).tobytes())
-        tmp.replace(out / f"{split}.bin")
-        counts[split] = (out / f"{split}.bin").stat().st_size // 2
+        def write(tmp: Path, idx=idx) -> None:  # appended chunk by chunk: the total length is not known upfront
+            with open(tmp, "wb") as f:
+                for start in range(0, len(idx), chunk):
+                    texts = [docs[int(i)]["text"] for i in idx[start : start + chunk]]
+                    for ids in tokenizer.encode_batch(texts):
+                        f.write(np.array([*ids, tokenizer.eot], dtype=np.uint16).tobytes())
+        counts[split] = common.atomic_write(out / f"{split}.bin", write).stat().st_size // 2
     meta = {"tokenizer": tokenizer.name, "vocab_size": tokenizer.vocab_size, "tokens": counts}
-    (out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+    common.atomic_write_text(out / "meta.json", json.dumps(meta, indent=1) + "\n")  # last: marks the bins complete
     return out
 
 
