@@ -5,6 +5,7 @@ No network: a download is pointed at a file:// URL that does not exist, which fa
 machine does. The command lines run in-process (`main(argv)`), on tiny settings.
 """
 
+import json
 import os
 from dataclasses import replace
 import signal
@@ -287,3 +288,18 @@ def test_notebooks_show_a_data_error_as_one_line(capsys):
     assert isinstance(result.error_in_exec, DataError)
     out = capsys.readouterr().out
     assert one_line(out) == "DataError: CIFAR-10 not found: x"
+
+
+def test_cifar_grid_keeps_its_runs_in_out_dir_and_reads_them_back(tmp_path, capsys, monkeypatch):
+    src = image_folder(tmp_path / "imgs", per_class=2)
+    argv = ["--grid", "--data-dir", src, "--train-per-class", 2, "--test-per-class", 2, "--widths", 4, 4, 4,
+            "--epochs", 1, "--batch-size", 20, "--threads", 1, "--no-progress", "--no-verbose", "--out-dir", tmp_path / "g"]
+    code, out, err = run_main(cifar.main, argv, capsys)
+    assert code == 0, err
+    table = tmp_path / "g" / "grid-cpu-seed0.json"
+    rows = json.loads(table.read_text())["rows"]
+    assert len(rows) == 12 and len(list((tmp_path / "g").glob("*/result.json"))) == 12
+    monkeypatch.setattr(cifar, "train", lambda *a, **k: pytest.fail("a finished grid run was trained again"))
+    code, _, err = run_main(cifar.main, argv, capsys)
+    assert code == 0, err
+    assert json.loads(table.read_text())["rows"] == rows

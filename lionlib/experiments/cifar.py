@@ -241,6 +241,8 @@ def _train(cfg: Config, data: dict | None, stop) -> dict:
         state = load_checkpoint(ckpt, device, keys=("epoch", "identity", "model", "optimizer", "history"))
         check_same_config(ckpt, _identity(state["identity"]), _identity(cfg))
         print(f"resuming {ckpt}: {state['epoch']} of {cfg.epochs} epochs done", flush=True)
+    elif cfg.resume and cfg.verbose:
+        print(f"no checkpoint in {run_dir}: starting the run", flush=True)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         if mon is not None:
@@ -322,15 +324,18 @@ def run(cfg: Config, data: dict | None = None, reuse: bool = False) -> dict:
 # The tuning grid and the command line
 
 
-def grid(scale: str = "cpu", seed: int = 0, **overrides) -> list[dict]:
+def grid(scale: str = "cpu", seed: int = 0, out_dir: str | Path | None = None, **overrides) -> list[dict]:
     """Lion and AdamW on the same grid: base lr x GRID["lr"], base weight_decay x GRID["wd"] (base:
-    ADAMW, LION). Finished runs are read back and unfinished ones resumed, so a grid can be resumed."""
+    ADAMW, LION). Finished runs are read back and unfinished ones resumed, so a grid can be resumed.
+    Each run has its folder `<out_dir>/<optimizer>-<hash>` (default out_dir: runs/cifar10)."""
     rows, data = [], None
     for b in GRID["wd"]:  # the base decay first: an interrupted grid still has the lr scan of both
         for name, base in (("lion", LION), ("adamw", ADAMW)):
             for a in GRID["lr"]:
                 cfg = config(scale, **{**overrides, "optimizer": name, "lr": base["lr"] * a,
                                        "weight_decay": base["weight_decay"] * b, "seed": seed, "resume": True})
+                if out_dir is not None:
+                    cfg = replace(cfg, out_dir=str(Path(out_dir) / _run_dir(cfg).name))
                 data = data or load_cifar10(cfg.data_dir, cfg.train_per_class, cfg.test_per_class)
                 res = run(cfg, data, reuse=True)
                 rows.append(dict(optimizer=name, lr=cfg.lr, weight_decay=cfg.weight_decay,
@@ -358,8 +363,10 @@ def main(argv: list[str] | None = None) -> dict | list[dict]:
             claim_out_dir(cfg.out_dir, args.resume, args.force)
     with cli.one_line_errors(ap.prog):
         if args.grid:
-            rows = grid(args.scale, cfg.seed, **{k: v for k, v in over.items() if k not in ("lr", "weight_decay")})
-            out = REPO / "runs" / "cifar10" / f"grid-{args.scale}-seed{cfg.seed}.json"
+            root = Path(cfg.out_dir) if cfg.out_dir else REPO / "runs" / "cifar10"
+            rows = grid(args.scale, cfg.seed, root, **{k: v for k, v in over.items()
+                                                       if k not in ("lr", "weight_decay", "out_dir", "resume")})
+            out = root / f"grid-{args.scale}-seed{cfg.seed}.json"
             common.atomic_write_text(out, json.dumps(dict(grid=GRID, adamw=ADAMW, lion=LION, rows=rows), indent=1))
             for name in ("lion", "adamw"):
                 best = max((r for r in rows if r["optimizer"] == name), key=lambda r: r["test_acc"])
