@@ -220,7 +220,7 @@ def test_other_optimizers_train(small, tmp_path, optimizer):
     assert np.mean(res["losses"][-6:]) < np.mean(res["losses"][:6])
 
 
-def test_resume_is_identical(small, tmp_path):
+def test_resume_is_identical(small, tmp_path, monkeypatch):
     """An interrupted run resumed from its checkpoint ends bit-identical to an uninterrupted one (CPU)."""
     cfg = cifar.Config(**TINY, monitor=True, resume=False, out_dir=str(tmp_path / "a"))
     full = cifar.train(cfg, small)
@@ -228,7 +228,10 @@ def test_resume_is_identical(small, tmp_path):
     part = cifar.train(cfg_b, small)
     assert part["stopped"] and len(part["history"]) == 1
     cfg_b.stop_at = None
+    real, steps = cifar.augment, []
+    monkeypatch.setattr(cifar, "augment", lambda x, gen: (steps.append(1), real(x, gen))[1])
     resumed = cifar.train(cfg_b, small)
+    assert len(steps) == len(full["losses"]) // 2  # the second epoch only: continued, not trained again
     for (k, a), (_, b) in zip(full["model"].state_dict().items(), resumed["model"].state_dict().items()):
         assert torch.equal(a, b), k
     assert full["losses"] == resumed["losses"]

@@ -187,7 +187,7 @@ def test_finished_run_is_not_overwritten_without_force(tmp_path, capsys):
 
 
 @needs_shakespeare
-def test_resume_refuses_another_configuration_and_says_what_it_resumes(tmp_path, capsys):
+def test_resume_refuses_another_configuration_and_says_what_it_resumes(tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
     base = [*GPT_TINY, "--data-dir", SHARED_DATA, "--out-dir", out, "--no-progress"]
     assert run_main(gpt.main, [*base, "--stop-at", "4"], capsys)[0] == 0
@@ -196,8 +196,12 @@ def test_resume_refuses_another_configuration_and_says_what_it_resumes(tmp_path,
     for extra, said in ((["--lr", "1e-3"], "lr 0.002 -> 0.001"), (["--optimizer", "adamw"], "optimizer 'lion' -> 'adamw'")):
         code, _, err = run_main(gpt.main, [*base, "--resume", *extra], capsys)
         assert code == 1 and said in one_line(err) and "another configuration" in err
+    steps = counting(monkeypatch, gpt, "lr_at")
     code, out_text, _ = run_main(gpt.main, [*base, "--resume"], capsys)
     assert code == 0 and f"resuming {out / checkpoint.CHECKPOINT} at step 4 of 12" in out_text
+    assert steps[0] == 12 - 4
+    code, out_text, err = run_main(gpt.main, [*base, "--resume", "--out-dir", tmp_path / "new"], capsys)
+    assert code == 0 and "no checkpoint in" in out_text and "starting the run" in out_text, err
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "foreign"])
@@ -216,6 +220,17 @@ def test_damaged_checkpoint_is_one_line_naming_the_file(tmp_path, damage):
 
 def test_periodic_checkpoints_by_default():
     assert gpt.TrainConfig().ckpt_interval > 0 and gpt.preset("cpu")[1].ckpt_interval > 0
+
+
+def counting(monkeypatch, module, name):
+    """Wrap `module.name` so that calls are counted (the steps a run really trains)."""
+    real, count = getattr(module, name), [0]
+
+    def wrapped(*args):
+        count[0] += 1
+        return real(*args)
+    monkeypatch.setattr(module, name, wrapped)
+    return count
 
 
 def _interrupt_at(calls: int):
@@ -244,7 +259,9 @@ def test_ctrl_c_saves_a_checkpoint_and_the_resume_is_identical(tmp_path, capsys,
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C behaves as usual again
     assert torch.load(out / checkpoint.CHECKPOINT, weights_only=True)["step"] == 5
     monkeypatch.setattr(gpt, "lr_at", real_lr_at)
+    steps = counting(monkeypatch, gpt, "lr_at")
     resumed = gpt.train(model_cfg, replace(cfg, out_dir=str(out), resume=True), data=data)
+    assert steps[0] == 12 - 5  # continued, not trained again from the start
     for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), name
     assert resumed.history == straight.history and resumed.final_val_loss == straight.final_val_loss
@@ -274,8 +291,10 @@ def test_cifar_ctrl_c_resume_says_so_and_is_identical(tmp_path, capsys, monkeypa
     code, _, err = run_main(cifar.main, [*base, "--out-dir", tmp_path / "b"], capsys)
     assert code == 130 and "interrupted in epoch 2 of 3" in err and "holds epoch 1; continue with --resume" in err
     monkeypatch.setattr(cifar, "augment", real)
+    steps = counting(monkeypatch, cifar, "augment")
     code, out, _ = run_main(cifar.main, [*base, "--out-dir", tmp_path / "b", "--resume"], capsys)
     assert code == 0 and "checkpoint.pt: 1 of 3 epochs done" in out and "resuming" in out
+    assert steps[0] == 2 * 4  # epochs 2 and 3 only
     a, b = (cifar.load_result(tmp_path / d) for d in "ab")
     assert a["losses"] == b["losses"] and a["final_test_acc"] == b["final_test_acc"]
 

@@ -180,13 +180,18 @@ def test_loss_decreases_and_monitor_records(shakespeare):
     assert len(text) == 31 and set(text) <= set(shakespeare.decode(range(65)))
 
 
-def test_checkpoint_resume_is_identical(shakespeare, tmp_path):
+def test_checkpoint_resume_is_identical(shakespeare, tmp_path, monkeypatch):
     model_cfg, cfg = smoke("lion", max_steps=12, warmup_steps=3, eval_interval=4, log_interval=2,
                            monitor_interval=3, final_eval_batches=2)
     straight = train(model_cfg, replace(cfg, out_dir=str(tmp_path / "a")), data=shakespeare)
     half = train(model_cfg, replace(cfg, out_dir=str(tmp_path / "b"), stop_at=6), data=shakespeare)
     assert np.isnan(half.final_val_loss)
+    from lionlib.experiments import gpt
+
+    real, steps = gpt.lr_at, []
+    monkeypatch.setattr(gpt, "lr_at", lambda step, c: (steps.append(step), real(step, c))[1])
     resumed = train(model_cfg, replace(cfg, out_dir=str(tmp_path / "b"), resume=True), data=shakespeare)
+    assert steps == list(range(6, 12))  # continued from the checkpoint, not trained again
     for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), name
     assert resumed.history == straight.history and resumed.final_val_loss == straight.final_val_loss

@@ -241,14 +241,14 @@ def _train(cfg: Config, data: dict | None, stop) -> dict:
         state = load_checkpoint(ckpt, device, keys=("epoch", "identity", "model", "optimizer", "history"))
         check_same_config(ckpt, _identity(state["identity"]), _identity(cfg))
         print(f"resuming {ckpt}: {state['epoch']} of {cfg.epochs} epochs done", flush=True)
-    elif cfg.resume and cfg.verbose:
-        print(f"no checkpoint in {run_dir}: starting the run", flush=True)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         if mon is not None:
             mon.load_state_dict(state["monitor"])
         start, elapsed = state["epoch"], state["elapsed"]
         result["history"], result["losses"] = state["history"], state["losses"]
+    elif cfg.resume and cfg.verbose:
+        print(f"no checkpoint in {run_dir}: starting the run", flush=True)
 
     from tqdm import tqdm  # the plain bar: the widget one needs ipywidgets in notebooks
 

@@ -144,11 +144,11 @@ def _train(model_cfg: GPTConfig, cfg: TrainConfig, data: TokenData | None, inter
         check_same_config(ckpt_path, identity(ckpt["model_config"], ckpt["train_config"]), identity(model_cfg, cfg))
         if master:
             print(f"resuming {ckpt_path} at step {ckpt['step']} of {cfg.max_steps}", flush=True)
-    elif cfg.resume and master and ckpt_path is not None:
-        print(f"no checkpoint in {cfg.out_dir}: starting the run", flush=True)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         start, history, monitor_rows = ckpt["step"], ckpt["history"], ckpt["monitor_rows"]
+    elif cfg.resume and master and ckpt_path is not None:
+        print(f"no checkpoint in {cfg.out_dir}: starting the run", flush=True)
     monitor = None
     if master and cfg.monitor_interval:
         # AdamW groups have no K: the monitor then watches Lion's box, for comparison. After a
