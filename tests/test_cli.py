@@ -172,7 +172,7 @@ def test_bad_values_are_one_line_errors_before_any_work(main, argv, message, tmp
 
 
 @needs_shakespeare
-def test_finished_run_is_not_overwritten_without_force(tmp_path, capsys):
+def test_finished_run_is_not_overwritten_without_force(tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
     base = [*GPT_TINY, "--data-dir", SHARED_DATA, "--out-dir", out, "--no-progress"]
     assert run_main(gpt.main, base, capsys)[0] == 0
@@ -182,8 +182,13 @@ def test_finished_run_is_not_overwritten_without_force(tmp_path, capsys):
         code, _, err = run_main(gpt.main, [*base, *extra], capsys)
         assert code == 2 and "holds a finished run" in one_line(err) and "--force" in err
         assert step() == 12
-    code, _, _ = run_main(gpt.main, [*base, "--max-steps", "4", "--force"], capsys)
-    assert code == 0 and step() == 4  # --force: trained again
+    real_lr_at, hit = gpt.lr_at, _interrupt_at(2)
+    monkeypatch.setattr(gpt, "lr_at", lambda step, c: (hit(), real_lr_at(step, c))[1])
+    code, out_text, _ = run_main(gpt.main, [*base, "--max-steps", "4", "--force"], capsys)  # Ctrl-C in step 1
+    assert code == 130 and "result.json removed" in out_text and step() == 2 and not (out / "result.json").exists()
+    monkeypatch.setattr(gpt, "lr_at", real_lr_at)
+    code, _, _ = run_main(gpt.main, [*base, "--max-steps", "4", "--resume"], capsys)
+    assert code == 0 and step() == 4  # the forced run, continued
 
 
 @needs_shakespeare
@@ -322,3 +327,11 @@ def test_cifar_grid_keeps_its_runs_in_out_dir_and_reads_them_back(tmp_path, caps
     code, _, err = run_main(cifar.main, argv, capsys)
     assert code == 0, err
     assert json.loads(table.read_text())["rows"] == rows
+
+
+def test_ctrl_c_before_training_is_one_line_too(tmp_path, capsys, monkeypatch):
+    def interrupted(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(gpt, "load_dataset_by_name", interrupted)  # Ctrl-C while the data load
+    code, _, err = run_main(gpt.main, [*GPT_TINY, "--out-dir", tmp_path / "run"], capsys)
+    assert code == 130 and "interrupted" in one_line(err) and not (tmp_path / "run").exists()

@@ -374,6 +374,7 @@ def main(argv: list[str] | None = None) -> dict | list[dict]:
                       f"test_acc {best['test_acc']:.4f}")
             return rows
         print(f"run folder: {cfg.out_dir}", flush=True)
+        cli.start_over(cfg.out_dir, args.force)
         res = train(cfg)
     if res.get("stopped"):
         print(f"stopped after epoch {cfg.stop_at} of {cfg.epochs}: continue with --resume")

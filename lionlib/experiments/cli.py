@@ -19,14 +19,15 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields
+from pathlib import Path
 
 import torch
 
-from lionlib.experiments.checkpoint import Interrupted
+from lionlib.experiments.checkpoint import RESULT, Interrupted
 from lionlib.experiments.common import ExperimentError
 
 __all__ = ["Parser", "kebab", "field_help", "add_fields", "add_run_flags", "overrides", "one_line_errors",
-           "set_threads"]
+           "set_threads", "start_over"]
 
 
 class Parser(argparse.ArgumentParser):
@@ -126,6 +127,15 @@ def set_threads(n: int | None) -> None:
         torch.set_num_threads(n)
 
 
+def start_over(out_dir: str | Path, force: bool) -> None:
+    """With --force, the finished run's result.json goes first: otherwise an interrupted new run
+    would sit beside the old result, and `--resume` would refuse it as finished."""
+    old = Path(out_dir) / RESULT
+    if force and old.is_file():
+        old.unlink()
+        print(f"--force: {old} removed; training the run again", flush=True)
+
+
 @contextmanager
 def one_line_errors(prog: str, setup: bool = False) -> Iterator[None]:
     """Errors a user can fix as one line on stderr and an exit status, instead of a traceback.
@@ -141,6 +151,9 @@ def one_line_errors(prog: str, setup: bool = False) -> Iterator[None]:
         yield
     except Interrupted as e:
         print(f"{prog}: {e}", file=sys.stderr)
+        raise SystemExit(130) from None
+    except KeyboardInterrupt:  # before the training loop, or a second Ctrl-C inside it
+        print(f"{prog}: interrupted; the last checkpoint (if any) is kept", file=sys.stderr)
         raise SystemExit(130) from None
     except caught as e:
         print(f"{prog}: error: {e}", file=sys.stderr)

@@ -320,6 +320,8 @@ def main(argv: list[str] | None = None) -> RunResult:
             claim_out_dir(cfg.out_dir, args.resume, args.force)
             print(f"run folder: {cfg.out_dir}", flush=True)
     with cli.one_line_errors(ap.prog):
+        if master:
+            cli.start_over(cfg.out_dir, args.force)
         result = train(model_cfg, cfg)
     if master:
         if math.isnan(result.final_val_loss):
