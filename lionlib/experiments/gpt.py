@@ -233,6 +233,11 @@ def _train(model_cfg: GPTConfig, cfg: TrainConfig, data: TokenData | None, inter
     if master and cfg.out_dir and stop == cfg.max_steps:  # a run stopped early (stop_at) has no result yet
         common.atomic_write_text(Path(cfg.out_dir) / RESULT, json.dumps(result.to_json(), indent=1) + "\n")
     if own_group:
+        # The barrier first: rank 0's last writes overlap the others' teardown otherwise, and a rank
+        # that tears down right after its last all_reduce can deadlock in ~ProcessGroupGloo (seen
+        # under heavy load: a gloo thread freeing the all_reduce's tensors waits for the GIL that the
+        # joining main thread holds).
+        dist.barrier()
         dist.destroy_process_group()
     return result
 
