@@ -223,6 +223,17 @@ def test_damaged_checkpoint_is_one_line_naming_the_file(tmp_path, damage):
     assert str(path) in msg and "\n" not in msg and "weights_only" not in msg
 
 
+@needs_shakespeare
+def test_damaged_checkpoint_on_the_command_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / checkpoint.CHECKPOINT).write_bytes(b"PK\x03\x04 half a zip file")
+    code, _, err = run_main(gpt.main, [*GPT_TINY, "--data-dir", SHARED_DATA, "--out-dir", out, "--resume"], capsys)
+    line = one_line(err)
+    assert code == 1 and str(out / checkpoint.CHECKPOINT) in line and "unreadable checkpoint" in line
+    assert "weights_only" not in line and (out / checkpoint.CHECKPOINT).read_bytes().endswith(b"zip file")
+
+
 def test_periodic_checkpoints_by_default():
     assert gpt.TrainConfig().ckpt_interval > 0 and gpt.preset("cpu")[1].ckpt_interval > 0
 

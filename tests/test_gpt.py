@@ -198,6 +198,7 @@ def test_checkpoint_resume_is_identical(shakespeare, tmp_path, monkeypatch):
     reloaded = load_model(tmp_path / "b" / "checkpoint.pt", device="cpu")
     assert all(torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), straight.model.state_dict().values()))
     saved = RunResult.from_json(tmp_path / "b" / "result.json")
+    assert RunResult.from_json(tmp_path / "b").history == saved.history  # the run folder works too
     assert saved.history == straight.history and len(saved.monitor) == len(resumed.monitor) > 0
 
 

@@ -79,9 +79,11 @@ class RunResult:
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> RunResult:
+        """A finished run's result.json: the file, or the run's folder (`out_dir`)."""
         import pandas as pd
 
-        d = json.loads(Path(path).read_text())
+        path = Path(path)
+        d = json.loads((path / RESULT if path.is_dir() else path).read_text())
         mon = d.pop("monitor")
         return cls(**d, monitor=None if mon is None else pd.DataFrame(mon))
 
