@@ -373,9 +373,10 @@ def main(argv: list[str] | None = None) -> dict | list[dict]:
                 print(f"best {name}: lr {best['lr']:.3g} weight_decay {best['weight_decay']:.3g} "
                       f"test_acc {best['test_acc']:.4f}")
             return rows
+        data = load_cifar10(cfg.data_dir, cfg.train_per_class, cfg.test_per_class)  # missing data: one line here
         print(f"run folder: {cfg.out_dir}", flush=True)
         cli.start_over(cfg.out_dir, args.force)
-        res = train(cfg)
+        res = train(cfg, data)
     if res.get("stopped"):
         print(f"stopped after epoch {cfg.stop_at} of {cfg.epochs}: continue with --resume")
     else:

@@ -325,11 +325,12 @@ def main(argv: list[str] | None = None) -> RunResult:
             cfg = replace(cfg, out_dir=str(REPO / "runs" / "gpt" / f"{cfg.optimizer}-{digest}"))
         if master:  # the other processes find rank 0's files appearing
             claim_out_dir(cfg.out_dir, args.resume, args.force)
-            print(f"run folder: {cfg.out_dir}", flush=True)
     with cli.one_line_errors(ap.prog):
+        data = load_dataset_by_name(cfg.dataset, cfg.data_dir)  # missing data: one line here
         if master:
+            print(f"run folder: {cfg.out_dir}", flush=True)
             cli.start_over(cfg.out_dir, args.force)
-        result = train(model_cfg, cfg)
+        result = train(model_cfg, cfg, data)
     if master:
         if math.isnan(result.final_val_loss):
             print(f"stopped at step {cfg.stop_at} of {cfg.max_steps}: continue with --resume")
