@@ -1,7 +1,9 @@
 """lionlib.experiments.seeds / gpt_seeds / nets: cached, deterministic runs, side by side equal to alone."""
 
 import json
+import os
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,9 +13,10 @@ from lionlib.experiments import nets, seeds
 from lionlib.experiments.common import OFFLINE_DATA
 from lionlib.experiments.gpt_seeds import GptRun
 
-needs_data = pytest.mark.skipif(not (OFFLINE_DATA / "cifar10-jpeg").is_dir(), reason="offline CIFAR-10 copy missing")
+DATA = Path(os.environ.get("LIONLIB_DATA_DIR") or OFFLINE_DATA)  # the offline copy (CIFAR-10 JPEG, tiny Shakespeare)
+needs_data = pytest.mark.skipif(not (DATA / "cifar10-jpeg").is_dir(), reason="offline CIFAR-10 copy missing")
 TINY = dict(arch_kw=(("widths", (4, 8, 8)),), epochs=1, batch_size=20, train_per_class=4, test_per_class=2,
-            data_dir=str(OFFLINE_DATA))
+            data_dir=str(DATA))
 
 
 def test_conv_matches_conv2d():
@@ -84,11 +87,12 @@ def test_muon_keeps_the_spectral_bound_on_the_resnet(tmp_path):
     assert (mon.constraint <= mon.bound * (1 + 1e-5)).all()
 
 
+@pytest.mark.skipif(not (DATA / "tinyshakespeare").is_dir(), reason="offline tiny Shakespeare missing")
 def test_gpt_run_is_todays_trainer(tmp_path):
     from lionlib.experiments.gpt import train
 
     run = GptRun(max_steps=6, warmup_steps=2, batch_size=4, n_layer=1, n_embd=16, block_size=16, evals=2,
-                 eval_batches=1, final_eval_batches=2, data_dir=str(OFFLINE_DATA))
+                 eval_batches=1, final_eval_batches=2, data_dir=str(DATA))
     (res,) = seeds.run_many([run], workers=0, cache_dir=tmp_path, progress=False)
     torch.set_num_threads(1)
     direct = train(*run.configs())

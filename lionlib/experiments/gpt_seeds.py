@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from lionlib.experiments.gpt import TrainConfig, train
 from lionlib.experiments.gpt_data import load_dataset_by_name
 from lionlib.experiments.gpt_model import GPTConfig
+from lionlib.experiments.seeds import CODE_VERSION, environment
 
 __all__ = ["GptRun", "train_gpt"]
 
@@ -42,8 +43,6 @@ class GptRun:
         import hashlib
         import json
 
-        from lionlib.experiments.seeds import CODE_VERSION
-
         d = {k: v for k, v in asdict(self).items() if k != "data_dir"}
         d["code_version"] = CODE_VERSION
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:20]
@@ -58,13 +57,14 @@ class GptRun:
                           seed=self.seed, device="cpu", compile=False, progress=False)
         return model, cfg
 
+    def train(self) -> dict:
+        return train_gpt(self)
+
 
 _DATA: dict = {}
 
 
 def train_gpt(run: GptRun) -> dict:
-    from lionlib.experiments.seeds import environment
-
     if (run.dataset, run.data_dir) not in _DATA:
         _DATA[run.dataset, run.data_dir] = load_dataset_by_name(run.dataset, run.data_dir)
     t0 = time.perf_counter()

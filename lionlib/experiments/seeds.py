@@ -222,12 +222,11 @@ def train_cifar(run: CifarRun) -> dict:
 
 
 def _trainer(run):
+    """The function that trains `run`: the run's own `train` (GptRun) or `train_cifar`."""
     if isinstance(run, CifarRun):
         return train_cifar
-    from lionlib.experiments.gpt_seeds import GptRun, train_gpt
-
-    if isinstance(run, GptRun):
-        return train_gpt
+    if hasattr(run, "train") and hasattr(run, "key"):
+        return type(run).train
     raise TypeError(f"no trainer for {type(run).__name__}")
 
 
