@@ -6,9 +6,10 @@ For each net (the ResNet and the ViT of notebook 07, the GPT of notebook 08) it 
 seeds and reports aggregate images/s (tokens/s), all in this one process tree, in rounds that
 visit every variant in turn (so a shared machine's drift hits all alike):
 
-- `before`: today's trainer loop (`seeds.train_cifar` with fp32, contiguous memory; `gpt.train`),
-  the seeds one after the other in this process on torch's default thread count;
-- `before-1thread`: the same on one thread;
+- `before`: today's trainer loop (`seeds.train_cifar` with fp32, contiguous memory), the seeds one
+  after the other in this process on torch's default thread count, as notebook 07 ran it (CIFAR only);
+- `before-1thread`: the same on one thread; for the GPT (`gpt.train`) this is today's setting
+  (notebook 08 ran on one thread);
 - `after`: `seeds.run_many` with `--workers` single-thread processes side by side, and for the
   CIFAR nets the per-net precision/memory format the notebooks use (bf16 autocast + channels-last
   for the ResNet; the ViT stays fp32: bf16 was slower for it here);
@@ -110,9 +111,10 @@ def main() -> None:
         for net in ("resnet", "vit", "gpt"):
             kw = RESNET if net == "resnet" else VIT
             mk = (lambda after: gpt_runs(args.runs)) if net == "gpt" else (lambda after: cifar_runs(net, kw, args.runs, after))
-            variants = {"before": lambda: sequential(mk(False), torch.get_num_threads()),
-                        "before-1thread": lambda: sequential(mk(False), 1),
+            variants = {"before-1thread": lambda: sequential(mk(False), 1),
                         "after": lambda: parallel(mk(True), args.workers)}
+            if net != "gpt":  # 08 already ran the GPT on one thread; 07 ran on torch's default count
+                variants = {"before": lambda: sequential(mk(False), torch.get_num_threads()), **variants}
             for name, fn in variants.items():
                 seconds, res = fn()
                 rows.append(dict(round=rnd, net=net, variant=name, seconds=seconds, rate=units(res) / seconds,
@@ -123,20 +125,34 @@ def main() -> None:
                 rows.append(dict(round=rnd, net=net, variant="vmap (fwd+bwd only)", seconds=None, rate=rate,
                                  metric=None, load=os.getloadavg()[0]))
                 print(json.dumps(rows[-1]), flush=True)
+        write(rows, {}, args)
+    write(rows, summarise(rows), args)
+
+
+def summarise(rows: list) -> dict:
     table = {}
     for net in ("resnet", "vit", "gpt"):
         rate = {v: float(np.median([r["rate"] for r in rows if r["net"] == net and r["variant"] == v]))
                 for v in dict.fromkeys(r["variant"] for r in rows if r["net"] == net)}
+        before = rate.get("before", rate["before-1thread"])  # today's setting: 07 default threads, 08 one
         table[net] = dict(unit="tokens/s" if net == "gpt" else "images/s", median_rate=rate,
-                          speedup_after_vs_before=rate["after"] / rate["before"])
+                          speedup_after_vs_todays=rate["after"] / before,
+                          speedup_after_vs_1thread=rate["after"] / rate["before-1thread"])
         print(f"{net}: " + ", ".join(f"{v} {x:,.0f}" for v, x in rate.items()) +
-              f" {table[net]['unit']}; after/before = {table[net]['speedup_after_vs_before']:.2f}x")
+              f" {table[net]['unit']}; after / today's = {table[net]['speedup_after_vs_todays']:.2f}x, "
+              f"after / one thread = {table[net]['speedup_after_vs_1thread']:.2f}x")
+    return table
+
+
+def write(rows: list, table: dict, args) -> None:
+    """Written after every round, so an interrupted benchmark keeps what it measured."""
     env = seeds.environment()
     name = re.sub(r"[^a-z0-9]+", "-", env["cpu"].lower()).strip("-") + f"-{os.cpu_count()}c"
     out = Path(__file__).parent / "results" / f"train-{name}.json"
     out.write_text(json.dumps(dict(environment=env, args=vars(args), summary=table, rows=rows,
                                    note="shared machine: other jobs ran at the same time (see load)"), indent=1) + "\n")
-    print(f"wrote {out}")
+    if table:
+        print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -105,6 +105,12 @@ def make(arch: str, seed: int, **kw) -> CifarRun:
 
 
 print(f"scale {SCALE}: seeds {SEEDS}, {steps} steps per run; environment: {environment()}")
+if SCALE == "paper":  # the protocol below, at the paper's settings, is a GPU job this notebook does not run
+    n_runs = len(ARCH) * len(ARMS) * (len(LR_GRID) + N - 1) + 2 * len(ARCH) * N + 2 * N
+    print(f"paper scale: {n_runs} runs of {SIZES['epochs']} epochs over the full CIFAR-10 (batch {SIZES['batch_size']}, "
+          "ResNet-18 widths (64,128,256,512), a 6x256 ViT with patches of 4); at ~25k images/s on one A100 "
+          f"(airbench-class throughput, not measured here): {n_runs * SIZES['epochs'] * 50_000 / 25_000 / 3600:.0f} GPU-hours")
+    raise RuntimeError("the paper scale needs a GPU trainer: seeds.train_cifar trains on the CPU only (not implemented)")
 
 # %% [markdown]
 # ## Protocols (fixed before any run)
@@ -292,6 +298,8 @@ print(mm.groupby("msign").agg(records=("step", "size"), after_phase1=("bound", l
                               max_lambda_sigma=("constraint", "max")).to_string())
 print(end.groupby("msign").agg(matrices_past_phase1=("bound", lambda b: int((b <= 1.001).sum())),
                                max_lambda_sigma_at_end=("constraint", "max")).to_string())
+print("largest lambda sigma_max over the records after phase 1 (descriptive, not the finding's metric):",
+      after.groupby("msign")["constraint"].max().round(4).to_dict())
 
 # %%
 exm = mm[mm.msign == "exact (SVD)"]
@@ -315,17 +323,34 @@ report.savefig(fig, "cifar10_muon_spectral", element="Muon follow-up (Fig. 4)")
 plt.show()
 
 # %% [markdown]
+# ## Reading the results (committed cpu scale; the table of findings is at the end)
+#
+# - **Conv vs transformer.** At this scale the best p does not depend on the architecture in the inferred
+#   direction: the p = 2 − p = 1 differences are a fraction of a percentage point with intervals of several
+#   points on both nets, and the interaction's interval contains 0. The data neither support nor exclude the
+#   reading "p = 1 for transformers, p ≈ 2 for conv nets"; 40 steps on 1,000 images is far from ImageNet.
+#   The grid's optima sit at its edge for several arms (largest lr): a wider grid could change the ranking.
+# - **Lion vs AdamW.** Lion is ahead on average on both nets, with intervals that include 0.
+# - **The λ trade-off.** At a fixed lr, λ × 10 is *not* faster early (behind or level after epoch 1) and ends
+#   level or slightly behind. At a fixed lr·λ (lr / 10) it is far behind early and at the end: that reading of
+#   "stronger bound" is mostly a smaller step. So the earlier "larger λ is slower" result is reproduced with
+#   seeds and is not an artefact of one seed; in these short runs phase 1 does not end for λ × 10 (Σ lr·λ < 1),
+#   so the stronger bound acts as stronger shrinkage, not yet as a constraint. Whether the warm-up causes it
+#   was not tested.
+# - **Muon.** With exact msign every matrix stays below its phase-1 bound and, once phase 1 is over, at or
+#   below 1/λ (the checks). Newton-Schulz ends within about ±2 % of 1/λ at this scale (the finding's interval
+#   contains 0): its overshoot is small here, unlike the ≈13 % of the toy problem of `06_muon`.
+
+# %% [markdown]
 # ## The paper scale
 #
-# The protocol above at the paper's settings needs a GPU and is not run here: `seeds.train_cifar` trains on
-# the CPU only (bf16 autocast through oneDNN), so the `paper` scale prints the plan and its cost.
+# `SCALE = "paper"` prints the plan and its cost (full CIFAR-10, batch 1024, ResNet-18 widths, a 6×256 ViT)
+# and stops: `seeds.train_cifar` trains on the CPU only, so the protocol at the paper's settings is not run by
+# this notebook (a GPU trainer for these nets is a follow-up).
 
 # %%
 n_runs = len(set(r.key() for r in [*grid_runs.values(), *main_runs.values(), *lam_runs.values(), *muon_runs.values()]))
-print(f"{SCALE} scale: {n_runs} distinct runs of {steps} steps of {SIZES['batch_size']} images")
-if SCALE == "paper":
-    print("full CIFAR-10, batch 1024, 30 epochs, ResNet-18 widths (64,128,256,512) and a 6x256 ViT: at ~25k images/s "
-          f"(airbench-class A100 throughput, not measured here) {n_runs * 30 * 50_000 / 25_000 / 3600:.1f} GPU-hours")
+print(f"{SCALE} scale: {n_runs} distinct runs")
 
 # %% [markdown]
 # ## All claims
