@@ -92,7 +92,8 @@ def make(seed: int, **kw) -> GptRun:
 data = load_dataset_by_name("shakespeare_char", DATA_DIR)
 counts = np.bincount(np.asarray(data.train), minlength=data.vocab_size) + 1.0
 unigram = float(-np.log(counts / counts.sum())[np.asarray(data.val)].mean())
-print(f"scale {SCALE}: seeds {SEEDS}, {SIZE}; unigram cross-entropy {unigram:.3f} nats; environment: {environment()}")
+print(f"scale {SCALE}: seeds {SEEDS}, {SIZE}; unigram cross-entropy {unigram:.3f} nats; this kernel: {environment()}")
+print("(each run records its own environment: one thread, deterministic algorithms, in a worker process)")
 
 # %% [markdown]
 # ## Protocols (fixed before any run)
@@ -174,9 +175,9 @@ curves = pd.DataFrame([dict(arm=k[0], seed=k[1], step=h["step"], val_loss=h["val
                        for k, r in res.items() for h in r["history"] if "val_loss" in h])
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
 sns.lineplot(data=curves[curves.arm.isin(["Lion (p=1)", "AdamW"] + [f"Lion-lp p={p:g}" for p in P_VALUES])],
-             x="step", y="val_loss", hue="arm", marker="o", errorbar=("ci", 95), ax=axes[0])
+             x="step", y="val_loss", hue="arm", marker="o", errorbar=("ci", 95), seed=0, ax=axes[0])
 sns.lineplot(data=curves[curves.arm.str.startswith("lambda") | (curves.arm == "Lion (p=1)")],
-             x="step", y="val_loss", hue="arm", marker="o", errorbar=("ci", 95), ax=axes[1])
+             x="step", y="val_loss", hue="arm", marker="o", errorbar=("ci", 95), seed=0, ax=axes[1])
 for ax, title in zip(axes, ("optimizers", "the lambda trade-off (Lion)")):
     ax.axhline(unigram, color="gray", ls=":", lw=1)
     ax.set(ylabel="validation loss (nats)", title=f"{title}: mean and 95% CI over {N} seeds", ylim=(None, unigram + 0.3))
