@@ -97,3 +97,12 @@ def test_gpt_run_is_todays_trainer(tmp_path):
     torch.set_num_threads(1)
     direct = train(*run.configs())
     assert res["final_val_loss"] == direct.final_val_loss
+
+
+@needs_data
+def test_a_failed_run_writes_nothing(tmp_path):
+    bad = seeds.CifarRun(optimizer="sgd", **TINY)
+    with pytest.raises(ValueError, match="unknown optimizer 'sgd'"):
+        seeds.run_many([bad], workers=0, cache_dir=tmp_path, progress=False)
+    assert not seeds.cache_path(bad, tmp_path).exists()
+    assert not torch.are_deterministic_algorithms_enabled()  # the caller's settings are restored
