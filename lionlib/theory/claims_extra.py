@@ -106,7 +106,7 @@ class ClassicalRun:
 
 
 def check_classical_ode(report, element: str, name: str, problem, alpha: float, gamma: float, eps: float, x0,
-                        t_end: float, n_eval: int = 301, lam_small: float = 1e-9, fd_step: float = 1e-3) -> ClassicalRun:
+                        t_end: float, n_eval: int = 301, lam_small: float = 1e-11, fd_step: float = 1e-3) -> ClassicalRun:
     """The Lion-K ODE with K = 1/2||.||^2 and lambda -> 0 is heavy ball (eps = 0) or the
     high-resolution Nesterov ODE (eps > 0), and its H is their classical energy; four checks."""
     K = kappa_lib.get("half_sq_l2")
