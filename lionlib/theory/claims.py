@@ -87,8 +87,8 @@ def check_entry_step(report, element: str, tr, x0, lr: float, lam: float, implic
     """Lion's entry step equals the closed form of `lion_entry_prediction` (checks lr, decay and sign)."""
     t = entry_step(tr.dist)
     pred = lion_entry_prediction(x0, lr, lam, implicit)
-    return report.check(element, f"Lion from {tuple(x0)}, lambda = {lam}: enters the box at the "
-                        f"closed-form step {pred} (entry step - prediction)", math.inf if t is None else t - pred, "==", 0, fmt=".0f")
+    return report.check(element, f"Lion from {tuple(x0)}, lambda = {lam}, {'implicit' if implicit else 'explicit'} "
+                        f"decay: enters the box at the closed-form step {pred} (entry step - prediction)", math.inf if t is None else t - pred, "==", 0, fmt=".0f")
 
 
 # ----------------------------------------------------------------------------------------------
