@@ -104,7 +104,7 @@ def one_step_excess(trajs) -> float:
         if fin.any():
             worst = max(worst, float(gap[fin].max()))
             scale = max(scale, 1 + float(tr.H[torch.isfinite(tr.H)].abs().max()))
-    return worst / scale
+    return math.inf if worst == -math.inf else worst / scale  # no step after entry: nothing shown, so fail
 
 
 def check_one_step_bound(report, element: str, claim: str, trajs, tol: float = 1e-13) -> bool:
@@ -119,7 +119,8 @@ def check_descent(report, element: str, claim: str, trajs, tol: float = 1e-13) -
         if fin.any():
             worst = max(worst, float(tr.D[fin].max()))
             scale = max(scale, 1 + float(tr.H[torch.isfinite(tr.H)].abs().max()))
-    return report.check(element, claim, worst / scale, "<=", tol, stable=False)
+    value = math.inf if worst == -math.inf else worst / scale  # no step after entry: nothing shown, so fail
+    return report.check(element, claim, value, "<=", tol, stable=False)
 
 
 def random_one_step(K: Kappa, n: int, generator: torch.Generator, *, order: str = "beta2 >= beta1",
@@ -213,7 +214,7 @@ def ode_dH_error(K: Kappa, c: OdeConstants, tr, problem, h: float = 2e-3, every:
         return float(H(K, c, x, m, problem.f(x)))
 
     fin = torch.isfinite(tr.H).numpy()
-    worst = 0.0
+    worst, compared = 0.0, 0
     for i in range(0, len(tr.t), every):
         t = float(tr.t[i])
         if not fin[i] or t - 2 * h < 0 or t + 2 * h > tr.t[-1] or not fin[max(i - 1, 0)]:
@@ -222,7 +223,8 @@ def ode_dH_error(K: Kappa, c: OdeConstants, tr, problem, h: float = 2e-3, every:
         x, m = tr.state(t)
         d = float(Delta(K, c, x, m, problem.grad(x)))
         worst = max(worst, abs(dH + d) / (1 + abs(d)))
-    return worst
+        compared += 1
+    return worst if compared else math.inf  # never inside dom K*: nothing was shown, so fail
 
 
 def check_dH_equals_minus_Delta(report, element: str, claim: str, Ks: dict, c: OdeConstants, runs: dict, problem,

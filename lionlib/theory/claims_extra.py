@@ -20,7 +20,7 @@ from lionlib.kappa import Kappa
 from lionlib.theory import dynamics, special
 from lionlib.theory.lyapunov import H, OdeConstants
 
-__all__ = ["check_frank_wolfe", "mirror_runs", "check_mirror_descent", "check_relaxed_mirror", "ClassicalRun",
+__all__ = ["check_summed_rate", "check_frank_wolfe", "mirror_runs", "check_mirror_descent", "check_relaxed_mirror", "ClassicalRun",
            "check_classical_ode", "noisy_lion_batch", "kkt_l1_rows"]
 
 DTYPE = torch.float64
@@ -177,3 +177,24 @@ def kkt_l1_rows(problem, X: Tensor, lam: float) -> Tensor:
     Xp = X.clamp(-1 / lam, 1 / lam)
     g = problem.grad(Xp)
     return g.abs().sum(-1) + lam * (Xp * g).sum(-1)
+
+
+def check_summed_rate(report, element: str, runs: dict, problem, lam: float, f_star: float) -> float:
+    """PAPER 4.4's summed form along Lion runs (K = l1, implicit scheme), lr -> Trajectory in `runs`:
+    for every T after the entry step t_0, (1/(T - t_0)) sum_{t_0 <= t < T} Delta_t <=
+    (H_d(t_0) - f*)/(T - t_0) + 2 L lr^2 d. f* (the box minimum of f) is below inf H_d."""
+    from lionlib.theory.claims import entry_step
+
+    worst = -np.inf
+    for lr, tr in runs.items():
+        t0 = entry_step(tr.dist)
+        if t0 is None:  # never entered: the rate says nothing, and nothing was shown
+            worst = np.inf
+            continue
+        delta = -tr.D[t0:]
+        n = torch.arange(1, len(delta) + 1, dtype=DTYPE)
+        bound = (tr.H[t0] - f_star) / n + 2 * problem.L * lr**2 * tr.x.shape[-1]
+        worst = max(worst, float((torch.cumsum(delta, 0) / n - bound).max()))
+    report.check(element, "summed form: average Delta_t after entry <= (H_d(t_0) - f*)/T + 2 L lr^2 d, every lr and T "
+                 "(max lhs - rhs)", worst, "<=", 0.0, stable=False)
+    return worst
