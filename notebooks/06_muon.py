@@ -282,7 +282,8 @@ for name, r in runs.items():
 ax.plot(c["step"], c["bound"], "k--", lw=1, label="phase-1 bound")
 ax.axhline(1, color="red", lw=1, label=r"$\sigma_{max} = 1/\lambda$")
 ax.axhline(s_ns, color="gray", ls=":", lw=1, label=r"NS radius $\max_t \|NS(c_t)\|_{op}$")
-ax.set(yscale="log", ylabel=r"$\lambda\,\sigma_{max}(X_t)$", title="Muon keeps the spectral norm at or below 1/λ")
+ax.set(yscale="log", ylabel=r"$\lambda\,\sigma_{max}(X_t)$",
+       title="exact-SVD Muon: sigma_max <= 1/lambda; Newton-Schulz: only <= NS radius / lambda")
 ax.legend(fontsize=8)
 
 ax = axes[0, 1]
