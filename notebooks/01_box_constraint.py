@@ -52,6 +52,7 @@ IMPLICIT_DECAY = False  # True: the implicit scheme of Theorem 4.1 (see 03_discr
 WAVY_AMP = 0.5  # a of the non-convex toy f + a sum cos(w x_i)
 WAVY_FREQ = 3.0  # w
 N_STATES = 2000  # random states for the one-step counter-examples (explicit vs implicit decay)
+INTERACTIVE = False  # True in JupyterLab: ipywidgets controls (K, lambda, betas, lr, start, decay) redraw a run
 
 # %%
 import matplotlib.pyplot as plt
@@ -226,7 +227,7 @@ fig, axes = plt.subplots(1, 3, figsize=(16, 4.4))
 ratio_df = outside[outside.step > 0].assign(ratio=lambda d: d.violation / (d.bound + 1e-12))
 sns.lineplot(ratio_df[ratio_df.violation > 0], x="step", y="ratio", hue="lambda", style="start", ax=axes[0],
              palette="deep", lw=1.4)
-axes[0].axhline(1.0, color="r", ls="--", lw=1.5, label="bound (ratio = 1)")
+axes[0].axhline(1.0, color="black", ls="--", lw=1.5, label="bound (ratio = 1)")
 axes[0].set(ylim=(0, 1.1), xlim=(0, 1000), ylabel="violation / ((1 - lr lambda)^t violation_0)",
             title="phase 1: violation relative to its bound")
 axes[0].legend(fontsize=8, ncol=2, loc="lower left")
@@ -276,6 +277,21 @@ axes[1].set(xlabel="step", ylabel="H_d", title="H_d after entry (non-convex f, e
 fig.tight_layout()
 report.savefig(fig, "box_nonconvex", element="Figure 1")
 plt.show()
+
+# %% [markdown]
+# ## Interactive reading
+#
+# With `INTERACTIVE = True` (in JupyterLab, with ipywidgets) the cell below shows controls for K, λ, β1,
+# β2, ε, the start and the decay scheme, and redraws the trajectory, the constraint and H_d. Under
+# papermill and nbval the parameters cell drives one static drawing and no widget is needed. Nothing
+# drawn here is a claim.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from lionlib.theory.interactive import explore
+
+explore(widgets=INTERACTIVE, K_name="l1", lam=WEIGHT_DECAYS[0], beta1=BETAS[0], beta2=BETAS[1], lr=LR,
+        x0=STARTS[0][0], y0=STARTS[0][1], implicit=IMPLICIT_DECAY, c=C, steps=steps);
 
 # %% [markdown]
 # ## Claims

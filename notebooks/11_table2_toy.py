@@ -49,6 +49,7 @@ LP_P = 1.5
 LAMBDAS = (0.5, 1.0, 2.0, 4.0)  # the lambda sweep (Lion, both decay schemes)
 BETA_PAIRS = ((0.9, 0.99), (0.99, 0.99), (0.99, 0.9))  # beta1 < beta2, =, >
 N_STATES = 2000  # random states for the beta1 > beta2 counter-example
+INTERACTIVE = False  # True in JupyterLab: ipywidgets controls (K, lambda, betas, lr, start, decay) redraw a run
 
 # %%
 import matplotlib.pyplot as plt
@@ -219,6 +220,21 @@ axes[2].set(yscale="log", title="f(x_t)", xlabel="step")
 fig.tight_layout()
 report.savefig(fig, "gradient_enhancement", element="Gradient enhancement (Section 3.1)")
 plt.show()
+
+# %% [markdown]
+# ## Interactive reading
+#
+# With `INTERACTIVE = True` (in JupyterLab, with ipywidgets) the cell below shows controls for K, λ, β1,
+# β2, ε, the start and the decay scheme, and redraws the trajectory, the constraint and H_d. Under
+# papermill and nbval the parameters cell drives one static drawing (the Figure-1 settings) and no
+# widget is needed. Nothing drawn here is a claim.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from lionlib.theory.interactive import explore
+
+explore(widgets=INTERACTIVE, K_name="l1", lam=LAM, beta1=BETAS[0], beta2=BETAS[1], lr=LR, x0=STARTS[0][0],
+        y0=STARTS[0][1], implicit=True, c=C, steps=steps);
 
 # %% [markdown]
 # ## Claims
