@@ -103,6 +103,16 @@ def test_01_03_random_states_fail(report, monkeypatch, brk):
     passes_then_fails(monkeypatch, check, brk)
 
 
+@pytest.mark.parametrize("brk", [swap_betas, coef_discrete], ids=["swap", "coef"])
+def test_06_muon_random_states_fail(report, monkeypatch, brk):
+    """06_muon: Theorem 4.1 with K = the nuclear norm (Muon) on random matrix states."""
+    def check():
+        return claims.check_random_states(report, "Muon note", "no violation", kappa.get("nuclear"), 200,
+                                          torch.Generator().manual_seed(0), shape=(3, 2))
+
+    passes_then_fails(monkeypatch, check, brk)
+
+
 # ----------------------------------------------------------------------------------------------
 # 02_continuous_lyapunov (Theorem 3.1).
 
