@@ -43,8 +43,9 @@
 # parameters below): f = ½(x − c)ᵀA(x − c) with A = [[1, 0.3], [0.3, 2]], c = (2, −3); smooth K =
 # logcosh (δ = 0.3, a smoothed Lion), relativistic (δ = 0.3) and ½‖·‖² (momentum SGD with weight decay);
 # α = 2, γ = 0.2 and ε = 0.05 (weak friction and little gradient enhancement, so that f can oscillate),
-# λ = 0.8; start x_0 = (3.5, 3.5) outside the box ‖x‖∞ ≤ 1/λ = 1.25 (f keeps pulling x_1 toward
-# c_1 = 2, outside the box, so the phase-1 bound is nearly attained), m_0 = 0.
+# λ = 0.8; start x_0 = (3.5, 3.5) outside the box ‖x‖∞ ≤ 1/λ = 1.25, m_0 = 0. The phase-1 bound is an
+# upper bound, not a prediction: the trajectories enter well before it reaches zero (the largest
+# ratio distance / bound is printed below, with the time where it occurs).
 
 # %% tags=["parameters"]
 import os
@@ -73,6 +74,7 @@ import seaborn as sns
 import torch
 
 from lionlib import kappa
+from lionlib.theory import claims
 from lionlib.theory.dynamics import Quadratic, integrate
 from lionlib.theory.lyapunov import H, Delta, OdeConstants, kkt_score, phase1_factor_continuous
 from lionlib.companion.report import Report, setup_plotting
@@ -131,11 +133,13 @@ df["|dH/dt + Delta|"] = (df["dH/dt"] + df.Delta).abs()
 
 # %%
 ph = df[df.groupby("K")["dist"].transform("first") > 0]
-ratio = (ph.dist / (ph.bound + 1e-12))[ph.t > 0].max()
+ratios = (ph.dist / (ph.bound + 1e-12))[ph.t > 0]
 entries = ph[ph.dist == 0].groupby("K")["t"].min()
-print(f"max dist(lambda x_t, dom K*) / (e^(-lambda t) dist_0): {ratio:.4f}")
+print(f"max dist(lambda x_t, dom K*) / (e^(-lambda t) dist_0): {ratios.max():.4f}, at t = {ph.t[ratios.idxmax()]:.1f}; "
+      f"at the entry times the bound is still {ph.bound[ph.t.isin(entries)].min():.2f} or more")
 print("entry time into dom K*:", entries.round(2).to_dict())
-report.check("Theorem 3.1", "phase 1: max_t dist(lambda x_t, dom K*) / (e^{-lambda t} dist_0)", ratio, "<=", 1.0)
+claims.check_continuous_phase1(report, "Theorem 3.1", "phase 1: max_t dist(lambda x_t, dom K*) / (e^{-lambda t} dist_0)",
+                               [runs[k] for k in ph.K.unique()], LAM)
 report.check("Theorem 3.1", "phase 1: every K with a bounded dom K* enters it",
              float(len(entries) == len(ph.K.unique())), "==", 1.0)
 
@@ -154,7 +158,8 @@ fd_err = (df["|dH/dt + Delta|"] / (1 + df.Delta.abs())).max()
 print(f"largest increase of H between samples after entry (all K): {h_rise:.2e}")
 print("largest increase of f between samples after entry:", f_rise.round(4).to_dict())
 print(f"max |dH/dt + Delta| / (1 + |Delta|) along the paths: {fd_err:.2e}")
-print(f"min Delta: {df.Delta.min():.2e}")
+print(f"illustration (not a claim: Delta >= 0 follows from its formula, a sum of monotonicity terms): "
+      f"min Delta = {df.Delta.min():.2e}")
 
 nodes, weights = np.polynomial.legendre.leggauss(6)
 rel_err = {}
@@ -173,9 +178,9 @@ for name, tr in runs.items():
 report.check("Theorem 3.1", "H never increases after entry: max H(t_{i+1}) - H(t_i)", h_rise, "<=", 1e-9, stable=False)
 report.check("Theorem 3.1", "f is not monotone meanwhile (half_sq_l2, weak friction): max increase of f",
              f_rise["half_sq_l2"], ">", 0.1, stable=False)
-report.check("Theorem 3.1", "dH/dt = -Delta: max |dH/dt + Delta| / (1 + |Delta|) (finite differences)", fd_err, "<=",
-             1e-6, stable=False)
-report.check("Theorem 3.1", "Delta >= 0 along the paths: min Delta", df.Delta.min(), ">=", 0.0, stable=False)
+claims.check_dH_equals_minus_Delta(report, "Theorem 3.1", "dH/dt = -Delta: max |dH/dt + Delta| / (1 + |Delta|) "
+                                   "(finite differences of H on the dense solution)", Ks, consts, runs, problem,
+                                   h=FD_STEP)
 report.check("Theorem 3.1", "H(t_entry) - H(T) = integral of Delta: max relative error", max(rel_err.values()), "<=",
              1e-8, stable=False)
 
@@ -194,31 +199,37 @@ report.check("Theorem 3.1", "KKT score S(x_T) for every K", S_end.max(), "<=", 1
 # ## Figure
 
 # %%
-fig, axes = plt.subplots(2, 3, figsize=(16, 8.5))
+fig, axes = plt.subplots(2, 3, figsize=(16, 9))
+styles = dict(zip(runs, ["-", "--", ":"]))
 ax = axes[0, 0]
-g = np.linspace(-4, 4, 200)
+xy = torch.cat([tr.x for tr in runs.values()]).numpy()
+lo, hi = min(xy.min(), -1 / LAM) - 0.5, max(xy.max(), 1 / LAM) + 0.5  # every path inside the axes
+g = np.linspace(lo, hi, 200)
 X, Y = np.meshgrid(g, g)
 Z = problem.f(torch.tensor(np.stack([X.ravel(), Y.ravel()], 1))).numpy().reshape(X.shape)
 ax.contour(X, Y, Z, levels=25, cmap="Greys", linewidths=0.6)
 r = 1 / LAM
 ax.plot([-r, r, r, -r, -r], [-r, -r, r, r, -r], "k--", lw=1.2, label="box ||x||_inf = 1/lambda")
 for name, tr in runs.items():
-    ax.plot(tr.x[:, 0], tr.x[:, 1], lw=1.2, label=name)
-ax.set(aspect="equal", title="trajectories (x0 outside the box)", xlabel="x1", ylabel="x2", xlim=(-4, 4), ylim=(-4, 4))
-ax.legend(fontsize=7)
-sns.lineplot(ph, x="t", y="dist", hue="K", ax=axes[0, 1])
-for name, s in ph.groupby("K"):
-    axes[0, 1].plot(s.t, s.bound, "k:", lw=1)
-axes[0, 1].set(yscale="log", ylim=(1e-4, 10), title="phase 1: dist(lambda x, dom K*), dotted e^{-lambda t} bound")
-sns.lineplot(df, x="t", y="f", hue="K", ax=axes[0, 2])
+    ax.plot(tr.x[:, 0], tr.x[:, 1], lw=1.6, ls=styles[name], label=name)
+ax.set(aspect="equal", title="trajectories (x0 outside the box)", xlabel="x1", ylabel="x2", xlim=(lo, hi), ylim=(lo, hi))
+ax.legend(fontsize=8)
+sns.lineplot(ph.assign(ratio=ph.dist / (ph.bound + 1e-12)), x="t", y="ratio", hue="K", style="K", ax=axes[0, 1], lw=1.6)
+axes[0, 1].axhline(1.0, color="black", ls="--", lw=1.5, label="bound (ratio = 1)")
+axes[0, 1].set(ylim=(0, 1.1), xlim=(0, float(entries.max()) + 1), ylabel="dist / (e^{-lambda t} dist_0)",
+               title="phase 1: distance to dom K* relative to its bound")
+axes[0, 1].legend(fontsize=8)
+sns.lineplot(df, x="t", y="f", hue="K", style="K", ax=axes[0, 2], lw=1.6)
 axes[0, 2].set(yscale="log", title="f(x_t): not monotone for half_sq_l2")
-sns.lineplot(fin, x="t", y="H", hue="K", ax=axes[1, 0])
-axes[1, 0].set(title="H(x_t, m_t) after entry: non-increasing")
+fin_gap = fin.assign(gap=fin.H - fin.groupby("K").H.transform("min") + 1e-12)
+sns.lineplot(fin_gap, x="t", y="gap", hue="K", style="K", ax=axes[1, 0], lw=1.6)
+axes[1, 0].set(yscale="log", ylabel="H - min H (+1e-12)", title="H(x_t, m_t) after entry: non-increasing")
 ok = df.dropna(subset=["dH/dt"])
-sns.lineplot(ok.assign(**{"-Delta": -ok.Delta}), x="t", y="-Delta", hue="K", ax=axes[1, 1], lw=2.5, alpha=0.4)
-sns.scatterplot(ok.iloc[::4], x="t", y="dH/dt", hue="K", ax=axes[1, 1], s=10, legend=False)
-axes[1, 1].set(ylabel="dH/dt", title="dH/dt (dots: finite differences) = -Delta (lines)")
-sns.lineplot(df, x="t", y="S", hue="K", ax=axes[1, 2])
+sns.lineplot(ok, x="t", y="Delta", hue="K", ax=axes[1, 1], lw=3, alpha=0.35)
+sns.scatterplot(ok.iloc[::4].assign(minus_dH=-ok["dH/dt"]), x="t", y="minus_dH", hue="K", style="K", ax=axes[1, 1],
+                s=14, legend=False)
+axes[1, 1].set(yscale="log", ylabel="-dH/dt", title="-dH/dt (markers: finite differences) = Delta (lines)")
+sns.lineplot(df, x="t", y="S", hue="K", style="K", ax=axes[1, 2], lw=1.6)
 axes[1, 2].set(yscale="log", title="KKT score S(x_t) -> 0")
 fig.tight_layout()
 report.savefig(fig, "continuous_lyapunov", element="Theorem 3.1")

@@ -74,8 +74,9 @@ import seaborn as sns
 import torch
 
 from lionlib import kappa
-from lionlib.theory.dynamics import Quadratic, Wavy, lion_k_step, random_dual_point, simulate
-from lionlib.theory.lyapunov import DiscreteConstants, coupling, one_step_change, phase1_factor
+from lionlib.theory import claims
+from lionlib.theory.dynamics import Quadratic, Wavy, simulate
+from lionlib.theory.lyapunov import DiscreteConstants, phase1_factor
 from lionlib.companion.report import Report, setup_plotting
 
 setup_plotting()
@@ -110,12 +111,18 @@ after = df[np.isfinite(df.dH_d)]  # after entry into dom K*
 
 # %%
 bound1 = phase1_factor(LR, LAM, steps, implicit=True)
-ratio = max(float((tr.dist[1:] / (torch.as_tensor(bound1[1:]) * tr.dist[0] + 1e-12)).max()) for tr in runs.values())
-entry = {key: int(np.flatnonzero(tr.dist.numpy() > 0)[-1]) + 1 for key, tr in runs.items()}
-print(f"max dist_t / ((1 + lr lambda)^-t dist_0): {ratio:.4f}; entry steps: {entry}")
-report.check("Theorem B.9", "phase 1 (implicit): max_t dist_t / ((1 + lr lambda)^{-t} dist_0)", ratio, "<=", 1.0)
-report.check("Theorem B.9", "every run enters dom K* and stays (steps to entry, max)", max(entry.values()), "<", 200,
-             fmt=".0f")
+entry = {key: claims.entry_step(tr.dist) for key, tr in runs.items()}
+print(f"entry steps: {entry}")
+claims.check_phase1(report, "Theorem B.9", "phase 1 (implicit): max_t dist_t / ((1 + lr lambda)^{-t} dist_0)",
+                    [tr.dist for tr in runs.values()], LR, LAM, implicit=True)
+report.check("Theorem B.9", "every run enters dom K* and stays (runs ending outside)",
+             sum(t is None for t in entry.values()), "==", 0, fmt=".0f")
+# From X0 = (-3, 4) the quadratic's gradient points inward on both coordinates until they enter, so
+# Lion (K = l1) moves at full speed and its entry step has a closed form (claims.lion_entry_prediction).
+if "l1" in Ks and "quadratic" in problems:
+    pre = problems["quadratic"].grad(torch.tensor(X0, dtype=dt))
+    if all(float(gi) * xi > 0 for gi, xi in zip(pre, X0) if abs(xi) > 1 / LAM):
+        claims.check_entry_step(report, "Theorem B.9", runs[("quadratic", "l1")], X0, LR, LAM, implicit=True)
 
 # %% [markdown]
 # ## Theorem 4.1 along the trajectories
@@ -127,24 +134,27 @@ report.check("Theorem B.9", "every run enters dom K* and stays (steps to entry, 
 scale = 1 + max(float(tr.H[torch.isfinite(tr.H)].abs().max()) for tr in runs.values())
 D_max = after.D_t.max()
 excess = (after.dH_d - after.bound).max()
+# Illustration, not a claim: D_t is defined as dH_d minus f's linearisation error, so for a quadratic
+# dH_d - D_t = 1/2 dx^T A dx holds by construction.
 dx = {k: torch.diff(tr.x, dim=0) for k, tr in runs.items()}
 A = problems["quadratic"].A
 quad_remainder = max(float(((torch.diff(tr.H) - tr.D) - 0.5 * ((dx[(p, k)] @ A) * dx[(p, k)]).sum(1))
                            [torch.isfinite(tr.D)].abs().max()) for (p, k), tr in runs.items() if p == "quadratic")
 print(f"max D_t after entry: {D_max:.2e}  (|H_d| up to {scale:.1f})")
 print(f"max H_d(t+1) - H_d(t) - (L/2)||dx||^2 after entry: {excess:.2e}")
-print(f"quadratic: max |dH_d - D_t - 1/2 dx^T A dx| = {quad_remainder:.2e}")
+print(f"illustration (holds by construction): quadratic: max |dH_d - D_t - 1/2 dx^T A dx| = {quad_remainder:.2e}")
 print("steps after entry where H_d increases (allowed by the O(lr^2) remainder):",
       after.assign(up=after.dH_d > 0).groupby(["problem", "K"])["up"].sum().to_dict())
-report.check("Theorem 4.1", "D_t <= 0 at every step after entry (max D_t / (1 + max |H_d|))", D_max / scale, "<=", 1e-13,
-             stable=False)
-report.check("Theorem 4.1", "H_d(t+1) - H_d(t) <= (L/2)||x_{t+1} - x_t||^2 after entry (max excess)", excess, "<=",
-             1e-12, stable=False)
-report.check("Theorem 4.1", "quadratic f: dH_d - D_t = 1/2 dx^T A dx exactly (max deviation)", quad_remainder, "<=",
-             1e-12, stable=False)
+claims.check_descent(report, "Theorem 4.1", "D_t <= 0 at every step after entry (max D_t / (1 + max |H_d|))",
+                     runs.values())
+claims.check_one_step_bound(report, "Theorem 4.1", "H_d(t+1) - H_d(t) <= (L/2)||x_{t+1} - x_t||^2 after entry "
+                            "(max excess / (1 + max |H_d|))", runs.values())
 
 # %% [markdown]
-# ## The summed form
+# ## The summed form (an illustration)
+#
+# Summing the one-step inequality telescopes, so this table shows numbers that hold by construction
+# once the per-step inequality (checked above) does; it is printed, not checked.
 #
 # Σ_{t<T} Δ_t ≤ H_d(entry) − H_d(T) + (L/2)Σ‖Δx‖² (sums from the entry step on). The average
 # (1/T)ΣΔ_t therefore vanishes up to the O(ε²) floor.
@@ -160,8 +170,6 @@ for (p, k), tr in runs.items():
                  "slack": rhs - lhs, "mean Delta_t": lhs / len(delta)})
 sums = pd.DataFrame(sums)
 print(sums.to_string(float_format="{:.6g}".format))
-report.check("Theorem 4.1", "summed form holds for every run: min slack (rhs - lhs)", sums.slack.min(), ">=", -1e-9,
-             stable=False)
 
 # %% [markdown]
 # ## Counter-examples: β2 < β1, and the coefficient without the leading ε
@@ -172,40 +180,13 @@ report.check("Theorem 4.1", "summed form holds for every run: min slack (rhs - l
 
 # %%
 gen = torch.Generator().manual_seed(SEED)
-
-
-def violations(K, order, coefficient=None):
-    """Fraction of random states with D_t > 0 (and the largest relative D_t)."""
-    shape, bad, worst = (2,), 0, -math.inf
-    for _ in range(n_states):
-        u, v = torch.rand(2, dtype=dt, generator=gen).tolist()
-        b_lo, b_hi = u, u + (1 - u) * v
-        b1, b2 = (b_lo, b_hi) if order == "beta2 >= beta1" else (b_hi, b_lo)
-        lam = float(10 ** (1.5 * torch.rand(1, dtype=dt, generator=gen) - 1))
-        lr = min(float(10 ** (3 * torch.rand(1, dtype=dt, generator=gen) - 3)), 1 / lam)
-        h = DiscreteConstants(lr, b1, b2, lam)
-        x = random_dual_point(K, shape, gen) / lam
-        m = torch.randn(shape, dtype=dt, generator=gen) * float(10 ** (2 * torch.rand(1, dtype=dt, generator=gen) - 1))
-        g = torch.randn(shape, dtype=dt, generator=gen) * float(10 ** (2 * torch.rand(1, dtype=dt, generator=gen) - 1))
-        x1, m1, _ = lion_k_step(K, x, m, g, lr, b1, b2, lam, implicit=True)
-        if coefficient is None:
-            D = float(one_step_change(K, h, x, m, x1, m1, g))
-        else:  # the same D_t with another coupling coefficient
-            D = float((g * (x1 - x)).sum() + (K.conjugate(lam * x1) - K.conjugate(lam * x)) / lam
-                      + coefficient(h) * (coupling(K, x1, m1, lam) - coupling(K, x, m, lam)))
-        rel = D / (1 + float((g * (x1 - x)).sum().abs()))
-        bad += rel > 1e-12
-        worst = max(worst, rel)
-    return bad / n_states, worst
-
-
-no_leading_lr = lambda h: h.beta1 / (h.lr * h.lam * (1 - h.beta1) + (1 - h.beta2))
+no_leading_lr = lambda h: h.beta1 / (h.lr * h.lam * (1 - h.beta1) + (1 - h.beta2))  # noqa: E731
 rows = []
 for k, K in Ks.items():
     for order in ("beta2 >= beta1", "beta2 < beta1"):
-        frac, worst = violations(K, order)
+        frac, worst = claims.random_one_step(K, n_states, gen, order=order)
         rows.append({"K": k, "case": order + ", C_d verified", "fraction with D_t > 0": frac, "max relative D_t": worst})
-    frac, worst = violations(K, "beta2 >= beta1", no_leading_lr)
+    frac, worst = claims.random_one_step(K, n_states, gen, coefficient=no_leading_lr)
     rows.append({"K": k, "case": "beta2 >= beta1, C_d without leading lr", "fraction with D_t > 0": frac,
                  "max relative D_t": worst})
 ce = pd.DataFrame(rows)
@@ -222,24 +203,18 @@ for case in ("beta2 < beta1, C_d verified", "beta2 >= beta1, C_d without leading
 # ## Figure
 
 # %%
-fig, axes = plt.subplots(1, 4, figsize=(20, 4.4))
-q = after[after.problem == "quadratic"]
-sns.lineplot(q, x="step", y="dH_d", hue="K", ax=axes[0], lw=1)
-sns.lineplot(q, x="step", y="bound", hue="K", ax=axes[0], lw=1, ls=":", legend=False)
-axes[0].set_yscale("symlog", linthresh=1e-10)
-axes[0].set(xlim=(0, min(steps, 1200)), ylabel="", title="quadratic: dH_d per step (solid) <= (L/2)|dx|^2 (dotted)")
-sns.lineplot(after.assign(minus_D=-after.D_t), x="step", y="minus_D", hue="K", style="problem", ax=axes[1], lw=1)
+fig, axes = plt.subplots(1, 3, figsize=(18, 4.8))
+slack = after.assign(slack=after.bound - after.dH_d, Delta=-after.D_t)
+sns.lineplot(slack[slack.problem == "quadratic"], x="step", y="slack", hue="K", style="K", ax=axes[0], lw=1.2)
+axes[0].set(yscale="log", ylabel="(L/2)|dx|^2 - (H_d(t+1) - H_d(t))",
+            title="quadratic: slack of the one-step bound (>= 0)")
+sns.lineplot(slack, x="step", y="Delta", hue="K", style="problem", ax=axes[1], lw=1)
 axes[1].set(yscale="log", ylim=(1e-16, None), title="Delta_t = -D_t >= 0 at every step", ylabel="Delta_t")
-for (p, k), tr in runs.items():
-    t0 = entry[(p, k)]
-    axes[2].plot(np.arange(t0, steps), torch.cumsum(-tr.D[t0:], 0).numpy(), lw=1, label=f"{k}, {p}")
-    axes[2].plot(np.arange(t0, steps), (tr.H[t0] - tr.H[t0 + 1:] + torch.cumsum(tr.remainder_bound[t0:], 0)).numpy(),
-                 lw=1, ls=":", color=axes[2].lines[-1].get_color())
-axes[2].set(xscale="log", title="sum of Delta_t (solid) <= H_d drop + sum of remainders (dotted)", xlabel="step")
-axes[2].legend(fontsize=6)
-sns.barplot(ce, x="K", y="fraction with D_t > 0", hue="case", ax=axes[3])
-axes[3].set(title="random states with D_t > 0")
-axes[3].legend(fontsize=7)
+sns.barplot(ce, x="K", y="fraction with D_t > 0", hue="case", ax=axes[2])
+axes[2].set(title="random states with D_t > 0")
+axes[2].legend(fontsize=9)
+for ax in axes[:2]:
+    ax.yaxis.set_major_locator(plt.LogLocator(numticks=6))
 fig.tight_layout()
 report.savefig(fig, "discrete_lyapunov", element="Theorem 4.1")
 plt.show()

@@ -70,6 +70,7 @@ from lionlib import Muon, kappa
 from lionlib.kappa import newton_schulz
 from lionlib.theory.lyapunov import DiscreteConstants, H_d, kkt_score, one_step_change, smooth_remainder_bound
 from lionlib.monitor import ConstraintMonitor
+from lionlib.theory import claims
 from lionlib.companion.report import Report, setup_plotting
 from lionlib.experiments.common import resolve_device
 
@@ -263,6 +264,12 @@ report.check("Muon note", "Lyapunov: H_d(t+1) - H_d(t) - (L/2)||X_{t+1} - X_t||^
              (dH - R).max(), "<=", 1e-12, stable=False)
 report.check("Muon note", "Lyapunov: H_d at the end minus H_d when phase 1 ended", H[-1] - H[start], "<", 0, stable=False)
 report.check("Muon note", "KKT score at the end, relative to ||grad F(X_T)||_*", S_rel, "<=", 0.05, stable=False)
+# The same one-step inequality from random states (not only along this run): lambda X a random point of
+# the spectral ball, M and G random 3x2 matrices, random lr lambda and betas with beta2 >= beta1
+# (lionlib.theory.claims.random_one_step). A swapped beta1/beta2 or explicit decay breaks it.
+claims.check_random_states(report, "Muon note", "Lyapunov, K = nuclear norm: no random state (beta2 >= beta1, implicit "
+                           "decay) has D_t > 0 (fraction)", K, {"smoke": 300, "cpu": 1000, "paper": 5000}[SCALE],
+                           torch.Generator().manual_seed(SEED), shape=(3, 2))
 
 # %% [markdown]
 # What "the Lyapunov function decreases" means in discrete time: the linearised change D_t is negative
@@ -282,7 +289,8 @@ for name, r in runs.items():
 ax.plot(c["step"], c["bound"], "k--", lw=1, label="phase-1 bound")
 ax.axhline(1, color="red", lw=1, label=r"$\sigma_{max} = 1/\lambda$")
 ax.axhline(s_ns, color="gray", ls=":", lw=1, label=r"NS radius $\max_t \|NS(c_t)\|_{op}$")
-ax.set(yscale="log", ylabel=r"$\lambda\,\sigma_{max}(X_t)$", title="Muon keeps the spectral norm at or below 1/λ")
+ax.set(yscale="log", ylabel=r"$\lambda\,\sigma_{max}(X_t)$",
+       title="exact-SVD Muon: sigma_max <= 1/lambda; Newton-Schulz: only <= NS radius / lambda")
 ax.legend(fontsize=8)
 
 ax = axes[0, 1]
