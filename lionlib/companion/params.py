@@ -1,0 +1,157 @@
+"""The `parameters` cell of a notebook, read the way papermill reads it, and `-p` overrides checked against it.
+
+One reading of the cell serves three readers: `papermill --help-notebook` (which lists each
+parameter with the type it finds in an annotation, `STEPS: Optional[int] = None`, or a
+`# type: int` comment), the driver's `--list`, and the driver's check of `-p NAME VALUE`. The cell
+is parsed with `ast`, not with papermill's line parser, so a value over several lines or a comment
+holding "=" never loses a parameter here; `papermill_problems` says which lines papermill itself
+would skip, so a test can keep every notebook's cell readable by both.
+
+Conventions of a parameters cell (what `tests/test_reproduce.py` enforces on every notebook):
+one assignment per line, an annotation on each (`typing.Optional` for "None or ..." since papermill
+cannot read `int | None`), no second "=" on a line (comments included), and the help text as a
+trailing comment.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import re
+from pathlib import Path
+
+__all__ = ["parameters_cell", "notebook_parameters", "papermill_problems", "parse_value", "check_value",
+           "check_overrides", "ParameterError"]
+
+_TYPE_COMMENT = re.compile(r"#\s*type:\s*(?P<type>\S+)\s*(?P<help>.*)$")
+
+
+class ParameterError(ValueError):
+    """A `-p` override that no selected notebook can take; the message says how to fix it."""
+
+
+def parameters_cell(path: Path) -> str | None:
+    """Source of the cell tagged `parameters` of a jupytext `.py` or an `.ipynb` (None if it has none)."""
+    import jupytext
+
+    cell = next((c for c in jupytext.read(path).cells if "parameters" in c.metadata.get("tags", [])), None)
+    return None if cell is None else cell.source
+
+
+def notebook_parameters(path: Path) -> dict[str, dict]:
+    """name -> {"default": source text, "type": annotation text or None, "help": trailing comment}.
+
+    "type" is what papermill shows: the annotation as written, else a `# type:` comment, else None.
+    """
+    src = parameters_cell(path)
+    return {} if src is None else parse_cell(src)
+
+
+def parse_cell(src: str) -> dict[str, dict]:
+    params, lines = {}, src.splitlines()
+    for node in ast.parse(src).body:
+        if not isinstance(node, (ast.Assign, ast.AnnAssign)) or node.value is None:
+            continue
+        rest = lines[node.end_lineno - 1][node.end_col_offset:].strip()
+        type_, help_ = None, rest[1:].strip() if rest.startswith("#") else ""
+        if m := _TYPE_COMMENT.match(rest):
+            type_, help_ = m["type"], m["help"].strip()
+        if isinstance(node, ast.AnnAssign):
+            type_ = ast.get_source_segment(src, node.annotation).strip("\"'")
+        for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+            if isinstance(target, ast.Name):
+                params[target.id] = {"default": ast.get_source_segment(src, node.value), "type": type_, "help": help_}
+            elif isinstance(target, ast.Tuple):  # A, B = 1, 2
+                values = node.value.elts if isinstance(node.value, ast.Tuple) else [None] * len(target.elts)
+                for t, v in zip(target.elts, values):
+                    if isinstance(t, ast.Name):
+                        params[t.id] = {"default": ast.get_source_segment(src, v) if v else "?", "type": None,
+                                        "help": help_}
+    return params
+
+
+def papermill_problems(src: str) -> list[str]:
+    """What papermill's Python translator does not read in this cell: lines it skips with "Unable to
+    parse line" (a second "="), parameters it does not find, parameters it types as "None" (unknown)."""
+    from papermill.translators import PythonTranslator
+
+    problems = [f"line {i}: a second '=' (papermill skips the line): {line.strip()}"
+                for i, line in enumerate(src.splitlines(), 1)
+                if not line.strip().startswith("#") and line.count("=") > 1]
+    seen = {p.name: p for p in PythonTranslator.inspect({"source": src})}
+    for name, p in parse_cell(src).items():
+        if name not in seen:
+            problems.append(f"{name}: papermill does not find this parameter (one name per line, please)")
+        elif seen[name].inferred_type_name in ("None", ""):
+            problems.append(f"{name}: no type for papermill (annotate it: `{name}: int = ...`)")
+        elif seen[name].inferred_type_name != p["type"]:
+            problems.append(f"{name}: papermill reads type {seen[name].inferred_type_name!r}, the driver {p['type']!r}")
+    return problems
+
+
+def parse_value(text: str):
+    """`-p key=value` values: Python literals (1, 0.5, None, "x", [1, 2]) or else a plain string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+_SIMPLE = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "dict": (dict,),
+           "list": (list, tuple), "tuple": (list, tuple), "None": (type(None),), "NoneType": (type(None),)}
+
+
+def check_value(value, type_text: str | None) -> bool:
+    """Does `value` fit the annotation text `type_text`? Unknown annotations accept anything."""
+    if not type_text:
+        return True
+    try:
+        node = ast.parse(type_text, mode="eval").body
+    except SyntaxError:
+        return True
+    return _fits(value, node)
+
+
+def _fits(value, node) -> bool:
+    if isinstance(node, ast.Constant) and node.value is None:
+        return value is None
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        return _fits(value, node.left) or _fits(value, node.right)
+    if isinstance(node, ast.Name):
+        types = _SIMPLE.get(node.id)
+        if types is None:
+            return True
+        return isinstance(value, types) and not (node.id in ("int", "float") and isinstance(value, bool))
+    if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):
+        args = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        if node.value.id == "Optional":
+            return value is None or _fits(value, args[0])
+        if node.value.id == "Union":
+            return any(_fits(value, a) for a in args)
+        if node.value.id in ("tuple", "list"):
+            if not isinstance(value, (list, tuple)):
+                return False
+            if node.value.id == "tuple" and not (len(args) == 2 and isinstance(args[1], ast.Constant)
+                                                 and args[1].value is Ellipsis):
+                return len(value) == len(args) and all(_fits(v, a) for v, a in zip(value, args))
+            return all(_fits(v, args[0]) for v in value)
+        if node.value.id == "dict":
+            return isinstance(value, dict)
+    return True
+
+
+def check_overrides(overrides: dict, declared: dict[str, dict[str, dict]]) -> None:
+    """Raise ParameterError unless every override is a parameter of some selected notebook
+    (case-sensitive) and fits its annotation there. `declared`: notebook -> notebook_parameters."""
+    names = sorted({n for params in declared.values() for n in params})
+    for key, value in overrides.items():
+        where = {nb: params[key] for nb, params in declared.items() if key in params}
+        if not where:
+            same_case = [n for n in names if n.lower() == key.lower()]
+            close = same_case or difflib.get_close_matches(key, names, n=3)
+            hint = f"; did you mean {' or '.join(close)}? (names are case-sensitive)" if close else ""
+            raise ParameterError(f"unknown parameter {key!r}{hint}. Parameters of the selected notebooks: "
+                                 f"{', '.join(names)} (see --list)")
+        for nb, p in where.items():
+            if not check_value(value, p["type"]):
+                raise ParameterError(f"-p {key}: {nb} takes {p['type']} (default {p['default']}), got {value!r}")
