@@ -37,20 +37,21 @@
 
 # %% tags=["parameters"]
 import os
+from typing import Optional
 
-SCALE = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
-SEED = 0  # unused: the runs are deterministic (kept for the companion's common interface)
-DEVICE = "auto"  # unused: a 2-D float64 problem runs on the CPU
-OUT_DIR = None  # None -> the repo's paper_figures/
-STEPS = None  # Lion steps per run; None -> 1500 (smoke), 3000 (cpu, paper)
-C = (2.0, -3.0)  # c, the unconstrained minimiser of f (outside the box for lambda >= 0.5)
-WEIGHT_DECAYS = (0.5, 1.0, 2.0)  # lambda: the box has radius 1/lambda
-STARTS = ((-3.0, 4.0), (2.0, -3.0), (3.5, 3.0), (-0.3, 0.4))  # outside, at c, outside, inside
-LR = 0.01  # epsilon
-BETAS = (0.9, 0.99)
-IMPLICIT_DECAY = False  # True: the implicit scheme of Theorem 4.1 (see 03_discrete_lyapunov)
-WAVY_AMP = 0.5  # a of the non-convex toy f + a sum cos(w x_i)
-WAVY_FREQ = 3.0  # w
+SCALE: str = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
+SEED: int = 0  # unused: the runs are deterministic (kept for the companion's common interface)
+DEVICE: str = "auto"  # unused: a 2-D float64 problem runs on the CPU
+OUT_DIR: Optional[str] = None  # None -> build/paper_figures/<SCALE>/ (the driver's cpu run: paper_figures/)
+STEPS: Optional[int] = None  # Lion steps per run; None -> 1500 (smoke), 3000 (cpu, paper)
+C: tuple[float, float] = (2.0, -3.0)  # c, the unconstrained minimiser of f (outside the box for lambda of 0.5 or more)
+WEIGHT_DECAYS: tuple = (0.5, 1.0, 2.0)  # lambda: the box has radius 1/lambda
+STARTS: tuple = ((-3.0, 4.0), (2.0, -3.0), (3.5, 3.0), (-0.3, 0.4))  # outside, at c, outside, inside
+LR: float = 0.01  # epsilon
+BETAS: tuple[float, float] = (0.9, 0.99)
+IMPLICIT_DECAY: bool = False  # True: the implicit scheme of Theorem 4.1 (see 03_discrete_lyapunov)
+WAVY_AMP: float = 0.5  # a of the non-convex toy f + a sum cos(w x_i)
+WAVY_FREQ: float = 3.0  # w
 
 # %%
 import matplotlib.pyplot as plt

@@ -61,18 +61,19 @@
 
 # %% tags=["parameters"]
 import os
+from typing import Optional
 
-SCALE = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
-SEED = 0  # first seed; runs use SEED, SEED+1, ...
-DEVICE = "auto"
-OUT_DIR = None  # None -> the repo's paper_figures/
-SEEDS = None  # seeds per setting; None -> 1 (smoke, cpu), 3 (paper)
-REUSE_RUNS = False  # True: read finished runs' result.json instead of training (same config only)
-THREADS = None  # torch CPU threads; 1 is faster on a shared, oversubscribed machine
-LION = dict(lr=9e-4, wd=10.0)  # the best of the grid (see the markdown above)
-ADAMW = dict(lr=9e-3, wd=1.0)  # the best of the same grid
-P_VALUES = (1.0, 1.25, 1.5, 1.75, 2.0)  # Lion-lp exponents (p = 1 is Lion)
-LAMBDAS = (1.0, 10.0, 30.0, 100.0)  # weight decays of the lambda sweep (Lion, lr = LION["lr"])
+SCALE: str = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
+SEED: int = 0  # first seed; runs use SEED, SEED+1, ...
+DEVICE: str = "auto"
+OUT_DIR: Optional[str] = None  # None -> build/paper_figures/<SCALE>/ (the driver's cpu run: paper_figures/)
+SEEDS: Optional[int] = None  # seeds per setting; None -> 1 (smoke, cpu), 3 (paper)
+REUSE_RUNS: bool = False  # True: read finished runs' result.json instead of training (same config only)
+THREADS: Optional[int] = None  # torch CPU threads; 1 is faster on a shared, oversubscribed machine
+LION: dict = {"lr": 9e-4, "wd": 10.0}  # the best of the grid (see the markdown above)
+ADAMW: dict = {"lr": 9e-3, "wd": 1.0}  # the best of the same grid
+P_VALUES: tuple = (1.0, 1.25, 1.5, 1.75, 2.0)  # Lion-lp exponents (p 1 is Lion)
+LAMBDAS: tuple = (1.0, 10.0, 30.0, 100.0)  # weight decays of the lambda sweep (Lion at LION's lr)
 
 # %%
 import json

@@ -53,17 +53,18 @@
 
 # %% tags=["parameters"]
 import os
+from typing import Optional
 
-SCALE = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
-SEED = 0
-DEVICE = "auto"
-OUT_DIR = None  # None -> the repo's paper_figures/
-DATA_DIR = None  # None -> $LIONLIB_DATA_DIR, else data/ (tiny Shakespeare is downloaded there)
-RUNS_DIR = None  # paper scale: where the torchrun results are read; None -> runs/gpt/<SCALE>
-THREADS = 1  # torch intra-op threads (None: torch's default); see below
-P_VALUES = [1.0, 1.5, 2.0]  # Lion-lp sweep; p 1 is Lion itself
-WD_VALUES = [1.0, 10.0, 30.0, 100.0]  # lambda sweep for Lion
-SWEEP_STEPS = None  # steps of the p and lambda sweeps; None -> 150 (smoke), 600 (cpu), the full run (paper)
+SCALE: str = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
+SEED: int = 0
+DEVICE: str = "auto"
+OUT_DIR: Optional[str] = None  # None -> build/paper_figures/<SCALE>/ (the driver's cpu run: paper_figures/)
+DATA_DIR: Optional[str] = None  # None -> $LIONLIB_DATA_DIR, else data/ (tiny Shakespeare is downloaded there)
+RUNS_DIR: Optional[str] = None  # paper scale: where the torchrun results are read; None -> runs/gpt/<SCALE>
+THREADS: Optional[int] = 1  # torch intra-op threads (None: torch's default); see below
+P_VALUES: list[float] = [1.0, 1.5, 2.0]  # Lion-lp sweep; p 1 is Lion itself
+WD_VALUES: list[float] = [1.0, 10.0, 30.0, 100.0]  # lambda sweep for Lion
+SWEEP_STEPS: Optional[int] = None  # steps of the p and lambda sweeps; None -> 150 (smoke), 600 (cpu), the full run (paper)
 
 # %%
 from dataclasses import replace
