@@ -113,8 +113,8 @@ def test_parameters_are_injected_and_claims_collected(tmp_path, nbdir):
     r = reproduce.run_notebook(nbdir / "01_ok.py", {"SEED": 11, "SCALE": "smoke", "OUT_DIR": str(out)},
                                tmp_path / "build", out_dir=out)
     assert r.error is None and r.failed_claims == ["Figure 1: the seed is small"]
-    # a failed check: the run's files stay in its staging folder, nothing reaches the results folder
-    assert not r.promoted and not out.exists()
+    # a failed check is a result: copied (and reported); an error is not (see the next test)
+    assert r.promoted and (out / "claims" / "01_ok.json").exists() and (out / "ok_line.png").exists()
     record = json.loads((r.staging / "claims" / "01_ok.json").read_text())
     assert record["run"]["scale"] == "smoke" and record["run"]["parameters"] == {"SCALE": "smoke", "SEED": 11,
                                                                                  "OPT": {"lr": 0.1}}

@@ -13,7 +13,8 @@ What a run writes, and where (nothing else is touched):
   committed `paper_figures/` for the cpu scale with the notebooks' own parameters, and
   `build/paper_figures/<scale>/` for any other scale or any `-p` override (`--out-dir` chooses another).
   Each notebook runs into a staging folder (`build/notebooks/.staging/<name>/`); its files are copied
-  into the results folder, one atomic replace each, only when it finished with every check passing.
+  into the results folder, one atomic replace each, only when it ran to its end (a failed check is
+  copied too: it is a result the reader must see, and the run exits 1).
   A notebook that fails, or a Ctrl-C, leaves the results folder as it was (the staged files stay for
   inspection), and the manifest is rebuilt from what the folder then holds.
 - with `--update-notebooks` (cpu scale only): the committed `notebooks/X.ipynb`, stripped of the
@@ -147,8 +148,9 @@ def run_notebook(py: Path, parameters: dict, build_dir: Path, *, update: bool = 
                  cell_timeout: int | None = None, log_output: bool = False, threads: int | None = None,
                  promote_results: bool = True) -> Result:
     """Execute one notebook into `build_dir/<name>.ipynb`, its figures and claims into a staging folder,
-    and, if it succeeded with every check passing, copy them into `out_dir` (and, with `update`, write
-    the executed notebook back next to its `.py`). A failure or Ctrl-C leaves `out_dir` untouched."""
+    and, if it ran to its end, copy them into `out_dir` (and, with `update`, write the executed notebook
+    back next to its `.py`). An error, a dead kernel or Ctrl-C leaves `out_dir` untouched. A failed
+    check is a result, not a failure to run: it is copied (the reader must see it) and reported."""
     import nbformat
     import papermill as pm
 
@@ -188,7 +190,7 @@ def run_notebook(py: Path, parameters: dict, build_dir: Path, *, update: bool = 
         record = json.loads(claims.read_text())
         result.failed_claims = [f"{c['element']}: {c['claim']}" for c in record["claims"]
                                 if c.get("kind", "check") != "finding" and not c["verdict"]]
-    if error is None and not result.failed_claims:
+    if error is None:  # ran to its end: a result, also when a check failed (reported, and the run exits 1)
         if promote_results:
             try:
                 promote(staging, out_dir, py.stem)
@@ -227,7 +229,8 @@ def _print_results(results: list[Result], args, out_dir: Path, manifest: Path | 
             print(f"FAILED {r.name}: {r.error}  (see {args.build_dir / (r.name + '.ipynb')})")
         for c in r.failed_claims:
             print(f"FAILED {r.name}: check failed: {c}")
-        print(f"       {r.name}: nothing copied to {out_dir}; this run's files are in {r.staging}")
+        if not r.promoted:
+            print(f"       {r.name}: nothing copied to {out_dir}; this run's files are in {r.staging}")
     print(f"{len(results) - len(failed)}/{len(results)} notebooks ran with every check passing "
           f"in {sum(r.seconds for r in results):.1f} s")
     return 1 if failed else 0
