@@ -55,7 +55,6 @@ MANIFEST: Optional[str] = None  # the manifest shown; None -> the committed pape
 import json
 from pathlib import Path
 
-import pandas as pd
 from IPython.display import Markdown, display
 
 from lionlib.companion import index
@@ -72,8 +71,17 @@ else:
     manifest = {"scale": "unrecorded", "elements": {}, "notebooks": {}}
 stems = sorted(p.stem for p in NOTEBOOKS.glob("*.py"))
 readers = [s for s in stems if registry_entry(s).reads_manifest]
-print(f"results of the {manifest['scale']} scale, from {manifest_path.name} "
-      f"({len(manifest['notebooks'])} notebooks; {'found' if manifest_path.exists() else 'not found: run the driver'})")
+print(f"{manifest_path.parent.name}/{manifest_path.name}: {len(manifest['notebooks'])} notebooks, scale "
+      f"{manifest['scale']}" + ("" if manifest_path.exists() else " (not found: run the driver)"))
+
+
+def md_table(rows, columns, fmt=None):
+    """Rows (dicts) as a Markdown table; `fmt`: column -> function of the value."""
+    fmt = fmt or {}
+    cell = lambda c, v: (fmt[c](v) if c in fmt and v is not None else "-" if v is None else str(v)).replace("|", "\\|")
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(c, r.get(c)) for c in columns) + " |" for r in rows]
+    return Markdown("\n".join(lines))
 
 # %% [markdown]
 # ## The map
@@ -106,7 +114,8 @@ print(f"not yet covered: {', '.join(uncovered) or 'none'}")
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-pd.DataFrame(index.run_rows(manifest))
+runs = [r for r in index.run_rows(manifest) if r["notebook"] not in readers]  # the index's own: below
+display(md_table(runs, ["notebook", "scale", "threads", "torch", "blas", "simd", "cpu", "commit"]))
 
 # %% [markdown]
 # ## Checks
@@ -116,8 +125,12 @@ pd.DataFrame(index.run_rows(manifest))
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-checks = pd.DataFrame(index.check_rows(manifest))
-checks
+checks = [r for r in index.check_rows(manifest) if r["notebook"] not in readers]
+print(f"{len(checks)} checks, {sum(r['verdict'] == 'PASS' for r in checks)} pass "
+      f"({sum(r['kind'] == 'sanity' for r in checks)} of them sanity checks)")
+number = lambda v: f"{v:.4g}"
+display(md_table(checks, ["verdict", "element", "notebook", "claim", "kind", "value", "op", "threshold"],
+                 {"value": number, "threshold": number}))
 
 # %% [markdown]
 # ## Findings
@@ -127,10 +140,15 @@ checks
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-findings = pd.DataFrame(index.finding_rows(manifest), columns=index.FINDING_COLUMNS)
-print(f"{len(findings)} findings" + (": " + ", ".join(f"{n} {v}" for v, n in findings["verdict"].value_counts().items())
-                                      if len(findings) else ""))
-findings
+findings = index.finding_rows(manifest)
+verdicts = [f["verdict"] for f in findings]
+print(f"{len(findings)} findings" + "".join(f"; {verdicts.count(v)} {v}" for v in sorted(set(verdicts))))
+for f in findings:
+    f["95 % CI"] = f"({f['ci_low']:.3g}, {f['ci_high']:.3g})" if f["ci_low"] is not None else None
+    f["protocol"] = (f"{f['hypothesis']}; metric: {f['metric']}; {f['design']}, seeds {f['seeds']}; "
+                     f"source: {f['source']}" + (f"; choices: {f['choices']}" if f["choices"] else ""))
+display(md_table(findings, ["verdict", "element", "notebook", "claim", "effect", "95 % CI", "n", "protocol"],
+                 {"effect": number}))
 
 # %% [markdown]
 # ## The index's own checks
