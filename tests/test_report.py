@@ -292,3 +292,8 @@ def test_index_map_is_complete_and_marks_what_is_not_covered(tmp_path):
     f = index.finding_rows(_manifest(tmp_path))[0]
     assert f["n"] == 5 and f["ci_low"] > 0 and f["verdict"] == "reproduced" and f["hypothesis"] == "Lion beats AdamW"
     assert index.run_rows(_manifest(tmp_path))[0]["scale"] == "cpu"
+
+
+def test_report_refuses_an_unknown_scale(tmp_path):
+    with pytest.raises(ValueError, match="SCALE must be one of smoke, cpu, paper, got 'tiny'"):
+        Report("nb", out_dir=tmp_path, scale="tiny")

@@ -357,12 +357,18 @@ def test_direct_papermill_run_writes_under_build_and_records_its_scale(tmp_path,
     env = {k: v for k, v in os.environ.items() if k not in ("LIONLIB_OUT_DIR", "LIONLIB_SCALE")}
     env["PYTHONPATH"] = str(paths.REPO)
     run = subprocess.run([sys.executable, "-m", "papermill", str(nbdir / f"{name}.ipynb"), str(tmp_path / "o.ipynb"),
-                          "-p", "SCALE", "smoke", "-k", "python3", "--no-progress-bar"],
+                          "-p", "SCALE", "smoke", "-k", "python3", "--no-progress-bar", "--cwd", str(nbdir)],
                          env=env, capture_output=True, text=True, timeout=300)
+    lower = subprocess.run([sys.executable, "-m", "papermill", str(nbdir / f"{name}.ipynb"), str(tmp_path / "o2.ipynb"),
+                            "-p", "scale", "smoke", "-k", "python3", "--no-progress-bar", "--cwd", str(nbdir)],
+                           env=env, capture_output=True, text=True, timeout=300)
     target = paths.BUILD / "paper_figures" / "smoke"
     try:
         assert run.returncode == 0, run.stderr
         assert "Unable to parse" not in run.stderr
+        # papermill only warns about an unknown name; the notebook's Report refuses it before any work
+        assert lower.returncode != 0
+        assert "'scale' is not a parameter of" in lower.stderr and "did you mean SCALE?" in lower.stderr
         record = json.loads((target / "claims" / f"{name}.json").read_text())
         assert record["run"]["scale"] == "smoke" and record["run"]["lionlib"]
         assert set(record["run"]["environment"]) >= {"torch", "torch_threads", "blas", "cpu"}

@@ -26,9 +26,10 @@ from pathlib import Path
 
 from lionlib.companion.paths import BUILD, PAPER_FIGURES, REPO
 
-__all__ = ["COMMITTED_SCALE", "results_dir", "environment", "git_commit", "run_record", "write_atomic",
+__all__ = ["SCALES", "COMMITTED_SCALE", "results_dir", "environment", "git_commit", "run_record", "write_atomic",
            "promote", "folder_scales", "MixedScales", "write_manifest", "clear_staging"]
 
+SCALES = ("smoke", "cpu", "paper")  # problem sizes of every notebook: CI, this 2-core CPU, a GPU
 COMMITTED_SCALE = "cpu"  # the scale whose results are committed in paper_figures/
 
 

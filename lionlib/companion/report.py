@@ -48,10 +48,10 @@ from pathlib import Path
 import matplotlib
 
 from lionlib.companion import stats
-from lionlib.companion.manifest import run_record, write_atomic
+from lionlib.companion.manifest import SCALES, run_record, write_atomic
 from lionlib.companion.paths import BUILD, NOTEBOOKS, REPO
 
-__all__ = ["Report", "Claim", "Finding", "Protocol", "setup_plotting", "default_out_dir"]
+__all__ = ["Report", "Claim", "Finding", "Protocol", "setup_plotting", "default_out_dir", "check_parameters"]
 
 DPI = 150  # fixed so the PNG bytes do not depend on the display's or the user's rcParams
 OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq}
@@ -97,15 +97,37 @@ def _jsonable(x):
 NOT_RECORDED = ("OUT_DIR", "MANIFEST")  # where results go is not a parameter of the results
 
 
+def _parameters_source(notebook: str) -> Path | None:
+    candidates = [Path.cwd() / f"{notebook}.py", Path.cwd() / f"{notebook}.ipynb", NOTEBOOKS / f"{notebook}.py"]
+    return next((p for p in candidates if p.exists()), None)
+
+
+def check_parameters(notebook: str, scale: str) -> None:
+    """Refuse what papermill only warns about: `papermill X.ipynb out.ipynb -p scale smoke` injects a
+    `scale` that the notebook never reads, and it would run at its default scale. A name in the
+    notebook's namespace that differs from a declared parameter only by case, or an unknown scale,
+    is a ValueError naming the parameter."""
+    from lionlib.companion.params import notebook_parameters
+
+    if scale not in SCALES:
+        raise ValueError(f"SCALE must be one of {', '.join(SCALES)}, got {scale!r}")
+    ns, source = _user_namespace(), _parameters_source(notebook)
+    if not ns or source is None:
+        return
+    declared = {name.lower(): name for name in notebook_parameters(source)}
+    wrong = sorted(n for n in ns if n.lower() in declared and n not in declared.values())
+    if wrong:
+        raise ValueError("; ".join(f"{n!r} is not a parameter of {notebook}: did you mean {declared[n.lower()]}? "
+                                   f"(parameter names are case-sensitive)" for n in wrong))
+
+
 def _notebook_parameters(notebook: str) -> dict:
     """The values, as the notebook ran, of the names its parameters cell declares. The cell is read from
     `<name>.py` or `<name>.ipynb` in the working directory (Jupyter and papermill run a notebook in its
     own folder), else from `notebooks/<name>.py`."""
     from lionlib.companion.params import notebook_parameters
 
-    ns = _user_namespace()
-    candidates = [Path.cwd() / f"{notebook}.py", Path.cwd() / f"{notebook}.ipynb", NOTEBOOKS / f"{notebook}.py"]
-    source = next((p for p in candidates if p.exists()), None)
+    ns, source = _user_namespace(), _parameters_source(notebook)
     if source is None or not ns:
         return {}
     return {k: _jsonable(ns[k]) for k in notebook_parameters(source) if k in ns and k not in NOT_RECORDED}
@@ -226,6 +248,7 @@ class Report:
                  parameters: dict | None = None):
         self.notebook = notebook
         self.scale = scale or _notebook_scale()
+        check_parameters(notebook, self.scale)
         self.parameters = parameters
         self.out_dir = Path(out_dir) if out_dir else default_out_dir(self.scale)
         self.claims: dict[tuple[str, str], Claim] = {}  # keyed so re-running a cell replaces, not duplicates

@@ -39,7 +39,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lionlib.companion.manifest import (COMMITTED_SCALE, MixedScales, clear_staging, promote, results_dir,
+from lionlib.companion.manifest import (COMMITTED_SCALE, SCALES, MixedScales, clear_staging, promote, results_dir,
                                         write_manifest)
 from lionlib.companion.params import ParameterError, check_overrides, notebook_parameters, parse_value
 from lionlib.companion.paths import BUILD, NOTEBOOKS, PAPER_FIGURES
@@ -49,7 +49,6 @@ __all__ = ["SCALES", "DEFAULT_THREADS", "REGISTRY", "Entry", "Result", "discover
            "notebook_parameters", "parse_overrides", "kernel_environment", "run_notebook", "check_sync",
            "clean_executed", "write_manifest", "main", "DROP_TAGS", "RUN_METADATA"]
 
-SCALES = ("smoke", "cpu", "paper")
 DEFAULT_THREADS = 2  # the dev box's core count, with which the committed results were made
 
 
