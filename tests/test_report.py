@@ -297,3 +297,15 @@ def test_index_map_is_complete_and_marks_what_is_not_covered(tmp_path):
 def test_report_refuses_an_unknown_scale(tmp_path):
     with pytest.raises(ValueError, match="SCALE must be one of smoke, cpu, paper, got 'tiny'"):
         Report("nb", out_dir=tmp_path, scale="tiny")
+
+
+def test_check_parameters_judges_only_the_names_papermill_injected(tmp_path, monkeypatch):
+    from lionlib.companion import report
+
+    (tmp_path / "nbx.py").write_text('# %% tags=["parameters"]\nDELTA: float = 0.3\nSCALE: str = "cpu"\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(report, "_user_namespace", lambda: {"In": ["", '# Parameters\nSCALE = "smoke"\n'], "Delta": 1})
+    report.check_parameters("nbx", "smoke")  # an imported `Delta` is not a misspelt parameter
+    monkeypatch.setattr(report, "_user_namespace", lambda: {"In": ["", '# Parameters\ndelta = 0.1\n']})
+    with pytest.raises(ValueError, match="'delta' is not a parameter of nbx; did you mean DELTA?"):
+        report.check_parameters("nbx", "smoke")

@@ -149,9 +149,11 @@ def check_overrides(overrides: dict, declared: dict[str, dict[str, dict]]) -> No
         if not where:
             same_case = [n for n in names if n.lower() == key.lower()]
             close = same_case or difflib.get_close_matches(key, names, n=3)
-            hint = f"; did you mean {' or '.join(close)}? (names are case-sensitive)" if close else ""
-            raise ParameterError(f"unknown parameter {key!r}{hint}. Parameters of the selected notebooks: "
-                                 f"{', '.join(names)} (see --list)")
+            if close:
+                raise ParameterError(f"unknown parameter {key!r}; did you mean {' or '.join(close)}? "
+                                     f"(names are case-sensitive; see --list)")
+            raise ParameterError(f"unknown parameter {key!r}; the selected notebooks take {', '.join(names)} "
+                                 f"(see --list)")
         for nb, p in where.items():
             if not check_value(value, p["type"]):
                 raise ParameterError(f"-p {key}: {nb} takes {p['type']} (default {p['default']}), got {value!r}")

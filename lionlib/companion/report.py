@@ -102,23 +102,45 @@ def _parameters_source(notebook: str) -> Path | None:
     return next((p for p in candidates if p.exists()), None)
 
 
+def _injected_names(ns: dict) -> list[str]:
+    """Names assigned by papermill's injected cell (its source starts with "# Parameters"), if any."""
+    import ast
+
+    names = []
+    for src in ns.get("In", []):
+        if isinstance(src, str) and src.startswith("# Parameters\n"):
+            try:
+                tree = ast.parse(src)
+            except SyntaxError:
+                continue
+            names += [t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
+                      if isinstance(t, ast.Name)]
+    return names
+
+
 def check_parameters(notebook: str, scale: str) -> None:
     """Refuse what papermill only warns about: `papermill X.ipynb out.ipynb -p scale smoke` injects a
-    `scale` that the notebook never reads, and it would run at its default scale. A name in the
-    notebook's namespace that differs from a declared parameter only by case, or an unknown scale,
-    is a ValueError naming the parameter."""
+    `scale` that the notebook never reads, and it would run at its default scale. A name papermill
+    injected that the parameters cell does not declare, or an unknown scale, is a ValueError naming
+    the parameter (and the declared name it differs from by case, if any)."""
+    import difflib
+
     from lionlib.companion.params import notebook_parameters
 
     if scale not in SCALES:
         raise ValueError(f"SCALE must be one of {', '.join(SCALES)}, got {scale!r}")
     ns, source = _user_namespace(), _parameters_source(notebook)
-    if not ns or source is None:
+    injected = _injected_names(ns) if ns else []
+    if not injected or source is None:
         return
-    declared = {name.lower(): name for name in notebook_parameters(source)}
-    wrong = sorted(n for n in ns if n.lower() in declared and n not in declared.values())
+    declared = list(notebook_parameters(source))
+    wrong = [n for n in injected if n not in declared]
     if wrong:
-        raise ValueError("; ".join(f"{n!r} is not a parameter of {notebook}: did you mean {declared[n.lower()]}? "
-                                   f"(parameter names are case-sensitive)" for n in wrong))
+        def hint(n):
+            close = [d for d in declared if d.lower() == n.lower()] or difflib.get_close_matches(n, declared, n=2)
+            return f"; did you mean {' or '.join(close)}?" if close else ""
+        raise ValueError("; ".join(f"{n!r} is not a parameter of {notebook}{hint(n)}" for n in wrong)
+                         + f" (parameter names are case-sensitive; this notebook takes {', '.join(declared)})")
 
 
 def _notebook_parameters(notebook: str) -> dict:

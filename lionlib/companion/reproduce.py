@@ -40,10 +40,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lionlib.companion.manifest import (COMMITTED_SCALE, SCALES, MixedScales, clear_staging, promote, results_dir,
-                                        write_manifest)
+                                        write_atomic, write_manifest)
 from lionlib.companion.params import ParameterError, check_overrides, notebook_parameters, parse_value
 from lionlib.companion.paths import BUILD, NOTEBOOKS, PAPER_FIGURES
-from lionlib.companion.sync import DROP_TAGS, RUN_METADATA, check_sync, clean_executed, to_ipynb
+from lionlib.companion.sync import DROP_TAGS, RUN_METADATA, check_sync, clean_executed, sync_parameters_cell, to_ipynb
 
 __all__ = ["SCALES", "DEFAULT_THREADS", "REGISTRY", "Entry", "Result", "discover", "registry_entry",
            "notebook_parameters", "parse_overrides", "kernel_environment", "run_notebook", "check_sync",
@@ -199,7 +199,7 @@ def run_notebook(py: Path, parameters: dict, build_dir: Path, *, update: bool = 
         if update and result.error is None:
             nb = nbformat.read(output, as_version=4)
             clean_executed(nb)
-            nbformat.write(nb, py.with_suffix(".ipynb"))
+            write_atomic(py.with_suffix(".ipynb"), nbformat.writes(nb) + "\n")
     return result
 
 
@@ -256,6 +256,8 @@ def main(argv=None) -> int:
     parser.add_argument("--cell-timeout", type=int, default=None, help="seconds per cell (default: none)")
     parser.add_argument("--log-output", action="store_true", help="stream cell outputs while running")
     parser.add_argument("--check-sync", action="store_true", help="check each notebooks/X.ipynb against its X.py")
+    parser.add_argument("--sync-parameters-cells", action="store_true", help="copy each X.py's parameters cell "
+                        "into X.ipynb without running it (after a mechanical edit of that cell only)")
     parser.add_argument("--notebooks-dir", type=Path, default=NOTEBOOKS, help=argparse.SUPPRESS)
     parser.add_argument("--committed-dir", type=Path, default=PAPER_FIGURES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -266,6 +268,12 @@ def main(argv=None) -> int:
             print(f"OUT OF SYNC  {p}")
         print(f"{len(problems)} problem(s) in {len(list(args.notebooks_dir.glob('*.py')))} notebook pairs")
         return 1 if problems else 0
+
+    if args.sync_parameters_cells:
+        for py in sorted(args.notebooks_dir.glob("*.py")):
+            if py.with_suffix(".ipynb").exists() and sync_parameters_cell(py):
+                print(f"parameters cell copied into {py.with_suffix('.ipynb').name}")
+        return 0
 
     paths = discover(args.notebooks_dir)
     if args.only:
