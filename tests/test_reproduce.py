@@ -440,3 +440,18 @@ def test_compare_claims_exact_and_within_tolerance():
     assert compare_claims(a, record(0.101, [1.01, 2.0]), tol) == []
     assert compare_claims(a, record(0.2, [1.0, 2.0], "inconclusive at this scale"), tol) == [
         "Figure 1: c: value 0.2 != committed 0.1", "Section 5: f: verdict 'inconclusive at this scale' != committed 'reproduced'"]
+
+
+def test_annotate_cell_makes_a_cell_readable_by_papermill_and_lists_the_rest():
+    from lionlib.companion.params import annotate_cell
+
+    src = ('import os\n\nSCALE = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper\nSEED = 0\n'
+           'OUT_DIR = None  # where\nSTEPS = None  # None -> 1500 (smoke)\nLR = 1e-3  # lambda >= 0.5\n'
+           'LION = dict(lr=9e-4, wd=10.0)\nC = (2.0, -3.0)\nGRID = None\nA, B = 1, 2  # a = b\n')
+    new, todo = annotate_cell(src)
+    assert new.splitlines()[:3] == ["import os", "from typing import Optional", ""]
+    assert "SCALE: str = os.environ" in new and "SEED: int = 0" in new and "OUT_DIR: Optional[str] = None" in new
+    assert "STEPS: Optional[int] = None" in new and "LR: float = 1e-3  # lambda ≥ 0.5" in new
+    assert 'LION: dict = {"lr": 0.0009, "wd": 10.0}' in new and "C: tuple[float, float] = (2.0, -3.0)" in new
+    assert todo[0] == "GRID: annotate by hand (default None)"
+    assert any(t.startswith("line") and "A, B" in t for t in todo) and any(t.startswith("A: papermill") for t in todo)

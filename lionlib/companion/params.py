@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 
 __all__ = ["parameters_cell", "notebook_parameters", "papermill_problems", "parse_value", "check_value",
-           "check_overrides", "ParameterError"]
+           "check_overrides", "ParameterError", "annotate_cell", "annotate_notebook", "main"]
 
 _TYPE_COMMENT = re.compile(r"#\s*type:\s*(?P<type>\S+)\s*(?P<help>.*)$")
 
@@ -73,12 +73,19 @@ def parse_cell(src: str) -> dict[str, dict]:
 def papermill_problems(src: str) -> list[str]:
     """What papermill's Python translator does not read in this cell: lines it skips with "Unable to
     parse line" (a second "="), parameters it does not find, parameters it types as "None" (unknown)."""
+    import logging
+
     from papermill.translators import PythonTranslator
 
     problems = [f"line {i}: a second '=' (papermill skips the line): {line.strip()}"
                 for i, line in enumerate(src.splitlines(), 1)
                 if not line.strip().startswith("#") and line.count("=") > 1]
-    seen = {p.name: p for p in PythonTranslator.inspect({"source": src})}
+    log = logging.getLogger("papermill.translators")
+    level, log.level = log.level, logging.ERROR  # its warnings are the problems listed here
+    try:
+        seen = {p.name: p for p in PythonTranslator.inspect({"source": src})}
+    finally:
+        log.setLevel(level)
     for name, p in parse_cell(src).items():
         if name not in seen:
             problems.append(f"{name}: papermill does not find this parameter (one name per line, please)")
@@ -157,3 +164,100 @@ def check_overrides(overrides: dict, declared: dict[str, dict[str, dict]]) -> No
         for nb, p in where.items():
             if not check_value(value, p["type"]):
                 raise ParameterError(f"-p {key}: {nb} takes {p['type']} (default {p['default']}), got {value!r}")
+
+
+_PATHLIKE = ("DIR", "PATH", "FILE", "RESULTS", "MANIFEST")
+_ASSIGN = re.compile(r"^(?P<name>[A-Za-z_]\w*) = (?P<value>.*?)(?P<comment>\s+#.*)?$")
+
+
+def _annotation(name: str, value: str, comment: str) -> str | None:
+    """The annotation a default implies; None when it cannot be told (a human chooses)."""
+    if value.startswith("os.environ.get("):
+        return "str"
+    try:
+        v = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return None
+    if v is None:
+        if any(name.endswith(p) for p in _PATHLIKE):
+            return "Optional[str]"
+        numbers = re.findall(r"None\s*->\s*(-?[\d.e]+)", comment or "")
+        if numbers:
+            return "Optional[float]" if any("." in n or "e" in n for n in numbers) else "Optional[int]"
+        return None
+    for t in (bool, int, float, str, dict):
+        if isinstance(v, t):
+            return t.__name__
+    if isinstance(v, tuple) and len(v) == 2 and all(isinstance(x, float) for x in v):
+        return "tuple[float, float]"
+    if isinstance(v, list) and v and all(isinstance(x, float) for x in v):
+        return "list[float]"
+    return type(v).__name__ if isinstance(v, (tuple, list)) else None
+
+
+def _dict_literal(value: str) -> str:
+    """`dict(lr=0.1, wd=2.0)` -> `{"lr": 0.1, "wd": 2.0}` (a call papermill would skip), else as is."""
+    try:
+        node = ast.parse(value, mode="eval").body
+    except SyntaxError:
+        return value
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args
+            and all(k.arg for k in node.keywords)):
+        return "{" + ", ".join(f'"{k.arg}": {ast.unparse(k.value)}' for k in node.keywords) + "}"
+    return value
+
+
+def annotate_cell(src: str) -> tuple[str, list[str]]:
+    """Mechanical edit of a parameters cell so papermill reads it: an annotation on each one-line
+    assignment (from its default), `dict(k=v)` as a literal, `<=`/`>=`/`!=` in comments as ≤/≥/≠.
+    Returns the new source and what is left for a human (then see `papermill_problems`)."""
+    out, todo = [], []
+    for line in src.splitlines():
+        m = _ASSIGN.match(line)
+        if m:
+            comment = (m["comment"] or "").replace("<=", "≤").replace(">=", "≥").replace("!=", "≠")
+            value = _dict_literal(m["value"])
+            ann = _annotation(m["name"], value, comment)
+            if ann is None:
+                todo.append(f"{m['name']}: annotate by hand (default {value})")
+                ann_text = ""
+            else:
+                ann_text = f": {ann}"
+            line = f"{m['name']}{ann_text} = {value}{comment}"
+        out.append(line)
+    text = "\n".join(out) + ("\n" if src.endswith("\n") else "")
+    if "Optional[" in text and "from typing import Optional" not in text:
+        text = ("from typing import Optional\n" + text) if "import os\n" not in text else \
+            text.replace("import os\n", "import os\nfrom typing import Optional\n", 1)
+    todo += [p for p in papermill_problems(text) if "no type" not in p]
+    return text, todo
+
+
+def annotate_notebook(py: Path) -> list[str]:
+    """Apply `annotate_cell` to the parameters cell of a jupytext `.py` in place; returns the to-do list."""
+    text = Path(py).read_text()
+    marker = '# %% tags=["parameters"]\n'
+    if marker not in text:
+        return [f"{py}: no parameters cell"]
+    start = text.index(marker) + len(marker)
+    end = text.find("\n# %%", start)
+    end = len(text) if end < 0 else end + 1
+    new, todo = annotate_cell(text[start:end])
+    Path(py).write_text(text[:start] + new + text[end:])
+    return [f"{Path(py).name}: {t}" for t in todo]
+
+
+def main(argv=None) -> int:
+    """`python -m lionlib.companion.params --annotate notebooks/*.py`: annotate parameters cells in place,
+    print what is left for a human; then `python -m lionlib.companion.reproduce --sync-parameters-cells`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m lionlib.companion.params", description=main.__doc__)
+    parser.add_argument("--annotate", nargs="+", type=Path, required=True, metavar="NOTEBOOK.py")
+    todo = [t for py in parser.parse_args(argv).annotate for t in annotate_notebook(py)]
+    print("\n".join(todo) or "every parameter is readable by papermill")
+    return 1 if todo else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
