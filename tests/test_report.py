@@ -230,6 +230,7 @@ def test_files_are_written_atomically(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         r.summary()
     assert path.read_bytes() == old and sorted(p.name for p in path.parent.iterdir()) == ["nb.json"]
+    assert path.stat().st_mode & 0o644 == 0o644  # readable by all, as a plain write would leave it
 
 
 # ----------------------------------------------------------------------------------------------

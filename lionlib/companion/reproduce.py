@@ -242,7 +242,7 @@ def main(argv=None) -> int:
     parser.add_argument("--list", action="store_true", help="list notebooks, paper elements and parameters")
     parser.add_argument("--only", default="", help="comma-separated notebook names (default: all)")
     parser.add_argument("--scale", choices=SCALES, default=None, help="problem sizes (default: cpu)")
-    parser.add_argument("-p", "--param", action="append", nargs="+", default=[], metavar="NAME [VALUE]",
+    parser.add_argument("-p", "--param", action="append", nargs="+", default=[], metavar=("NAME", "VALUE"),
                         help="override a parameter (NAME VALUE or NAME=VALUE; names are case-sensitive)")
     parser.add_argument("--update-notebooks", action="store_true",
                         help="write the executed notebooks back to notebooks/X.ipynb (cpu scale only)")
