@@ -390,6 +390,7 @@ def test_direct_papermill_run_writes_under_build_and_records_its_scale(tmp_path,
         assert _snapshot(paths.PAPER_FIGURES) == before
     finally:
         (target / "claims" / f"{name}.json").unlink(missing_ok=True)
+        (target / "ok_line.png").unlink(missing_ok=True)
 
 
 def test_every_notebook_parameters_cell_is_read_alike_by_papermill_and_the_driver():
