@@ -330,6 +330,9 @@ def test_manifest_and_promotion_refuse_to_mix_scales(tmp_path):
     _committed_claims(out, "02_b", "smoke")  # copied in by hand
     with pytest.raises(MixedScales, match="several scales"):
         reproduce.write_manifest(out, [])
+    assert reproduce.main(["--write-manifest", "--out-dir", str(out)]) == 1
+    (out / "claims" / "02_b.json").unlink()
+    assert reproduce.main(["--write-manifest", "--out-dir", str(out)]) == 0
 
 
 def test_bad_parameters_are_one_line_errors(tmp_path, nbdir, monkeypatch, capsys):

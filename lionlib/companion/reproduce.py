@@ -256,6 +256,8 @@ def main(argv=None) -> int:
     parser.add_argument("--cell-timeout", type=int, default=None, help="seconds per cell (default: none)")
     parser.add_argument("--log-output", action="store_true", help="stream cell outputs while running")
     parser.add_argument("--check-sync", action="store_true", help="check each notebooks/X.ipynb against its X.py")
+    parser.add_argument("--write-manifest", action="store_true", help="only rebuild the results folder's "
+                        "manifest.json from its claims/*.json (after merging claims files)")
     parser.add_argument("--sync-parameters-cells", action="store_true", help="copy each X.py's parameters cell "
                         "into X.ipynb without running it (after a mechanical edit of that cell only)")
     parser.add_argument("--notebooks-dir", type=Path, default=NOTEBOOKS, help=argparse.SUPPRESS)
@@ -312,6 +314,12 @@ def main(argv=None) -> int:
         # the committed outputs are those of the .py as written, at the committed scale
         parser.error(f"--update-notebooks writes the committed outputs: the {COMMITTED_SCALE} scale and the "
                      f"notebooks' own parameters only (drop -p / --scale)")
+    if args.write_manifest:
+        folder = args.out_dir or (args.committed_dir if args.scale == COMMITTED_SCALE else
+                                  args.build_dir.parent / "paper_figures" / args.scale)
+        manifest = _manifest_or_none(folder)
+        print(f"wrote {manifest}" if manifest else f"no manifest written for {folder}")
+        return 0 if manifest else 1
     if args.verify:
         from lionlib.companion.verify import verify_notebooks
 
