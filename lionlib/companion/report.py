@@ -133,7 +133,10 @@ def check_parameters(notebook: str, scale: str) -> None:
     injected = _injected_names(ns) if ns else []
     if not injected or source is None:
         return
-    declared = list(notebook_parameters(source))
+    try:
+        declared = list(notebook_parameters(source))
+    except ImportError:  # jupytext (the notebooks extra) missing: nothing to compare with
+        return
     wrong = [n for n in injected if n not in declared]
     if wrong:
         def hint(n):
@@ -152,7 +155,11 @@ def _notebook_parameters(notebook: str) -> dict:
     ns, source = _user_namespace(), _parameters_source(notebook)
     if source is None or not ns:
         return {}
-    return {k: _jsonable(ns[k]) for k in notebook_parameters(source) if k in ns and k not in NOT_RECORDED}
+    try:
+        names = notebook_parameters(source)
+    except ImportError:  # jupytext (the notebooks extra) missing: the run record says so
+        return {"unrecorded": "jupytext is not installed"}
+    return {k: _jsonable(ns[k]) for k in names if k in ns and k not in NOT_RECORDED}
 
 
 def _in_notebook() -> bool:
