@@ -3,7 +3,11 @@
 Lion's step only streams memory: it reads p, g, m and writes p, m (20 bytes per fp32 parameter;
 AdamW moves 28). So every step is also reported as a fraction of the memory-bandwidth limit,
 measured in the same process as the time an in-place `torch.add_` takes to stream the same number
-of bytes (`a.add_(b)` moves 12 bytes per element).
+of bytes (`a.add_(b)` moves 12 bytes per element). `add_` is not the machine's limit (lionlib's
+kernel beats it), so on CPU every step is also reported against two baselines measured in the same
+rounds (`bandwidth.py`, `baselines.cpp`): a STREAM-style triad (ordinary and non-temporal stores;
+the faster one is the bandwidth) and a plain OpenMP C loop doing Lion's fp32 pass over one flat
+buffer of the same size (`fraction_of_lion_pass`; AdamW's rows are scaled by its 28/20 bytes).
 
 The parameters are a transformer-like list (token embedding, per layer q/k/v/o and MLP matrices,
 biases and norm weights), scaled to the requested total. The implementations are measured in
@@ -169,8 +173,13 @@ def bench_size(n_target: int, device: str, impls: list[Impl], warmup: int, repea
         p.grad = torch.randn(p.shape, generator=gen).mul_(1e-3).to(device)
     n = sum(p.numel() for p in params)
     stream = Stream(max(BYTES_PER_PARAM.values()) * n, device)
+    base = _baselines(n, device)
+    base_times: dict[str, list[float]] = {}
     runs: dict[str, tuple[dict, list, list]] = {}
     for _ in range(rounds):
+        for name, (fn, _) in (base.runners().items() if base else ()):
+            fn()  # first touch / warm
+            base_times.setdefault(name, []).extend(timed(fn, device) for _ in range(repeats))
         for impl in impls:
             if device not in impl.devices or (impl.name in runs and runs[impl.name] is None):
                 continue
@@ -180,24 +189,52 @@ def bench_size(n_target: int, device: str, impls: list[Impl], warmup: int, repea
             else:
                 runs[impl.name][1].extend(result[1])
                 runs[impl.name][2].extend(result[2])
+    med = {k: statistics.median(v) for k, v in base_times.items()}
+    triad_gb_s = max(12 * n / med["triad"], 12 * n / med["triad_nt"]) / 1e9 if med else None
     rows = []
     for impl in impls:
         if runs.get(impl.name) is None:
             continue
         info, streams, times = runs[impl.name]
         step, limit = statistics.median(times), statistics.median(streams)
-        rows.append(dict(
+        bpp = BYTES_PER_PARAM[impl.family]
+        row = dict(
             impl=impl.name, family=impl.family, backend=info.get("backend"), n_params=n, n_tensors=len(params),
-            bytes_per_param=BYTES_PER_PARAM[impl.family], step_s=step, step_s_all=times, first_step_s=info["first_step_s"],
+            bytes_per_param=bpp, step_s=step, step_s_all=times, first_step_s=info["first_step_s"],
             stream_s=limit, stream_s_all=streams, fraction_of_stream=limit / step, load_avg=os.getloadavg()[0],
-        ))
-        print(f"  {impl.name:28s} {step * 1e3:9.2f} ms  {limit / step:6.1%} of stream ({limit * 1e3:.2f} ms)"
+        )
+        if med:  # shares of the machine's limits, measured in these same rounds
+            row["fraction_of_triad"] = bpp * n / (triad_gb_s * 1e9) / step
+            row["fraction_of_lion_pass"] = med["lion_pass"] * bpp / 20 / step
+        rows.append(row)
+        extra = (f"  {row['fraction_of_lion_pass']:6.1%} of the C pass  {row['fraction_of_triad']:6.1%} of the triad"
+                 if med else "")
+        print(f"  {impl.name:28s} {step * 1e3:9.2f} ms  {limit / step:6.1%} of stream ({limit * 1e3:.2f} ms){extra}"
               f"  first step {info['first_step_s']:.2f} s", flush=True)
-    del params, stream
+    del params, stream, base
     gc.collect()
     lion = [r["stream_s"] for r in rows if r["family"] == "lion"]
     info = dict(n_params=n, n_tensors=len(shapes), stream_lion_s=statistics.median(lion) if lion else None)
+    if med:
+        info |= dict(baselines_s=med, baselines_s_all=base_times, triad_gb_s=triad_gb_s,
+                     lion_pass_gb_s=20 * n / med["lion_pass"] / 1e9)
+        print(f"  baselines: triad {12 * n / med['triad'] / 1e9:.1f} GB/s, non-temporal triad "
+              f"{12 * n / med['triad_nt'] / 1e9:.1f} GB/s, C Lion pass {med['lion_pass'] * 1e3:.2f} ms "
+              f"({info['lion_pass_gb_s']:.1f} GB/s), kernel on one flat buffer {med['kernel_flat'] * 1e3:.2f} ms", flush=True)
     return info, rows
+
+
+def _baselines(n: int, device: str):
+    """The triad and C-pass baselines (CPU only; None where they cannot be built)."""
+    if device != "cpu":
+        return None
+    try:
+        from bandwidth import Baselines  # benchmarks/ is on sys.path when this file runs as a script
+
+        return Baselines(n)
+    except Exception as e:  # a missing compiler must not stop the benchmark
+        print(f"  baselines skipped: {type(e).__name__}: {e}")
+        return None
 
 
 def cpu_model() -> str:
@@ -242,6 +279,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="rounds over all implementations")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--out", type=Path, default=None, help="output JSON (default benchmarks/results/<machine>-<device>.json)")
+    ap.add_argument("--note", default="", help="free text stored in the results (e.g. how loaded the machine was)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -260,7 +298,7 @@ def main() -> None:
         streams.append(info)
         rows += size_rows
     machine["load_avg_end"] = list(os.getloadavg())
-    result = dict(machine=machine, device=args.device, warmup=args.warmup, repeats=args.repeats, rounds=args.rounds,
+    result = dict(machine=machine, note=args.note, device=args.device, warmup=args.warmup, repeats=args.repeats, rounds=args.rounds,
                   lr=LR, weight_decay=WD, stream=streams, results=rows)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")

@@ -28,7 +28,6 @@ and an infinite momentum. Nothing is skipped silently: guard with torch.nn.utils
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -38,6 +37,7 @@ from torch.optim import Optimizer
 
 from lionlib import fused as fused_lib  # Triton itself is imported only when a kernel runs
 from lionlib import kappa as kappa_lib
+from lionlib import validate
 from lionlib.kappa import Kappa
 
 __all__ = ["LionK", "Lion", "Muon", "lionk_step", "lp_scale"]
@@ -75,6 +75,15 @@ def _forloop(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, 
 
 
 def _foreach(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, implicit_decay, maximize):
+    """Batched `torch._foreach_*` ops per (device, dtype) group, in at most one parameter-sized
+    temporary (torch.optim's budget) for fp32 groups: c, which sign_ overwrites in place for Lion.
+    maximize negates the alphas, not the gradients (-g * a == g * -a exactly, so no copy of g is
+    needed). A K other than l1 gets its direction one tensor at a time (`kappa.grad` allocates
+    its own temporaries), so those stay within a few copies of the largest tensor. bf16/fp16
+    groups work on fp32 copies, as the module docstring says (tests/test_optim_conformance.py
+    measures the peak).
+    """
+    sign = -1.0 if maximize else 1.0
     grouped = Optimizer._group_tensors_by_device_and_dtype([params, grads, exp_avgs])
     for (p_list, g_list, m_list), _ in grouped.values():
         low_p = p_list[0].dtype in _LOW_PRECISION
@@ -82,25 +91,26 @@ def _foreach(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, 
         work_p = [p.float() for p in p_list] if low_p else p_list
         work_m = [m.float() for m in m_list] if low_m else m_list
         g_list = [g.to(work_m[0].dtype) for g in g_list] if g_list[0].dtype != work_m[0].dtype else g_list
-        if maximize:
-            g_list = torch._foreach_neg(g_list)
         if weight_decay and not implicit_decay:
             torch._foreach_mul_(work_p, 1 - lr * weight_decay)
-        c = torch._foreach_mul(work_m, beta1)
-        torch._foreach_add_(c, g_list, alpha=1 - beta1)
-        if isinstance(kappa, kappa_lib.L1):
+        if isinstance(kappa, kappa_lib.L1):  # Lion: c, then sign(c) in place
+            c = torch._foreach_mul(work_m, beta1)
+            torch._foreach_add_(c, g_list, alpha=sign * (1 - beta1))
             torch._foreach_sign_(c)
-            direction = c
-        elif kappa.symmetric:
-            direction = [kappa.grad(x) for x in c]
+            torch._foreach_add_(work_p, c, alpha=-lr)
+            del c
         else:
-            direction = [kappa.grad(x.neg_()) for x in c]
-        torch._foreach_add_(work_p, direction, alpha=-lr if kappa.symmetric else lr)
-        del c, direction
+            for p, g, m in zip(work_p, g_list, work_m):
+                c = m.mul(beta1).add_(g, alpha=sign * (1 - beta1))
+                if kappa.symmetric:
+                    p.add_(kappa.grad(c).to(p.dtype), alpha=-lr)
+                else:
+                    p.add_(kappa.grad(c.neg_()).to(p.dtype), alpha=lr)
+                del c
         if weight_decay and implicit_decay:
             torch._foreach_div_(work_p, 1 + lr * weight_decay)
         torch._foreach_mul_(work_m, beta2)
-        torch._foreach_add_(work_m, g_list, alpha=1 - beta2)
+        torch._foreach_add_(work_m, g_list, alpha=sign * (1 - beta2))
         if low_p:
             torch._foreach_copy_(p_list, work_p)
         if low_m:
@@ -136,15 +146,13 @@ def _triton_available() -> bool:
 
 
 def _resolve_backend(params: list[Tensor], kappa: Kappa, foreach: bool | None, fused: bool | None) -> str:
-    """torch.optim's rules: explicit flags win. By default the fused kernel of the device: Triton
-    on CUDA, C++ on CPU (when it builds here); foreach for K without a kernel."""
+    """torch.optim's rules: explicit flags win. fused=True is strict: the device's kernel (checked
+    before the step by `validate.check_step`, which names a tensor the kernel cannot take).
+    By default (None) the fused kernel of the device where it applies: Triton on CUDA, C++ on CPU
+    (when it builds here); foreach for K without a kernel and the tensors a kernel leaves."""
     on_cuda = all(p.is_cuda for p in params)
     if fused:
-        if not on_cuda:
-            return "cpp"
-        if not _triton_available():
-            raise RuntimeError("fused=True on CUDA needs Triton (pip install triton), which is not importable")
-        return "triton" if fused_lib.triton_supports(kappa) else "foreach"
+        return validate.fused_backend(params)
     if fused is None and on_cuda and _triton_available() and fused_lib.triton_supports(kappa):
         return "triton"
     if fused is None and foreach is None and not any(p.is_cuda for p in params):
@@ -155,20 +163,6 @@ def _resolve_backend(params: list[Tensor], kappa: Kappa, foreach: bool | None, f
 
 # ----------------------------------------------------------------------------------------------
 # The optimizer.
-
-
-def _check_hyper(lr, betas, weight_decay, momentum_dtype) -> None:
-    if not (isinstance(lr, (int, float)) and 0.0 <= lr < math.inf):
-        raise ValueError(f"Invalid learning rate: lr={lr!r} (need a finite float >= 0)")
-    if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
-        raise ValueError(f"Invalid betas: {betas!r} (need a pair (beta1, beta2))")
-    for i, beta in enumerate(betas):
-        if not (isinstance(beta, (int, float)) and 0.0 <= beta <= 1.0):
-            raise ValueError(f"Invalid beta{i + 1}: {beta!r} (need 0 <= beta <= 1)")
-    if not (isinstance(weight_decay, (int, float)) and 0.0 <= weight_decay < math.inf):
-        raise ValueError(f"Invalid weight_decay: {weight_decay!r} (need a finite float >= 0)")
-    if momentum_dtype is not None and not (isinstance(momentum_dtype, torch.dtype) and momentum_dtype.is_floating_point):
-        raise ValueError(f"Invalid momentum_dtype: {momentum_dtype!r} (need None or a floating torch.dtype)")
 
 
 class LionK(Optimizer):
@@ -203,7 +197,7 @@ class LionK(Optimizer):
         fused: bool | None = None,
         momentum_dtype: torch.dtype | None = None,
     ):
-        _check_hyper(lr, betas, weight_decay, momentum_dtype)
+        validate.check_hyper(lr, betas, weight_decay, momentum_dtype)
         if fused and foreach:
             raise ValueError("fused=True and foreach=True cannot both be set")
         defaults = dict(
@@ -226,13 +220,8 @@ class LionK(Optimizer):
         group = self.param_groups[-1]
         try:
             group["kappa"] = kappa_lib.get(group["kappa"])
-            _check_hyper(group["lr"], group["betas"], group["weight_decay"], group["momentum_dtype"])
-            for p in group["params"]:
-                if p.is_complex():
-                    raise ValueError(f"{type(self).__name__} does not support complex parameters (shape {tuple(p.shape)})")
-                if not p.is_floating_point():
-                    raise ValueError(f"{type(self).__name__} needs floating-point parameters, got {p.dtype}")
-        except ValueError:
+            validate.check_group(group, f"{type(self).__name__} param group {len(self.param_groups) - 1}")
+        except (ValueError, RuntimeError):
             self.param_groups.pop()
             raise
 
@@ -250,42 +239,29 @@ class LionK(Optimizer):
             exp_avgs.append(state["exp_avg"])
         return params, grads, exp_avgs
 
-    @staticmethod
-    def _check_grads(group: dict[str, Any]) -> None:
-        for p in group["params"]:
-            g = p.grad
-            if g is None:
-                continue
-            if g.is_sparse:
-                raise RuntimeError("LionK does not support sparse gradients; use a dense gradient")
-            if g.is_complex():
-                raise RuntimeError("LionK does not support complex gradients")
-            if g.shape != p.shape:
-                raise RuntimeError(f"gradient shape {tuple(g.shape)} does not match parameter shape {tuple(p.shape)}")
-
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:  # check everything before changing anything
-            self._check_grads(group)
+        for i, group in enumerate(self.param_groups):  # check everything before changing anything
+            validate.check_step(group, self.state, f"{type(self).__name__} param group {i}")
         for group in self.param_groups:
             params, grads, exp_avgs = self._gather(group)
             if not params:
                 continue
-            beta1, beta2 = group["betas"]
+            beta1, beta2 = (validate.real("beta", b) for b in group["betas"])
             lionk_step(
                 params,
                 grads,
                 exp_avgs,
                 backend=_resolve_backend(params, group["kappa"], group["foreach"], group["fused"]),
                 kappa=group["kappa"],
-                lr=group["lr"],
+                lr=validate.real("lr", group["lr"]),  # a 1-element tensor lr works, as in torch
                 beta1=beta1,
                 beta2=beta2,
-                weight_decay=group["weight_decay"],
+                weight_decay=validate.real("weight_decay", group["weight_decay"]),
                 implicit_decay=group["implicit_decay"],
                 maximize=group["maximize"],
             )
@@ -300,13 +276,19 @@ class LionK(Optimizer):
         return state_dict
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """As torch's, but the momentum keeps its saved dtype.
+        """As torch's, but the momentum keeps its saved dtype, and keys a saved group lacks
+        (`lion_pytorch.Lion`'s checkpoints have no `kappa`; older lionlib ones no `foreach`...)
+        are filled from this optimizer's own groups, as torch fills new defaults. Every loaded
+        group is checked before anything is replaced.
 
         `Optimizer.load_state_dict` casts floating state to the parameter's dtype, which would round
         fp32 momentum of bf16 parameters to bf16 and break bit-exact continuation.
         """
         saved = {pid: s["exp_avg"] for pid, s in state_dict["state"].items() if "exp_avg" in s}
-        groups = [{**g, "kappa": kappa_lib.get(**g["kappa"]) if isinstance(g["kappa"], dict) else g["kappa"]} for g in state_dict["param_groups"]]
+        groups = validate.fill_missing_keys(state_dict["param_groups"], self.param_groups)
+        groups = [{**g, "kappa": kappa_lib.get(**g["kappa"]) if isinstance(g["kappa"], dict) else g["kappa"]} for g in groups]
+        for i, (g, own) in enumerate(zip(groups, self.param_groups)):
+            validate.check_group({**g, "params": own["params"]}, f"loaded param group {i}")
         super().load_state_dict({**state_dict, "param_groups": groups})
         saved_ids = (pid for g in state_dict["param_groups"] for pid in g["params"])
         own_params = (p for g in self.param_groups for p in g["params"])
@@ -365,11 +347,8 @@ class Muon(LionK):
         exact_svd: bool = False,
         **kwargs: Any,
     ):
-        if not (isinstance(momentum, (int, float)) and 0.0 <= momentum <= 1.0):
+        if not 0.0 <= validate.real("momentum", momentum) <= 1.0:
             raise ValueError(f"Invalid momentum: {momentum!r} (need 0 <= momentum <= 1)")
         kappa = kappa_lib.get("nuclear", method="svd" if exact_svd else "newton_schulz", ns_steps=ns_steps)
-        super().__init__(params, kappa, lr, (momentum**2, momentum), weight_decay, **kwargs)
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.dim() != 2:
-                    raise ValueError(f"Muon updates 2-D weights only; got a parameter of shape {tuple(p.shape)}")
+        momentum = validate.real("momentum", momentum)
+        super().__init__(params, kappa, lr, (momentum**2, momentum), weight_decay, **kwargs)  # checks 2-D

@@ -76,7 +76,8 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-from lionlib.experiments import gpt, paths
+from lionlib.companion import paths
+from lionlib.experiments import gpt
 from lionlib.experiments.gpt_data import load_dataset_by_name
 from lionlib.companion.report import Report, setup_plotting
 

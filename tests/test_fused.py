@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from lionlib import fused, kappa
+from lionlib.fused import contract
 from lionlib.optim import Lion, LionK, lionk_step
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -202,7 +203,7 @@ def test_cpp_matches_reference(name, params_kw, implicit_decay, maximize):
 def test_cpp_thread_ranges_cross_tensor_boundaries(threads):
     """Each thread takes an equal range of all elements in order, starting and ending inside
     tensors (each thread takes at least 2^16 elements); every element is updated exactly once."""
-    sizes = [(70001,), (3,), (100000,), (1,), (50007,), (0,)]
+    sizes = [(70001,), (3,), (100000,), (1,), (50007,), (0,), (140000,)]
     step = whole(fused.cpp_step, threads=threads)
     for p_dtype, m_dtype in [(FP32, FP32), (BF16, FP32)]:
         run_steps(step, "l1", {}, p_dtype, m_dtype, False, False, sizes=sizes)
@@ -313,10 +314,66 @@ def test_cpp_kernel_refuses_what_it_has_no_code_for():
 
     p, g, m = torch.ones(5), torch.ones(5), torch.ones(5, dtype=torch.bfloat16)
     hyper = fused._scalars(kappa.get("l1"), 0.1, 0.9, 0.99, 0.0, False)["hyper"]
-    for code, m_ in [(fused.KERNEL_K["lp"][0], m.float()), (0, m)]:  # lp has no elementwise kernel; fp32 p, bf16 m
+    code = contract.CODE
+    beyond = len(contract.KERNELS)  # a code the contract does not name
+    # lp has no elementwise kernel; an unknown code; fp32 p with bf16 m
+    for k, m_ in [(code["lp"], m.float()), (beyond, m.float()), (code["l1"], m)]:
         with pytest.raises(ValueError, match="no kernel"):
-            fused_cpu.step([p], [g], [m_], code=code, implicit=False, hyper=hyper)
+            fused_cpu.step([p], [g], [m_], code=k, implicit=False, hyper=hyper)
     assert torch.equal(p, torch.ones(5)) and torch.equal(m, torch.ones(5, dtype=torch.bfloat16))
+
+
+@cpu_only
+@needs_cpp
+def test_cpp_kernel_has_code_for_every_elementwise_kernel_of_the_contract():
+    """Every elementwise entry of `contract.KERNELS` is compiled into the C++ library (its switch
+    is generated from the contract header), and each computes its own K: the step on c = 0.5 with
+    the K's parameter equals the reference direction."""
+    from lionlib.fused import cpu as fused_cpu
+
+    for name in contract.KERNELS:
+        if name in contract.WHOLE_TENSOR:
+            continue
+        K = next(kappa.get(n) for n in kappa.names() if (kappa.get(n).kernel() or ("",))[0] == name)
+        p, g, m = torch.zeros(3), torch.tensor([0.5, -2.0, 0.0]), torch.zeros(3)
+        s = fused._scalars(K, 1.0, 0.0, 0.0, 0.0, False)  # lr 1, beta1 0: p = -grad K(g)
+        fused_cpu.step([p], [g], [m], code=s["code"], implicit=False, hyper=s["hyper"])
+        torch.testing.assert_close(p, -K.grad(torch.tensor([0.5, -2.0, 0.0])), rtol=1e-6, atol=0), name
+
+
+def test_kernel_contract_is_named_once():
+    """The kernels read the contract's tables, never bare numbers: the C++ header is generated
+    from them, the Triton kernel has one constexpr per code and slot (equal to the table's), and
+    neither source compares a kernel code or indexes `hyper` with a literal number."""
+    import re
+    from pathlib import Path
+
+    header = contract.c_header()
+    for name in contract.KERNELS:
+        assert f"{name.upper()} = {contract.CODE[name]}" in header
+    assert "struct Hyper {\n" + "".join(f"  float {n};\n" for n in contract.SLOTS) + "};" in header
+    src = Path(fused.__file__).parent
+    tk = (src / "triton_kernel.py").read_text()
+    for name in contract.KERNELS:
+        assert re.search(rf'^K_{name.upper()}: tl.constexpr = tl.constexpr\(contract.CODE\["{name}"\]\)$', tk, re.M), name
+        assert f"K == K_{name.upper()}" in tk, f"Triton's _direction has no branch for {name}"
+    for name in contract.SLOTS:
+        assert re.search(rf'^S_{name.upper()}: tl.constexpr = tl.constexpr\(contract.SLOT\["{name}"\]\)$', tk, re.M), name
+    cpp = (src / "cpu.cpp").read_text()
+    for text in (tk, cpp, (src / "__init__.py").read_text()):
+        assert not re.search(r"\bK == \d|hyper \+ \d|hyper\[\d|code == \d|DECAY == \d|struct Hyper \{|enum Kappa \{", text)
+    for name in contract.KERNELS:
+        if name not in contract.WHOLE_TENSOR:
+            assert f"K == {name.upper()}" in cpp, f"cpu.cpp's direction has no branch for {name}"
+    with pytest.raises(ValueError, match="missing"):
+        contract.pack(beta1=0.9)
+
+
+def test_every_kappa_with_a_kernel_names_a_contract_entry():
+    for name in kappa.names():
+        kernel = kappa.get(name).kernel()
+        assert kernel is None or (kernel[0] in contract.KERNELS and isinstance(kernel[1], float | int)), name
+    assert kappa.get("lp", p=1.0).kernel() == ("l1", 0.0) and kappa.get("l2").kernel() == ("lp", 2.0)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CPU defaults")
@@ -338,7 +395,7 @@ AOT_COMPILE = """
 import triton, triton.language as tl
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
-from lionlib.fused import triton_kernel as k
+from lionlib.fused import contract, triton_kernel as k
 
 def compile(fn, consts):
     ints = {"chunk": "i32"}
@@ -349,7 +406,7 @@ def compile(fn, consts):
     assert "fma.rn.f32" in ptx and "div.full" not in ptx and "div.approx" not in ptx
     assert "ld.global.v4" in ptx or not consts.get("ALIGNED")  # 16-byte loads for aligned tensors
 
-for K in range(7):
+for K in range(len(contract.KERNELS)):
     for dt in (tl.float32, tl.bfloat16):
         compile(k.step_kernel, dict(ALIGNED=dt == tl.float32, K=K, DECAY=K % 3, MAXIMIZE=K % 2 == 0, INTERPRET=False,
                                     BLOCK=1024, P_DTYPE=dt, G_DTYPE=dt, M_DTYPE=tl.float32))
@@ -396,3 +453,46 @@ def test_triton_unaligned_dense_tensors():
     assert_same(exp_avgs, ref_exp_avgs, exact=True)
     for i in (0, 2049, 2050, 4999):  # untouched around the views
         assert flat[i] == flat_before[i]
+
+
+@cpu_only
+@needs_cpp
+def test_benchmark_baseline_c_pass_does_the_kernels_work():
+    """benchmarks/baselines.cpp's plain OpenMP Lion pass, the yardstick of bench_step.py, computes
+    exactly what the kernel computes (so "share of the C pass" compares equal work), and the
+    triad computes a = b + s c."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bandwidth import Baselines
+
+    base = Baselines(100_003, threads=2)
+    base.m.copy_(0.1 * torch.randn(base.n))
+    p, g, m = base.p.clone(), base.g.clone(), base.m.clone()
+    base.lion_pass()
+    from lionlib.fused import cpu as fused_cpu
+
+    fused_cpu.step([p], [g], [m], code=contract.CODE["l1"], implicit=False, hyper=base.h)
+    assert torch.equal(p, base.p) and torch.equal(m, base.m)
+    expected = base.g + 0.5 * base.m
+    base.triad(nontemporal=True)
+    assert torch.equal(base.p, expected)
+
+
+@cpu_only
+@needs_cpp
+def test_a_contract_entry_without_arithmetic_fails_the_cpp_build(monkeypatch, tmp_path):
+    """Adding a K is one table entry plus its arithmetic: an entry whose arithmetic is missing
+    stops the C++ build with a message saying where to add it (the switch and the header are
+    generated from the table, so nothing else needs editing)."""
+    from lionlib.fused import cpu as fused_cpu
+
+    monkeypatch.setenv("LIONLIB_CACHE_DIR", str(tmp_path))
+    kernels = (*contract.KERNELS, "softsign")
+    monkeypatch.setattr(contract, "KERNELS", kernels)
+    monkeypatch.setattr(contract, "CODE", {name: code for code, name in enumerate(kernels)})
+    header = contract.c_header()
+    assert f"SOFTSIGN = {len(kernels) - 1}" in header and "X(SOFTSIGN)" in header
+    with pytest.raises(fused_cpu.FusedCpuUnavailable, match="no arithmetic for this kernel code"):
+        fused_cpu.build(fused_cpu.SOURCE, headers={fused_cpu.HEADER: header}, prefix="softsign")

@@ -211,3 +211,16 @@ def test_simplex_projection_distance():
     assert float(K.domain_distance(t([0.2, 0.3, 0.5]))) == 0.0
     assert float(K.domain_distance(t([1.0, 1.0]))) == pytest.approx(math.sqrt(0.5))
     assert math.isinf(float(K.conjugate(t([-0.1, 1.1]))))
+
+
+def test_norm_type_k_share_one_norm_base():
+    """Every norm-type K derives from `kappa.Norm`, whose conjugate is the indicator of the dual
+    ball: 0 inside (gauge <= 1), +inf outside, with 0 as its gradient inside."""
+    for name in kappa.names():
+        K = kappa.get(name)
+        assert isinstance(K, kappa.Norm) == K.is_norm, name
+        if K.is_norm:
+            y = torch.randn(4, 3, dtype=torch.float64)
+            inside, outside = y / (2 * K.gauge(y)), y * (2 / K.gauge(y))
+            assert float(K.conjugate(inside)) == 0.0 and float(K.conjugate(outside)) == float("inf"), name
+            assert torch.equal(K.conjugate_grad(inside), torch.zeros_like(y)), name

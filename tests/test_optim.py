@@ -80,12 +80,15 @@ def test_lion_equals_lion_pytorch_and_lionk_l1_bit_exactly(wd, betas, grouped):
 @pytest.mark.parametrize("implicit", [False, True])
 @pytest.mark.parametrize("name", ["l1", "lp", "l2", "logcosh", "huber", "relativistic", "relativistic_norm",
                                   "l1_plus_sq_l2", "half_sq_l2", "linf", "logsumexp"])
-def test_lionk_matches_paper_reference(name, implicit):
-    """float64 LionK against eq. (2) written in the paper's convention (m negated)."""
+@pytest.mark.parametrize("foreach", [False, True], ids=["forloop", "foreach"])
+def test_lionk_matches_paper_reference(name, implicit, foreach):
+    """float64 LionK against eq. (2) written in the paper's convention (m negated), on the
+    for-loop path directly as well as on foreach (float64 is never fused)."""
     K = kappa.get(name, **({"p": 1.5} if name == "lp" else {}))
     lr, b1, b2, wd = 1e-2, 0.9, 0.99, 0.7
     params, grads = make_params(torch.float64), grad_sequence()
-    out, _ = run(lambda ps: LionK(ps, K, lr=lr, betas=(b1, b2), weight_decay=wd, implicit_decay=implicit), params, grads)
+    out, _ = run(lambda ps: LionK(ps, K, lr=lr, betas=(b1, b2), weight_decay=wd, implicit_decay=implicit,
+                                  foreach=foreach), params, grads)
     xs, ms = [p.clone() for p in params], [torch.zeros_like(p) for p in params]
     for gs in grads:
         for i, g in enumerate(gs):

@@ -8,7 +8,7 @@ once (20 bytes per fp32 parameter):
   through tables of pointers and sizes; each program owns one chunk of one tensor and loops over
   it in blocks, so every element of any size is covered (no per-tensor launch, no block cap).
   Whole-tensor K (lp, l2) first reduce per-tensor norms with the same chunk table.
-- `cpp_step`: the same update in C++ (`fused_cpu.cpp`, built on first use by `fused_cpu.py`):
+- `cpp_step`: the same update in C++ (`cpu.cpp`, built on first use by `cpu.py`):
   one call per group, its elements split evenly over the CPU threads, vectorised, with software
   prefetch. (It replaced a `torch.compile` loop, which could not express the fma that eager
   torch uses without emulating it in fp64: 62% of the bandwidth limit at 64M parameters.)
@@ -18,7 +18,10 @@ l1_plus_sq_l2 in fp32/bf16/fp16, including sign(0) = 0, NaN and inf (tests/test_
 torch computes `a.add_(b, alpha=s)` as one fused multiply-add, and so do both kernels (`tl.fma`,
 `std::fma`). K with tanh, sqrt or pow agree to a few ulp. Anything a kernel does not cover (fp64,
 non-dense or differently strided tensors, K without a kernel) goes to the foreach path, so
-results never depend on which path ran.
+results never depend on which path ran; `refusal` says why, which `fused=True` makes an error.
+
+Which K has a kernel, its code and the scalar slots are `contract.py`'s tables; each K names its
+kernel and parameter itself (`Kappa.kernel()`).
 """
 
 from __future__ import annotations
@@ -31,40 +34,31 @@ import warnings
 import torch
 from torch import Tensor
 
+from lionlib.fused import contract
 from lionlib.fused import cpu as fused_cpu  # builds nothing at import: the kernel is compiled on first use
 
-__all__ = ["triton_step", "cpp_step", "triton_supports", "cpp_supports", "KERNEL_K"]
+__all__ = ["triton_step", "cpp_step", "triton_supports", "cpp_supports", "refusal", "kernel_refusal", "tensor_refusal", "contract"]
 
-# K with a kernel: code used inside the kernels, and which K attribute is the kernel's parameter.
-KERNEL_K = {
-    "l1": (0, None),
-    "half_sq_l2": (1, None),
-    "huber": (2, "delta"),
-    "relativistic": (3, "delta"),
-    "logcosh": (4, "delta"),
-    "l1_plus_sq_l2": (5, "a"),
-    "lp": (6, "p"),
-    "l2": (6, "p"),
-}
-_L1, _LP = 0, 6
 _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 Rest = tuple[list[Tensor], list[Tensor], list[Tensor]]  # (params, grads, exp_avgs) a kernel left untouched
 
 
-def _kernel_k(kappa) -> tuple[int, float]:
-    """(kernel code, kernel parameter) of K; lp with p = 1 is l1, as in `Lp.grad`."""
-    code, attr = KERNEL_K[kappa.name]
-    param = float(getattr(kappa, attr)) if attr else 0.0
-    if code == _LP and param == 1.0:
-        return _L1, 0.0
-    if code == 3:  # relativistic uses delta**2, rounded as the reference rounds it
-        param = param**2
-    return code, param
+def _kernel_k(kappa) -> tuple[int, float] | None:
+    """(kernel code, kernel parameter) of K, from the K itself (`Kappa.kernel()`), or None."""
+    kernel = kappa.kernel() if hasattr(kappa, "kernel") else None
+    if kernel is None:
+        return None
+    name, param = kernel
+    return contract.CODE[name], float(param)
+
+
+def _whole_tensor(code: int) -> bool:
+    return contract.KERNELS[code] in contract.WHOLE_TENSOR
 
 
 def triton_supports(kappa) -> bool:
-    """Whether the Triton kernel implements this K (elementwise symmetric K, and lp/l2)."""
-    return kappa.name in KERNEL_K
+    """Whether the Triton kernel implements this K (it names a kernel of `contract.KERNELS`)."""
+    return _kernel_k(kappa) is not None
 
 
 def _f32(x: float) -> float:
@@ -74,19 +68,19 @@ def _f32(x: float) -> float:
 
 def _scalars(kappa, lr, beta1, beta2, weight_decay, implicit_decay) -> dict:
     code, param = _kernel_k(kappa)
-    decay = 0 if not weight_decay else (2 if implicit_decay else 1)
+    decay = "none" if not weight_decay else ("implicit" if implicit_decay else "explicit")
     return dict(
         code=code,
-        decay=decay,
-        hyper=(
-            _f32(1 - lr * weight_decay),  # explicit decay factor
-            _f32(beta1),
-            _f32(1 - beta1),
-            _f32(-lr),
-            _f32(1 + lr * weight_decay),  # implicit decay divisor
-            _f32(beta2),
-            _f32(1 - beta2),
-            _f32(param),
+        decay=contract.DECAY[decay],
+        hyper=contract.pack(
+            decay_mul=_f32(1 - lr * weight_decay),
+            beta1=_f32(beta1),
+            one_minus_beta1=_f32(1 - beta1),
+            neg_lr=_f32(-lr),
+            decay_div=_f32(1 + lr * weight_decay),
+            beta2=_f32(beta2),
+            one_minus_beta2=_f32(1 - beta2),
+            k_param=_f32(param),
         ),
     )
 
@@ -123,6 +117,46 @@ def _split(params, grads, exp_avgs, supported):
         target[1].append(g)
         target[2].append(m)
     return groups, rest
+
+
+def refusal(backend: str, kappa, p: Tensor, g: Tensor | None = None, m: Tensor | torch.dtype | None = None) -> str | None:
+    """Why the `backend` ("cpp" or "triton") kernel would leave (p, g, m) to foreach, in words;
+    None when it takes them. `fused=True` turns a reason into an error.
+
+    The same tests as `_split` and the step functions (tests/test_optim_conformance.py checks
+    that they agree). `m` may be the momentum, or only its dtype when it does not exist yet (it
+    will be created like p, with p's strides). Without g, only what is known at construction (K,
+    device, dtype, p's layout) is checked."""
+    return kernel_refusal(backend, kappa) or tensor_refusal(backend, p, g, m)
+
+
+def kernel_refusal(backend: str, kappa) -> str | None:
+    """The part of `refusal` that depends on K only (checked once per group)."""
+    if backend == "cpp":
+        return None if cpp_supports(kappa) else f"the C++ kernel has no code for K = {kappa.describe()} (elementwise K only)"
+    if backend == "triton":
+        return None if triton_supports(kappa) else f"the Triton kernel has no code for K = {kappa.describe()}"
+    raise ValueError(f"unknown fused backend {backend!r}")
+
+
+def tensor_refusal(backend: str, p: Tensor, g: Tensor | None = None, m: Tensor | torch.dtype | None = None) -> str | None:
+    """The part of `refusal` that depends on the tensors (checked for each, every fused=True step)."""
+    g = p if g is None else g
+    m_dtype = m.dtype if isinstance(m, Tensor) else (m or p.dtype)
+    m = m if isinstance(m, Tensor) else p
+    if backend == "cpp" and not p.is_cpu:
+        return f"the C++ kernel runs on CPU tensors, this one is on {p.device}"
+    if backend == "triton" and not (p.is_cuda or (_interpreted() and p.device.type == "cpu")):
+        return f"the Triton kernel runs on CUDA tensors, this one is on {p.device}"
+    if p.numel() == 0:
+        return None
+    if not (p.dtype in _DTYPES and g.dtype in _DTYPES and m_dtype in _DTYPES):
+        return f"dtypes (param {p.dtype}, grad {g.dtype}, momentum {m_dtype}) have no kernel (fp32, bf16, fp16 only)"
+    if backend == "cpp" and not (g.dtype == p.dtype and (p.dtype, m_dtype) in fused_cpu.DTYPE_PAIRS):
+        return f"the C++ kernel has no code for param {p.dtype} with grad {g.dtype} and momentum {m_dtype}"
+    if not _dense_alike(p, g, m):
+        return f"param, grad and momentum are not dense with equal strides ({p.stride()}, {g.stride()}, {m.stride()})"
+    return None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -180,7 +214,7 @@ def _triton_group(p_list, g_list, m_list, s, maximize: bool, chunk: int | None, 
     p_ptrs, g_ptrs, m_ptrs, sizes, chunk_tensor, chunk_start = _tables(p_list, g_list, m_list, chunk, device)
     tl_dtype = {torch.float32: tl.float32, torch.bfloat16: tl.bfloat16, torch.float16: tl.float16}
     hyper = torch.tensor(s["hyper"], dtype=torch.float32).to(device)
-    kp = s["hyper"][7]
+    kp = s["hyper"][contract.SLOT["k_param"]]
     grid = (chunk_tensor.numel(),)
     common = dict(
         MAXIMIZE=maximize, INTERPRET=_interpreted(), BLOCK=_BLOCK,
@@ -191,7 +225,7 @@ def _triton_group(p_list, g_list, m_list, s, maximize: bool, chunk: int | None, 
     ones = torch.ones(len(p_list), device=device, dtype=torch.float32)
     safe = unorm = ones
     with torch.cuda.device_of(p_list[0]):
-        if s["code"] == _LP:
+        if _whole_tensor(s["code"]):
             partial = torch.empty(grid[0], device=device, dtype=torch.float32)
             args = (g_ptrs, m_ptrs, sizes, chunk_tensor, chunk_start)
             kernels.norm_kernel[grid](*args, ones, partial, chunk, hyper, SUM=False, **common, **launch)
@@ -257,7 +291,8 @@ def triton_step(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_deca
 
 def cpp_supports(kappa) -> bool:
     """Whether the C++ kernel implements this K (elementwise K; whole-tensor K take foreach)."""
-    return triton_supports(kappa) and _kernel_k(kappa)[0] != _LP
+    kernel = _kernel_k(kappa)
+    return kernel is not None and not _whole_tensor(kernel[0])
 
 
 @_eager_under_compile
@@ -285,14 +320,17 @@ def cpp_step(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, 
         return params, grads, exp_avgs
     s = _scalars(kappa, lr, beta1, beta2, weight_decay, implicit_decay)
     hyper = list(s["hyper"])
-    if s["decay"] != 1:
-        hyper[0] = 1.0  # the kernel always applies the explicit decay factor: times 1 is exact
+    slot = contract.SLOT
+    if s["decay"] != contract.DECAY["explicit"]:
+        hyper[slot["decay_mul"]] = 1.0  # the kernel always applies the explicit decay factor: times 1 is exact
     if maximize:  # fma(-g, a, b) == fma(g, -a, b) exactly, so maximize costs nothing per element
-        hyper[2], hyper[6] = -hyper[2], -hyper[6]
+        for name in ("one_minus_beta1", "one_minus_beta2"):
+            hyper[slot[name]] = -hyper[slot[name]]
     groups, rest = _split(params, grads, exp_avgs, lambda p: p.is_cpu)
     for (_, p_dtype, g_dtype, m_dtype, _), lists in groups.items():
         if g_dtype == p_dtype and (p_dtype, m_dtype) in fused_cpu.DTYPE_PAIRS:
-            fused_cpu.step(*lists, code=s["code"], implicit=s["decay"] == 2, hyper=hyper, threads=threads)
+            fused_cpu.step(*lists, code=s["code"], implicit=s["decay"] == contract.DECAY["implicit"], hyper=hyper,
+                           threads=threads)
         else:
             rest = tuple(r + t for r, t in zip(rest, lists))
     return rest

@@ -8,12 +8,17 @@
 // one fused multiply-add, bf16/fp16 values are computed in fp32 and rounded once when stored.
 // Compiled with -ffp-contract=off, so only the explicit std::fma calls are fused. Threads are
 // OpenMP's: in a torch process, torch's own pool (see cpu.py).
+//
+// The kernel codes (enum Kappa), the scalar slots (struct Hyper) and the dtype codes come from
+// lionk_contract.h, which cpu.py generates from lionlib/fused/contract.py for every build.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 
 #include <omp.h>
+
+#include "lionk_contract.h"
 
 namespace {
 
@@ -41,21 +46,13 @@ template <> inline BFloat16 from_float<BFloat16>(float x) {
   return BFloat16{bits};
 }
 
-// Kernel codes, as lionlib.fused.KERNEL_K numbers them.
-enum Kappa { L1 = 0, HALF_SQ_L2 = 1, HUBER = 2, RELATIVISTIC = 3, LOGCOSH = 4, L1_PLUS_SQ_L2 = 5 };
-
-// The hyperparameters, each already rounded to fp32 as torch rounds a Python scalar.
-struct Hyper {
-  float decay_mul;  // 1 - lr * wd (1 without explicit decay: multiplying by 1 is exact)
-  float beta1, one_minus_beta1, neg_lr;
-  float decay_div;  // 1 + lr * wd, for implicit decay
-  float beta2, one_minus_beta2;
-  float k_param;  // huber/logcosh delta, relativistic delta^2, l1_plus_sq_l2 a
-};
+// Hyper (lionk_contract.h): the scalars, each already rounded to fp32 as torch rounds a Python
+// scalar; k_param is the K's kernel parameter (huber/logcosh delta, relativistic delta^2, ...).
 
 inline float sign(float x) { return static_cast<float>((x > 0.0f) - (x < 0.0f)); }  // 0 for 0 and NaN, as torch
 
 template <int K> inline float direction(float c, float k) {  // grad K(c), as lionlib.kappa computes it
+  static_assert(K != LP, "lp needs a whole-tensor norm: foreach takes it on CPU");
   if constexpr (K == L1) {
     return sign(c);
   } else if constexpr (K == HALF_SQ_L2) {
@@ -67,8 +64,11 @@ template <int K> inline float direction(float c, float k) {  // grad K(c), as li
     return c / std::sqrt(c * c + k);
   } else if constexpr (K == LOGCOSH) {
     return std::tanh(c / k);
-  } else {
+  } else if constexpr (K == L1_PLUS_SQ_L2) {
     return sign(c) + k * c;
+  } else {
+    static_assert(K < 0, "no arithmetic for this kernel code: add it here");
+    return c;
   }
 }
 
@@ -86,7 +86,9 @@ inline void update_element(P& p, P g, M& m, const Hyper& h) {
 // Blocks of BLOCK elements, each prefetching the block PREFETCH_AHEAD elements on: hardware
 // prefetchers stop at every 4 KiB page, and with five streams per thread the software hints
 // raise the step from ~93% to 110-120% of the bandwidth of `torch.add_` (2 cores, benchmarks/).
-constexpr int64_t BLOCK = 128, PREFETCH_AHEAD = 8 * BLOCK;
+// Six blocks ahead (3 KiB of fp32) beat eight by 3-6% at 64M on 1 thread (benchmarks/prefetch.py;
+// no prefetch is 5-8% slower than eight), and by ~8% in a noisy 2-thread run.
+constexpr int64_t BLOCK = 128, PREFETCH_AHEAD = 6 * BLOCK;
 
 template <int RW, typename T> inline void prefetch_block(const T* x) {
   for (int64_t j = 0; j < BLOCK; j += 64 / static_cast<int64_t>(sizeof(T))) __builtin_prefetch(x + j, RW);
@@ -115,27 +117,19 @@ template <typename P, typename M> Range pick_k(int k, bool implicit) {
   case K: \
     return implicit ? &update<K, true, P, M> : &update<K, false, P, M>;
   switch (k) {
-    LIONK_CASE(L1)
-    LIONK_CASE(HALF_SQ_L2)
-    LIONK_CASE(HUBER)
-    LIONK_CASE(RELATIVISTIC)
-    LIONK_CASE(LOGCOSH)
-    LIONK_CASE(L1_PLUS_SQ_L2)
+    LIONK_ELEMENTWISE_KERNELS(LIONK_CASE)  // every elementwise kernel of the contract
     default:
       return nullptr;
   }
 #undef LIONK_CASE
 }
 
-// Storage dtype codes, as lionlib.fused.cpu.DTYPE_CODES numbers them.
-enum Dtype { F32 = 0, BF16 = 1, F16 = 2 };
-
 Range pick(int p_dtype, int m_dtype, int k, bool implicit) {
-  if (p_dtype == F32 && m_dtype == F32) return pick_k<float, float>(k, implicit);
-  if (p_dtype == BF16 && m_dtype == BF16) return pick_k<BFloat16, BFloat16>(k, implicit);
-  if (p_dtype == BF16 && m_dtype == F32) return pick_k<BFloat16, float>(k, implicit);
-  if (p_dtype == F16 && m_dtype == F16) return pick_k<_Float16, _Float16>(k, implicit);
-  if (p_dtype == F16 && m_dtype == F32) return pick_k<_Float16, float>(k, implicit);
+  if (p_dtype == FLOAT32 && m_dtype == FLOAT32) return pick_k<float, float>(k, implicit);
+  if (p_dtype == BFLOAT16 && m_dtype == BFLOAT16) return pick_k<BFloat16, BFloat16>(k, implicit);
+  if (p_dtype == BFLOAT16 && m_dtype == FLOAT32) return pick_k<BFloat16, float>(k, implicit);
+  if (p_dtype == FLOAT16 && m_dtype == FLOAT16) return pick_k<_Float16, _Float16>(k, implicit);
+  if (p_dtype == FLOAT16 && m_dtype == FLOAT32) return pick_k<_Float16, float>(k, implicit);
   return nullptr;
 }
 
@@ -157,7 +151,7 @@ int lionk_step(int64_t n, const int64_t* params, const int64_t* grads, const int
   if (range == nullptr) return -1;
   Hyper h;
   std::memcpy(&h, hyper, sizeof h);
-  const int64_t p_size = p_dtype == F32 ? 4 : 2, m_size = m_dtype == F32 ? 4 : 2;
+  const int64_t p_size = p_dtype == FLOAT32 ? 4 : 2, m_size = m_dtype == FLOAT32 ? 4 : 2;
 
   int64_t total = 0;
   for (int64_t t = 0; t < n; ++t) total += sizes[t];

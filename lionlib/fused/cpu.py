@@ -6,7 +6,8 @@ fuses `add_(b, alpha=s)` into one fma; inductor cannot express an fma, and emula
 bandwidth). The kernel is plain C++ with a C ABI and no torch headers, so building it takes a
 few seconds with the system compiler (`$CXX`, default `c++`), once per machine: the library is
 cached under `$LIONLIB_CACHE_DIR` (default `~/.cache/lionlib`), keyed by the source, the
-compiler, its flags and the CPU. It is called through ctypes, which releases the GIL.
+generated contract header (`contract.c_header()`: kernel codes and scalar slots), the compiler,
+its flags and the CPU. It is called through ctypes, which releases the GIL.
 
 Threads come from OpenMP. torch's CPU wheels load `libgomp.so.1` first, and the dynamic loader
 reuses a loaded library of the same soname, so the kernel runs on torch's own warm thread pool:
@@ -30,13 +31,16 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["FusedCpuUnavailable", "library", "DTYPE_CODES", "DTYPE_PAIRS", "step"]
+from lionlib.fused import contract
+
+__all__ = ["FusedCpuUnavailable", "library", "build", "DTYPE_CODES", "DTYPE_PAIRS", "step"]
 
 SOURCE = Path(__file__).with_name("cpu.cpp")
 # -march=native: vector fma for this CPU (the cache key includes the CPU). -ffp-contract=off:
 # only the explicit std::fma calls fuse, as in eager torch. -fno-math-errno: lets sqrt vectorise.
 FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-std=c++17", "-shared", "-fPIC", "-fopenmp")
-DTYPE_CODES = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
+DTYPE_CODES = {getattr(torch, name): code for code, name in enumerate(contract.DTYPES)}
+HEADER = "lionk_contract.h"
 # (param, momentum) storage dtypes the kernel has code for (its `pick`); grads have the param's dtype.
 DTYPE_PAIRS = {
     (torch.float32, torch.float32), (torch.bfloat16, torch.bfloat16), (torch.bfloat16, torch.float32),
@@ -72,7 +76,7 @@ def _compiler_id(compiler: str) -> str:
     return out.stdout
 
 
-def _build(compiler: str, path: Path) -> None:
+def _build(compiler: str, source: Path, headers: dict[str, str], flags: tuple[str, ...], path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # Build beside the target, then rename: concurrent processes never load a partial file.
@@ -81,28 +85,42 @@ def _build(compiler: str, path: Path) -> None:
     except OSError as e:
         raise FusedCpuUnavailable(f"cannot write the kernel cache {path.parent} ({e}); set $LIONLIB_CACHE_DIR") from e
     try:
-        out = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", tmp], capture_output=True, text=True)
+        with tempfile.TemporaryDirectory() as include:  # the generated headers, for this build only
+            for name, text in headers.items():
+                Path(include, name).write_text(text)
+            cmd = [compiler, *flags, f"-I{include}", str(source), "-o", tmp]
+            out = subprocess.run(cmd, capture_output=True, text=True)
         if out.returncode != 0:
-            raise FusedCpuUnavailable(f"building {SOURCE.name} failed:\n{out.stderr.strip()}")
+            raise FusedCpuUnavailable(f"building {source.name} failed:\n{out.stderr.strip()}")
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
 
 
+def build(source: Path, *, headers: dict[str, str] | None = None, flags: tuple[str, ...] = FLAGS,
+          prefix: str = "fused_cpu") -> ctypes.CDLL:
+    """`source` built (once, into the cache) as a shared library with `flags` and the generated
+    `headers` ({file name: text}), and loaded. Also builds the benchmarks' C baselines, so they are
+    compiled exactly like the kernel."""
+    compiler = os.environ.get("CXX", "c++")
+    headers = headers or {}
+    parts = [source.read_bytes(), " ".join(flags).encode(), _compiler_id(compiler).encode(), _cpu_id().encode()]
+    parts += [f"{name}\0{text}".encode() for name, text in sorted(headers.items())]
+    key = hashlib.sha256(b"\0".join(parts)).hexdigest()[:16]
+    path = cache_dir() / f"{prefix}-{key}.so"
+    if not path.exists():
+        _build(compiler, source, headers, flags, path)
+    try:
+        return ctypes.CDLL(str(path))
+    except OSError as e:
+        raise FusedCpuUnavailable(f"loading {path} failed: {e}") from e
+
+
 @functools.cache
 def library() -> ctypes.CDLL:
     """The built kernel library, compiling it into the cache on first use."""
-    compiler = os.environ.get("CXX", "c++")
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(b"\0".join([source, " ".join(FLAGS).encode(), _compiler_id(compiler).encode(), _cpu_id().encode()]))
-    path = cache_dir() / f"fused_cpu-{key.hexdigest()[:16]}.so"
-    if not path.exists():
-        _build(compiler, path)
-    try:
-        lib = ctypes.CDLL(str(path))
-    except OSError as e:
-        raise FusedCpuUnavailable(f"loading {path} failed: {e}") from e
+    lib = build(SOURCE, headers={HEADER: contract.c_header()})
     lib.lionk_step.argtypes = [ctypes.c_int64, _I64P, _I64P, _I64P, _I64P, ctypes.c_int, ctypes.c_int,
                                ctypes.c_int, ctypes.c_int, ctypes.POINTER(ctypes.c_float), ctypes.c_int]
     lib.lionk_step.restype = ctypes.c_int
@@ -116,6 +134,8 @@ def step(p_list, g_list, m_list, *, code: int, implicit: bool, hyper, threads: i
     table = torch.tensor([t.data_ptr() for t in (*p_list, *g_list, *m_list)] + [t.numel() for t in p_list], dtype=torch.int64)
     base = table.data_ptr()
     ptr = lambda i: ctypes.cast(base + 8 * i * n, _I64P)  # noqa: E731  (row i of the table)
+    if len(hyper) != len(contract.SLOTS):
+        raise ValueError(f"fused_cpu: hyper has {len(hyper)} values, the contract {len(contract.SLOTS)} slots")
     hyper_arr = (ctypes.c_float * len(hyper))(*hyper)
     status = library().lionk_step(
         n, ptr(0), ptr(1), ptr(2), ptr(3), DTYPE_CODES[p_list[0].dtype], DTYPE_CODES[m_list[0].dtype],

@@ -4,12 +4,38 @@
 `step_kernel` is the horizontally fused Lion-K update: program i updates chunk i of the tensor
 named by the chunk table, looping over it in blocks. `norm_kernel` produces the per-chunk partials
 of the lp norm (whole-tensor K). See `lionlib/fused/__init__.py` for the host side.
+
+Kernel codes, scalar slots and decay modes are read from `lionlib.fused.contract` as
+`tl.constexpr` globals below: no number of the contract is written here.
 """
 
 import triton
 import triton.language as tl
 
+from lionlib.fused import contract
+
 __all__ = ["step_kernel", "norm_kernel"]
+
+# Kernel codes (contract.KERNELS).
+K_L1: tl.constexpr = tl.constexpr(contract.CODE["l1"])
+K_HALF_SQ_L2: tl.constexpr = tl.constexpr(contract.CODE["half_sq_l2"])
+K_HUBER: tl.constexpr = tl.constexpr(contract.CODE["huber"])
+K_RELATIVISTIC: tl.constexpr = tl.constexpr(contract.CODE["relativistic"])
+K_LOGCOSH: tl.constexpr = tl.constexpr(contract.CODE["logcosh"])
+K_L1_PLUS_SQ_L2: tl.constexpr = tl.constexpr(contract.CODE["l1_plus_sq_l2"])
+K_LP: tl.constexpr = tl.constexpr(contract.CODE["lp"])
+# Scalar slots of `hyper` (contract.SLOTS).
+S_DECAY_MUL: tl.constexpr = tl.constexpr(contract.SLOT["decay_mul"])
+S_BETA1: tl.constexpr = tl.constexpr(contract.SLOT["beta1"])
+S_ONE_MINUS_BETA1: tl.constexpr = tl.constexpr(contract.SLOT["one_minus_beta1"])
+S_NEG_LR: tl.constexpr = tl.constexpr(contract.SLOT["neg_lr"])
+S_DECAY_DIV: tl.constexpr = tl.constexpr(contract.SLOT["decay_div"])
+S_BETA2: tl.constexpr = tl.constexpr(contract.SLOT["beta2"])
+S_ONE_MINUS_BETA2: tl.constexpr = tl.constexpr(contract.SLOT["one_minus_beta2"])
+S_K_PARAM: tl.constexpr = tl.constexpr(contract.SLOT["k_param"])
+# Weight decay modes (contract.DECAY).
+DECAY_EXPLICIT: tl.constexpr = tl.constexpr(contract.DECAY["explicit"])
+DECAY_IMPLICIT: tl.constexpr = tl.constexpr(contract.DECAY["implicit"])
 
 
 @triton.jit
@@ -82,9 +108,9 @@ def norm_kernel(g_ptrs, m_ptrs, sizes, chunk_tensor, chunk_start, safe, out, chu
     t = tl.load(chunk_tensor + pid)
     start = tl.load(chunk_start + pid)
     end = tl.minimum(start + chunk, tl.load(sizes + t))
-    b1 = tl.load(hyper + 1)
-    omb1 = tl.load(hyper + 2)
-    pnorm = tl.load(hyper + 7)
+    b1 = tl.load(hyper + S_BETA1)
+    omb1 = tl.load(hyper + S_ONE_MINUS_BETA1)
+    pnorm = tl.load(hyper + S_K_PARAM)
     g_base = tl.load(g_ptrs + t).to(tl.pointer_type(G_DTYPE))
     m_base = tl.load(m_ptrs + t).to(tl.pointer_type(M_DTYPE))
     s = tl.load(safe + t)
@@ -109,6 +135,30 @@ def norm_kernel(g_ptrs, m_ptrs, sizes, chunk_tensor, chunk_start, safe, out, chu
 
 
 @triton.jit
+def _direction(c, kp, s, un, K: tl.constexpr):
+    # grad K(c) for kernel K; kp is the K's parameter (contract slot k_param).
+    if K == K_L1:  # Lion
+        d = _sign(c)
+    elif K == K_HALF_SQ_L2:
+        d = c
+    elif K == K_HUBER:  # clamp(c / delta, -1, 1), NaN kept
+        u = tl.div_rn(c, kp)
+        d = tl.where(u > 1.0, 1.0, tl.where(u < -1.0, -1.0, u))
+    elif K == K_RELATIVISTIC:  # c / sqrt(c^2 + delta^2)
+        d = tl.div_rn(c, tl.sqrt_rn(c * c + kp))
+    elif K == K_LOGCOSH:  # tanh(c / delta)
+        d = _tanh(tl.div_rn(c, kp))
+    elif K == K_L1_PLUS_SQ_L2:  # sign(c) + a c
+        d = _sign(c) + kp * c
+    else:  # K_LP: sign(u) (|u| / ||u||_p)^(p-1), u = c / safe
+        tl.static_assert(K == K_LP, "no arithmetic for this kernel code: add it to _direction")
+        u = tl.div_rn(c, s)
+        r = tl.div_rn(tl.abs(u), un)
+        d = _sign(u) * tl.where(r > 0, tl.exp2((kp - 1.0) * tl.log2(tl.where(r > 0, r, 1.0))), tl.where(r == 0, 0.0, r))
+    return d
+
+
+@triton.jit
 def _update_block(p_ptr, g_ptr, m_ptr, mask, decay, b1, omb1, neg_lr, div, b2, omb2, kp, s, un,
                   K: tl.constexpr, DECAY: tl.constexpr, MAXIMIZE: tl.constexpr, INTERPRET: tl.constexpr,
                   P_DTYPE: tl.constexpr, M_DTYPE: tl.constexpr):
@@ -116,27 +166,11 @@ def _update_block(p_ptr, g_ptr, m_ptr, mask, decay, b1, omb1, neg_lr, div, b2, o
     # optim._forloop.
     g, m, c = _momenta(g_ptr, m_ptr, mask, b1, omb1, MAXIMIZE, INTERPRET)
     p = tl.load(p_ptr, mask=mask).to(tl.float32)
-    if DECAY == 1:
+    if DECAY == DECAY_EXPLICIT:
         p = p * decay
-    if K == 0:  # l1: Lion
-        d = _sign(c)
-    elif K == 1:  # half_sq_l2
-        d = c
-    elif K == 2:  # huber: clamp(c / delta, -1, 1), NaN kept
-        u = tl.div_rn(c, kp)
-        d = tl.where(u > 1.0, 1.0, tl.where(u < -1.0, -1.0, u))
-    elif K == 3:  # relativistic: c / sqrt(c^2 + delta^2)
-        d = tl.div_rn(c, tl.sqrt_rn(c * c + kp))
-    elif K == 4:  # logcosh: tanh(c / delta)
-        d = _tanh(tl.div_rn(c, kp))
-    elif K == 5:  # l1_plus_sq_l2: sign(c) + a c
-        d = _sign(c) + kp * c
-    else:  # lp: sign(u) (|u| / ||u||_p)^(p-1), u = c / safe
-        u = tl.div_rn(c, s)
-        r = tl.div_rn(tl.abs(u), un)
-        d = _sign(u) * tl.where(r > 0, tl.exp2((kp - 1.0) * tl.log2(tl.where(r > 0, r, 1.0))), tl.where(r == 0, 0.0, r))
+    d = _direction(c, kp, s, un, K)
     p = _fma(d, neg_lr, p, INTERPRET)
-    if DECAY == 2:
+    if DECAY == DECAY_IMPLICIT:
         p = tl.div_rn(p, div)
     m = _fma(g, omb2, m * b2, INTERPRET)
     tl.store(p_ptr, _cast(p, P_DTYPE, INTERPRET), mask=mask)
@@ -153,18 +187,18 @@ def step_kernel(p_ptrs, g_ptrs, m_ptrs, sizes, chunk_tensor, chunk_start, safe, 
     start = tl.load(chunk_start + pid)
     end = tl.minimum(start + chunk, tl.load(sizes + t))
     # hyperparameters from a device tensor: no recompilation, and no host sync, when they change
-    decay = tl.load(hyper + 0)
-    b1 = tl.load(hyper + 1)
-    omb1 = tl.load(hyper + 2)
-    neg_lr = tl.load(hyper + 3)
-    div = tl.load(hyper + 4)
-    b2 = tl.load(hyper + 5)
-    omb2 = tl.load(hyper + 6)
-    kp = tl.load(hyper + 7)
+    decay = tl.load(hyper + S_DECAY_MUL)
+    b1 = tl.load(hyper + S_BETA1)
+    omb1 = tl.load(hyper + S_ONE_MINUS_BETA1)
+    neg_lr = tl.load(hyper + S_NEG_LR)
+    div = tl.load(hyper + S_DECAY_DIV)
+    b2 = tl.load(hyper + S_BETA2)
+    omb2 = tl.load(hyper + S_ONE_MINUS_BETA2)
+    kp = tl.load(hyper + S_K_PARAM)
     p_base = tl.load(p_ptrs + t).to(tl.pointer_type(P_DTYPE))
     g_base = tl.load(g_ptrs + t).to(tl.pointer_type(G_DTYPE))
     m_base = tl.load(m_ptrs + t).to(tl.pointer_type(M_DTYPE))
-    if K == 6:
+    if K == K_LP:
         s = tl.load(safe + t)
         un = tl.load(unorm + t)
     else:

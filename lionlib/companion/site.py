@@ -1,0 +1,353 @@
+"""The companion's web book: `python -m lionlib.companion.site` (what `make site` calls).
+
+    python -m lionlib.companion.site               # build/site-src/ -> build/site/ (Sphinx), then check it
+    python -m lionlib.companion.site --check-only  # only check an existing build/site/
+
+The book is rendered from what is committed, never re-executed: the executed `notebooks/*.ipynb`,
+`paper_figures/` (figures and `manifest.json`), `docs/PAPER.md` and the README's API section. This
+module writes them as Sphinx sources into `build/site-src/` (Markdown pages generated from the
+manifest; copies of the notebooks whose code cells are tagged `hide-input`, so they render folded)
+and runs `sphinx-build -W --keep-going -n -c docs` (configuration: `docs/conf.py`). Any Sphinx warning,
+a missing image or an unresolved reference among them, fails the build.
+
+Then `check_site` reads every built HTML file: each local link, image, script and stylesheet must
+exist (anchors included), no image, script, stylesheet or font may come from another host, each
+figure of the manifest must be in the gallery, and each notebook must have its page. Sphinx checks
+the sources; this checks what a browser will load. `tests/browser/` then loads every page in Chromium.
+
+Claims are shown as the manifest states them. A claim without `kind` is a check (manifests written
+before findings existed); `kind == "sanity"` is a check labelled as such; `kind == "finding"` goes
+to the findings table with its mean effect, 95 % interval and verdict.
+"""
+
+import argparse
+import html
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from lionlib.companion.paths import BUILD, NOTEBOOKS, PAPER_FIGURES, REPO
+
+__all__ = ["SITE", "SOURCE", "claim_kind", "claim_rows", "figure_notebooks", "write_sources", "build", "check_site", "main"]
+
+SITE = BUILD / "site"  # the book: open build/site/index.html, or serve the folder
+SOURCE = BUILD / "site-src"  # generated Sphinx sources (rewritten on each build)
+DOCS = REPO / "docs"  # conf.py, _static/ and PAPER.md
+FIGURE_SUFFIXES = (".png", ".svg", ".jpg")
+
+
+def claim_kind(claim: dict) -> str:
+    """"check", "sanity" or "finding"; a claim without `kind` (older manifests) is a check."""
+    return claim.get("kind", "check")
+
+
+def _fmt(x, spec=".3g") -> str:
+    return "" if x is None else format(x, spec) if isinstance(x, (int, float)) and not isinstance(x, bool) else str(x)
+
+
+def claim_rows(manifest: dict) -> tuple[list[dict], list[dict]]:
+    """(checks, findings) as table rows, one per claim, in manifest order (elements sorted by name).
+
+    Each row has the cells shown on the landing page: element, notebook, claim, kind, value (checks:
+    `value op threshold`; findings: mean [95 % interval], n seeds) and verdict, all as text; a
+    finding's protocol (hypothesis, metric, seeds...) is its `detail`, shown when hovering its claim.
+    """
+    checks, findings = [], []
+    for element, entry in sorted(manifest["elements"].items()):
+        for c in entry["claims"]:
+            row = {"element": element, "notebook": c.get("notebook", ""), "claim": c["claim"],
+                   "kind": claim_kind(c), "verdict": str(c["verdict"])}
+            if row["kind"] == "finding":
+                row["value"] = (f"{_fmt(c.get('mean'))} [{_fmt(c.get('ci_low'))}, {_fmt(c.get('ci_high'))}], "
+                                f"n = {c.get('n', '?')}")
+                protocol = c.get("protocol") or {}
+                row["detail"] = "; ".join(f"{k}: {protocol[k]}" for k in ("hypothesis", "metric", "seeds", "design", "source")
+                                          if isinstance(protocol, dict) and protocol.get(k) not in (None, ""))
+                findings.append(row)
+            else:
+                row["value"] = f"{_fmt(c.get('value'))} {c.get('op', '')} {_fmt(c.get('threshold'))}".strip()
+                checks.append(row)
+    return checks, findings
+
+
+def figure_notebooks(figure: str, element_notebooks: list[str], notebooks: list[str]) -> list[str]:
+    """The notebooks that save `figure`: those whose jupytext source names its stem, else the element's."""
+    stem = Path(figure).stem
+    named = [nb for nb in notebooks if (NOTEBOOKS / f"{nb}.py").exists()
+             and re.search(rf"[\"']{re.escape(stem)}[\"'.]", (NOTEBOOKS / f"{nb}.py").read_text())]
+    return named or [nb for nb in element_notebooks if nb in notebooks]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def _cell(text: str, cls: str = "", title: str = "") -> str:
+    attrs = (f' class="{cls}"' if cls else "") + (f' title="{html.escape(title)}"' if title else "")
+    return f"<td{attrs}>{html.escape(text)}</td>"
+
+
+def _verdict_cls(verdict: str) -> str:
+    return {"PASS": "pass", "FAIL": "fail", "reproduced": "pass", "not reproduced": "fail"}.get(verdict, "open")
+
+
+def _nb_link(nb: str, notebooks: list[str]) -> str:
+    """A link to a notebook's page (from the landing page), or the bare name when no such notebook is committed."""
+    return f'<a href="notebooks/{nb}.html">{html.escape(nb)}</a>' if nb in notebooks else html.escape(nb)
+
+
+def _claims_table(rows: list[dict], table_id: str, notebooks: list[str], value_head: str) -> str:
+    head = ["paper element", "notebook", "claim", "kind", value_head, "verdict"]
+    out = [f'<table class="table verdicts" id="{table_id}">', "<thead><tr>"
+           + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead>", "<tbody>"]
+    for r in rows:
+        out.append(f'<tr class="verdict-{_verdict_cls(r["verdict"])}">' + _cell(r["element"], "element")
+                   + f'<td class="notebook">{_nb_link(r["notebook"], notebooks)}</td>'
+                   + _cell(r["claim"], "claim", r.get("detail", ""))
+                   + _cell(r["kind"], "kind") + _cell(r["value"], "value") + _cell(r["verdict"], "verdict") + "</tr>")
+    out += ["</tbody>", "</table>"]
+    return "\n".join(out)
+
+
+def _landing(manifest: dict, notebooks: list[str], figures: list[str]) -> str:
+    checks, findings = claim_rows(manifest)
+    passed = sum(r["verdict"] == "PASS" for r in checks)
+    lines = ["# lionlib: Lion secretly solves constrained optimization", "",
+             "The runnable companion to *Lion Secretly Solves Constrained Optimization: As Lyapunov Predicts* "
+             "(Chen, Liu, Liang, Liu; ICLR 2024), rendered from the committed executed notebooks and "
+             "`paper_figures/manifest.json`. Nothing here was re-run to build this page.", "",
+             f"**{passed} of {len(checks)} checks pass; {len(findings)} findings.** A *check* is a property the "
+             "maths or the code guarantees (it must pass); a *finding* is an empirical statement measured over "
+             "seeds, with a 95 % interval and a verdict (`reproduced`, `not reproduced`, `inconclusive at this "
+             "scale`). `sanity` checks only say that training works.", "",
+             "## Paper map", "", "Every figure, table and theorem the companion covers, where it is reproduced, "
+             "and its current verdicts.", "", "```{raw} html", '<table class="table paper-map" id="paper-map">',
+             "<thead><tr><th>paper element</th><th>notebooks</th><th>figures</th><th>checks passed</th>"
+             "<th>findings</th></tr></thead>", "<tbody>"]
+    for element, entry in sorted(manifest["elements"].items()):
+        cl = entry["claims"]
+        ch = [c for c in cl if claim_kind(c) != "finding"]
+        fi = [c["verdict"] for c in cl if claim_kind(c) == "finding"]
+        figs = ", ".join(f'<a href="gallery.html#{_slug(f)}">{html.escape(f)}</a>' for f in entry["figures"]
+                         if f in figures) or "none"
+        lines.append(f'<tr id="element-{_slug(element)}">' + _cell(element, "element")
+                     + f'<td>{", ".join(_nb_link(nb, notebooks) for nb in entry["notebooks"])}</td>'
+                     + f"<td>{figs}</td>" + _cell(f'{sum(c["verdict"] == "PASS" for c in ch)} / {len(ch)}')
+                     + _cell("; ".join(fi) or "none") + "</tr>")
+    lines += ["</tbody>", "</table>", "```", "", "## Checks", "", "```{raw} html",
+              _claims_table(checks, "checks", notebooks, "value op threshold"), "```", "", "## Findings", ""]
+    if findings:
+        lines += ["```{raw} html", _claims_table(findings, "findings", notebooks, "mean effect [95 % interval]"), "```"]
+    else:
+        lines += ["No findings in the manifest yet.", "", "```{raw} html",
+                  _claims_table([], "findings", notebooks, "mean effect [95 % interval]"), "```"]
+    unexecuted = sorted(p.stem for p in NOTEBOOKS.glob("[0-9]*.py") if p.stem not in notebooks)
+    if unexecuted:
+        lines += ["", "## Not yet in the book", "", "These notebooks have a jupytext source but no committed executed "
+                  "`.ipynb`, so no page: " + ", ".join(f"`{nb}`" for nb in unexecuted) + "."]
+    lines += ["", "```{toctree}", ":hidden:", ":caption: Notebooks", ""] + [f"notebooks/{nb}" for nb in notebooks]
+    lines += ["```", "", "```{toctree}", ":hidden:", ":caption: Reference", "", "gallery", "paper", "api", "```", ""]
+    return "\n".join(lines)
+
+
+def _gallery(manifest: dict, notebooks: list[str], figures: list[str]) -> str:
+    owners: dict[str, list[str]] = {}
+    for element, entry in sorted(manifest["elements"].items()):
+        for f in entry["figures"]:
+            owners.setdefault(f, []).append(element)
+    lines = ["# Figure gallery", "", "Every figure in `paper_figures/`, with the paper element it reproduces, "
+             "the notebook that computes it and that element's claims.", ""]
+    for f in figures:
+        elements = owners.get(f, [])
+        nbs = sorted({nb for e in elements for nb in manifest["elements"][e]["notebooks"]})
+        nbs = figure_notebooks(f, nbs, notebooks)
+        lines += [f"({_slug(f)})=", f"## {f}", "", f"```{{image}} figures/{f}", f":alt: {f}", ":width: 100%", "```", ""]
+        if not elements:
+            lines.append("*Not registered to any paper element in the manifest.*")
+        for e in elements:
+            claims = manifest["elements"][e]["claims"]
+            ch = [c for c in claims if claim_kind(c) != "finding"]
+            fi = [c["verdict"] for c in claims if claim_kind(c) == "finding"]
+            lines.append(f"- **{e}**: {sum(c['verdict'] == 'PASS' for c in ch)} / {len(ch)} checks pass"
+                         + (f"; findings: {', '.join(fi)}" if fi else "")
+                         + f' (<a href="index.html#element-{_slug(e)}">claims</a>)')
+        lines += ["", "Notebook: " + (", ".join(f"{{doc}}`{nb} <notebooks/{nb}>`" for nb in nbs) or "none"), ""]
+    return "\n".join(lines)
+
+
+def _readme_api() -> str:
+    """The README's API section (its `## The API...` heading up to the next `## `) as a page."""
+    text = (REPO / "README.md").read_text()
+    m = re.search(r"^## (The API.*?)$(.*?)(?=^## |\Z)", text, flags=re.M | re.S)
+    if not m:
+        raise SystemExit("README.md has no '## The API ...' section: the book's API page is made from it")
+    return f"# {m.group(1)}\n{m.group(2)}"
+
+
+def _relink(text: str, markdown: bool) -> str:
+    """Links that work in JupyterLab, made to work in the book. Markdown (cells and outputs, parsed
+    by MyST): `X.ipynb` resolves to its page already; `../paper_figures/F` -> F's gallery target.
+    HTML outputs (not parsed): `X.ipynb` -> `X.html`, `../paper_figures/F` -> `../gallery.html#F`."""
+    fig = r"\.\./paper_figures/([\w.-]+\.(?:png|svg|jpg))"
+    if markdown:
+        return _table_math(re.sub(fig, lambda m: f"#{_slug(m[1])}", text))
+    text = re.sub(r"(?<![\w/.])(\d\d_\w+)\.ipynb\b", r"\1.html", text)
+    return re.sub(fig, lambda m: f"../gallery.html#{_slug(m[1])}", text)
+
+
+def _table_math(text: str) -> str:
+    """In Markdown table rows, `|` inside $...$ maths would end the cell (GFM tables split on every
+    pipe, escaped or not): write the norm `\\|` as `\\Vert` and a bare `|` as `\\vert`, as TeX means them."""
+    def fix(m):
+        return m[0].replace("\\|", "\\Vert ").replace("|", "\\vert ")
+    return "\n".join(re.sub(r"\$[^$\n]+\$", fix, line) if line.lstrip().startswith("|") else line
+                     for line in text.split("\n"))
+
+
+def _folded(ipynb: Path, dest: Path) -> None:
+    """Copy a committed notebook for the book: every code cell tagged `hide-input` (outputs stay,
+    inputs fold), links in Markdown cells and in Markdown/HTML outputs made to work in the book."""
+    nb = json.loads(ipynb.read_text())
+    for cell in nb["cells"]:
+        src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        cell["source"] = _relink(src, markdown=True) if cell["cell_type"] == "markdown" else src
+        for out in cell.get("outputs", []):
+            for mime in ("text/markdown", "text/html"):
+                if mime in out.get("data", {}):
+                    v = out["data"][mime]
+                    out["data"][mime] = _relink("".join(v) if isinstance(v, list) else v, mime == "text/markdown")
+        if cell["cell_type"] == "code":
+            tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+            if "hide-input" not in tags:
+                tags.append("hide-input")
+    dest.write_text(json.dumps(nb))
+
+
+def write_sources(src: Path = SOURCE) -> Path:
+    """Write the Sphinx sources of the book into `src` (emptied first)."""
+    manifest = json.loads((PAPER_FIGURES / "manifest.json").read_text())
+    notebooks = sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb"))
+    if not notebooks:
+        raise SystemExit(f"no executed notebooks in {NOTEBOOKS}: nothing to render")
+    figures = sorted(p.name for p in PAPER_FIGURES.iterdir() if p.suffix in FIGURE_SUFFIXES)
+    missing = sorted({f for e in manifest["elements"].values() for f in e["figures"]} - set(figures))
+    if missing:
+        raise SystemExit(f"manifest.json names figures missing from paper_figures/: {missing} "
+                         "(re-run their notebooks: python -m lionlib.companion.reproduce --only NAME)")
+    if src.exists():
+        shutil.rmtree(src)
+    (src / "notebooks").mkdir(parents=True)
+    (src / "figures").mkdir()
+    for nb in notebooks:
+        _folded(NOTEBOOKS / f"{nb}.ipynb", src / "notebooks" / f"{nb}.ipynb")
+    for f in figures:
+        shutil.copy2(PAPER_FIGURES / f, src / "figures" / f)
+    (src / "index.md").write_text(_landing(manifest, notebooks, figures))
+    (src / "gallery.md").write_text(_gallery(manifest, notebooks, figures))
+    (src / "paper.md").write_text((DOCS / "PAPER.md").read_text())
+    (src / "api.md").write_text(_readme_api())
+    return src
+
+
+def build(src: Path = SOURCE, out: Path = SITE) -> None:
+    """Run Sphinx (warnings are errors; nitpicky) from `src` into `out`, from scratch."""
+    for d in (out, BUILD / "site-doctrees"):
+        if d.exists():
+            shutil.rmtree(d)
+    cmd = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-n", "-q", "-b", "html", "-c", str(DOCS),
+           "-d", str(BUILD / "site-doctrees"), str(src), str(out)]
+    if subprocess.run(cmd).returncode:
+        raise SystemExit("sphinx-build failed: see the warnings above (every warning fails the book)")
+
+
+class _Refs(HTMLParser):
+    """Collects ids, and the URLs a page links to or loads, of one HTML file."""
+    LOADS = {("img", "src"), ("script", "src"), ("link", "href"), ("source", "src"), ("iframe", "src"),
+             ("video", "src"), ("audio", "src"), ("embed", "src"), ("object", "data")}
+
+    def __init__(self):
+        super().__init__()
+        self.ids, self.links, self.loads, self.imgs = set(), [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if a.get("id"):
+            self.ids.add(a["id"])
+        if tag == "a" and a.get("name"):
+            self.ids.add(a["name"])
+        if tag == "a" and a.get("href"):
+            self.links.append(a["href"])
+        for t, attr in self.LOADS:
+            if tag == t and a.get(attr) and not (tag == "link" and a.get("rel") in ("canonical",)):
+                self.loads.append(a[attr])
+        if tag == "img":
+            self.imgs.append(a.get("src", ""))
+
+
+def check_site(site: Path = SITE) -> list[str]:
+    """Problems of a built book: broken local links or anchors, anything loaded from another host,
+    a manifest figure missing from the gallery, a notebook without its page."""
+    if not (site / "index.html").exists():
+        return [f"{site}/index.html does not exist: run python -m lionlib.companion.site"]
+    pages = {p: _Refs() for p in sorted(site.rglob("*.html")) if "_static" not in p.relative_to(site).parts}
+    for p, refs in pages.items():
+        refs.feed(p.read_text(errors="replace"))
+    problems = []
+    for p, refs in pages.items():
+        rel = p.relative_to(site)
+        for url, loaded in [(u, False) for u in refs.links] + [(u, True) for u in refs.loads]:
+            parts = urlsplit(url)
+            if parts.scheme in ("mailto", "data", "javascript") or url.startswith("#") and not url[1:]:
+                continue
+            if parts.scheme or parts.netloc:
+                if loaded:
+                    problems.append(f"{rel}: loads {url} from another host (bundle it under _static/)")
+                continue
+            target = (p.parent / unquote(parts.path)).resolve() if parts.path else p
+            if target.is_dir():
+                target = target / "index.html"
+            if not target.exists():
+                problems.append(f"{rel}: broken {'resource' if loaded else 'link'} {url}")
+            elif parts.fragment and target.suffix == ".html" and target in pages \
+                    and unquote(parts.fragment) not in pages[target].ids:
+                problems.append(f"{rel}: link {url} points to a missing anchor")
+    for css in site.rglob("*.css"):
+        for m in re.finditer(r"url\(\s*['\"]?(?:https?:)?//[^)]*\)|@import\s+['\"]https?://[^'\"]*", css.read_text(errors="replace")):
+            problems.append(f"{css.relative_to(site)}: loads from another host: {m.group(0)}")
+    manifest = json.loads((PAPER_FIGURES / "manifest.json").read_text())
+    gallery = pages.get(site / "gallery.html")
+    shown = {Path(unquote(u)).name for u in gallery.imgs} if gallery else set()
+    for f in sorted({f for e in manifest["elements"].values() for f in e["figures"]}):
+        if f not in shown:
+            problems.append(f"gallery.html does not show the manifest's figure {f}")
+    for nb in sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb")):
+        if site / "notebooks" / f"{nb}.html" not in pages:
+            problems.append(f"notebook {nb} has no page notebooks/{nb}.html")
+    return problems
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check-only", action="store_true", help="only check an existing build/site/")
+    args = parser.parse_args(argv)
+    t0 = time.perf_counter()
+    if not args.check_only:
+        build(write_sources())
+    problems = check_site()
+    for p in problems:
+        print(f"site: {p}", file=sys.stderr)
+    if problems:
+        print(f"site: {len(problems)} problems in {SITE}", file=sys.stderr)
+        return 1
+    print(f"site: {SITE}/index.html ({len(list(SITE.rglob('*.html')))} pages checked, {time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
