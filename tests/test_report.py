@@ -25,7 +25,7 @@ def _figure():
 
 def test_savefig_is_byte_deterministic_png_without_software_tag(tmp_path):
     setup_plotting()
-    r1, r2 = Report("nb", out_dir=tmp_path / "a"), Report("nb", out_dir=tmp_path / "b")
+    r1, r2 = Report("nb", out_dir=tmp_path / "a", scale="cpu"), Report("nb", out_dir=tmp_path / "b", scale="cpu")
     fig = _figure()
     p1 = r1.savefig(fig, "curve", element="Figure 1")
     p2 = r2.savefig(fig, "curve", element="Figure 1")
@@ -35,6 +35,7 @@ def test_savefig_is_byte_deterministic_png_without_software_tag(tmp_path):
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert data == p2.read_bytes()
     assert b"Software" not in data and b"matplotlib version" not in data
+    assert b"lionlib companion nb, scale cpu" in data  # which notebook and scale made the figure
     assert r1.figures == {"Figure 1": ["curve.png"]}
 
 

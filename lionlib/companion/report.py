@@ -291,7 +291,8 @@ class Report:
         import io
 
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+        fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight",  # the PNG says which run made it
+                    metadata={"Software": None, "Source": f"lionlib companion {self.notebook}, scale {self.scale}"})
         path = write_atomic(self.out_dir / f"{name}.png", buf.getvalue())
         files = self.figures.setdefault(element, [])
         if path.name not in files:
