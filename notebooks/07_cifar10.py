@@ -14,70 +14,55 @@
 # ---
 
 # %% [markdown]
-# # CIFAR-10: Lion, Lion-ℓp and the weight-decay constraint on real images
+# # CIFAR-10: conv net vs vision transformer, the λ trade-off, and Muon's spectral bound
 #
-# The paper's neural-network experiments ask two questions (PAPER.md §7.4, §7.5, §8.8):
+# The paper's network-level statements (`../shared/PAPER-EXPERIMENTS.md`), measured with seeds:
 #
-# 1. **Which K?** Lion-ℓp for p ∈ [1, 2] (p = 1 is Lion); the best p is reported to depend on the
-#    architecture (third-party code says p = 2 suits conv nets, unverified).
-# 2. **What does λ do?** With decoupled weight decay λ, Lion solves min f(x) s.t. ‖x‖∞ ≤ 1/λ per tensor
-#    (Lion-ℓp: ‖x‖_q ≤ 1/λ, 1/p + 1/q = 1). Phase 1 (PAPER.md §4.2) drives every tensor into its set at the
-#    rate ∏(1 − ε_s λ), whatever the gradients; a larger λ is reported to converge faster and finish worse.
+# 1. **Architecture-dependent K** [inferred]: with Lion-ℓp, p = 1 (Lion) is best for transformers and
+#    p near 2 for conv nets. Measured as an *interaction* on a small residual conv net with batch norm
+#    (`lionlib.experiments.nets.ResNet`) and a small ViT with patches of 4 (`nets.ViT`), each tuned on a
+#    small learning-rate grid per architecture and optimizer (the grid and its results are shown).
+# 2. **The λ trade-off** [inferred]: "a stronger bound converges faster early and ends worse", in its two
+#    readings (larger λ at a fixed learning rate; larger λ at a fixed lr·λ).
+# 3. **Muon's spectral bound** [confirmed for the follow-up's ResNet-18, λ = 2]: the conv net's matrices
+#    trained with Muon at λ = 2; σ_max of every weight matrix against 1/λ, exact msign and Newton-Schulz.
 #
-# We answer both on CIFAR-10 with `lionlib.experiments.cifar`: an airbench-style conv net (fixed whitening layer, three
-# conv groups with BatchNorm, max-pool head), data on the device as one uint8 tensor, flip + pad-crop
-# augmentation as batched tensor ops, and `lionlib.monitor.ConstraintMonitor` recording λ·‖x‖_dual for every
-# parameter tensor against 1 and against its phase-1 bound. Experiments: (1) Lion vs AdamW, (2) Lion-ℓp for
-# p ∈ {1, 1.25, 1.5, 1.75, 2}, (3) a λ sweep. Every run writes `runs/cifar10/<scale>/.../result.json`;
-# `REUSE_RUNS = True` redraws everything from those files without training.
+# Every statement is a **check** (guaranteed by the maths or the code; must pass) or a **finding**
+# (empirical; protocol written below *before* the runs; per-seed effects, mean, 95 % t interval, verdict
+# `reproduced` / `not reproduced` / `inconclusive at this scale`). "Loss decreased" and "accuracy above
+# chance" are sanity checks.
 #
-# **Settings chosen here (the paper gives none for CIFAR-10), all in the parameters cell:**
-# - *Scales.* `smoke`: 300 training images, seconds (CI). `cpu`: the first 1,000 training images of each class
-#   (10,000, batch 256) for Lion vs AdamW and 300 per class (batch 64) for the sweeps, 4 epochs, the first 500
-#   test images per class;
-#   widths (32, 64, 128). `paper` (one GPU): all 50,000 / 10,000 images, airbench94 widths (64, 256, 256),
-#   16 epochs, batch 1024, bf16 autocast, 3 seeds.
-# - *Tuning.* AdamW and Lion are tuned on the same grid, lr × {1/3, 1, 3} and wd × {1, 10} around base values
-#   related by the Lion authors' rule (Lion: lr 10× smaller, wd 10× larger than AdamW), with
-#   `python -m lionlib.experiments.cifar --grid --scale cpu` (`lionlib.experiments.cifar.GRID`); the values below are the grid's best.
-#   Final test accuracy (CIFAR-10 JPEG copy, cpu scale, seed 0; measured on a shared 2-core machine):
+# **Scale.** `cpu` (the committed outputs): 1,000 training images (the first 100 per class of the
+# CIFAR-10 JPEG copy), 500 test images, 2 epochs of batch 50 (40 steps), a ResNet-8 of widths
+# (8, 16, 32) and a 2-block ViT of width 32: tiny on purpose, so that 5 seeds of ~90 runs fit in 15 minutes
+# on 2 shared cores. Accuracies are therefore ~20-35 %, far from the paper's; effects at this scale need not hold at
+# the paper's. `smoke` (CI): a few images, 2 seeds, every code path. `paper`: prints the plan and the cost
+# (see the end).
 #
-#   | Lion: lr → | 1e-4 | 3e-4 | 9e-4 |   | AdamW: lr → | 1e-3 | 3e-3 | 9e-3 |
-#   |---|---|---|---|---|---|---|---|---|
-#   | wd 1  | 46.4% | 57.3% | 61.6% |   | wd 0.1 | 59.7% | 63.6% | 63.4% |
-#   | wd 10 | 47.0% | 58.2% | **64.4%** |   | wd 1 | 60.6% | 64.3% | **64.9%** |
-#
-#   Both optima sit at the grid's corner (largest lr and wd): a wider grid may do better for both.
-# - *Lion-ℓp* uses Lion's lr and wd, with each tensor's lr multiplied and its wd divided by n^(1−1/p)
-#   (n = the tensor's size, `lionlib.experiments.cifar.lp_groups`): ∇‖c‖_p has unit ℓq norm, so without this a p = 2 step
-#   would be √n times smaller than Lion's. lr·wd, hence the phase-1 speed, is the same for every p, and the
-#   constraint reads (mean |x_i|^q)^(1/q) ≤ 1/wd: Lion's box radius for a power mean of |x|.
-# - *Schedule.* Linear warm-up over 10% of the steps, then linear decay to 0; label smoothing 0.2 (airbench);
-#   β = (0.9, 0.99) for Lion(-ℓp), (0.9, 0.999) for AdamW.
-#
-# Data: the image-folder copy in `../shared/data/cifar10-jpeg` when present (results say
-# "CIFAR-10 (JPEG copy)": JPEG is lossy, so accuracies are close to, not identical with, the official files),
-# else the official archive, downloaded into `data/` and checked against its md5.
+# **How the runs are made affordable** (`lionlib.experiments.seeds`, `benchmarks/bench_train.py`): every run
+# is a frozen configuration, cached under the hash of that configuration (re-running reuses finished runs;
+# `REFRESH = True` retrains), trained deterministically on one thread (all random sources seeded from the
+# run's seed, `torch.use_deterministic_algorithms`), two runs side by side in worker processes, the ResNet
+# with bf16 autocast and channels-last memory.
 
 # %% tags=["parameters"]
 import os
 from typing import Optional
 
 SCALE: str = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
-SEED: int = 0  # first seed; runs use SEED, SEED+1, ...
-DEVICE: str = "auto"
+SEED: int = 0  # first seed; the findings use SEED .. SEED + N_SEEDS - 1; the grid is tuned on SEED
+N_SEEDS: Optional[int] = None  # None -> 2 (smoke), 5 (cpu, paper)
+WORKERS: int = 2  # runs trained side by side, one thread each
+REFRESH: bool = False  # True: retrain runs that are in the cache
+DATA_DIR: Optional[str] = None  # None -> $LIONLIB_DATA_DIR, data/, ../shared/data
 OUT_DIR: Optional[str] = None  # None -> build/paper_figures/<SCALE>/ (the driver's cpu run: paper_figures/)
-SEEDS: Optional[int] = None  # seeds per setting; None -> 1 (smoke, cpu), 3 (paper)
-REUSE_RUNS: bool = False  # True: read finished runs' result.json instead of training (same config only)
-THREADS: Optional[int] = None  # torch CPU threads; 1 is faster on a shared, oversubscribed machine
-LION: dict = {"lr": 9e-4, "wd": 10.0}  # the best of the grid (see the markdown above)
-ADAMW: dict = {"lr": 9e-3, "wd": 1.0}  # the best of the same grid
-P_VALUES: tuple = (1.0, 1.25, 1.5, 1.75, 2.0)  # Lion-lp exponents (p 1 is Lion)
-LAMBDAS: tuple = (1.0, 10.0, 30.0, 100.0)  # weight decays of the lambda sweep (Lion at LION's lr)
+LR_GRID: Optional[tuple] = None  # multiples of each arm's base lr (ARMS below); None -> (1/3, 1, 3), smoke (1,)
+LAMBDA_FACTOR: float = 10.0  # the "stronger bound": lambda x LAMBDA_FACTOR
+MUON: dict = {"lr": 0.1, "wd": 2.0, "warmup": 0.0}  # Muon on the ResNet's matrices: lambda 2 (the follow-up's CIFAR setting)
+MUON_EPOCHS: int = 4  # twice the other runs: phase 1 must end before the last step
 
 # %%
-import json
-from pathlib import Path
+from dataclasses import replace
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -85,250 +70,298 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-from lionlib.experiments import cifar
-from lionlib.companion.paths import REPO
-from lionlib.companion.report import Report, setup_plotting
+from lionlib.companion.report import Protocol, Report, setup_plotting
+from lionlib.experiments.seeds import CifarRun, environment, run_many
 
 setup_plotting()
 report = Report("07_cifar10", out_dir=OUT_DIR)
-if THREADS:
-    torch.set_num_threads(THREADS)
-
-MAIN = dict(cifar.SCALES[SCALE])  # Lion vs AdamW
-SWEEP = {  # the p and lambda sweeps at the cpu scale: 3,000 training images (the time budget) in batches of 64
-    # (188 steps, so that phase 1 can end: it needs sum_s lr_s * lambda > ln(lambda ||x_0||_inf))
-    "smoke": MAIN, "cpu": {**MAIN, "train_per_class": 300, "batch_size": 64}, "paper": MAIN,
+torch.set_num_threads(1)  # fixed per notebook: every run trains on one thread (seeds.run_many)
+N = N_SEEDS or (2 if SCALE == "smoke" else 5)
+SEEDS = tuple(range(SEED, SEED + N))
+LR_GRID = LR_GRID or ((1.0,) if SCALE == "smoke" else (1 / 3, 1.0, 3.0))
+SIZES = {  # data and schedule per scale
+    "smoke": dict(train_per_class=30, test_per_class=20, epochs=2, batch_size=30),
+    "cpu": dict(train_per_class=100, test_per_class=50, epochs=2, batch_size=50),
+    "paper": dict(train_per_class=None, test_per_class=None, epochs=30, batch_size=1024),
 }[SCALE]
-N_SEEDS = SEEDS or (3 if SCALE == "paper" else 1)
-RUNS = REPO / "runs" / "cifar10" / SCALE
-_data = {}
+ARCH = {  # the two architectures (nets.ResNet, nets.ViT) per scale
+    "smoke": {"resnet": (("widths", (4, 8, 8)),), "vit": (("depth", 1), ("dim", 16), ("heads", 2))},
+    "cpu": {"resnet": (("widths", (8, 16, 32)),), "vit": (("depth", 2), ("dim", 32), ("heads", 4))},
+    "paper": {"resnet": (("blocks", 2), ("widths", (64, 128, 256, 512))), "vit": (("depth", 6), ("dim", 256), ("heads", 8))},
+}[SCALE]
+# Each optimizer's base (lr, lambda) and its name in the tables. Lion-lp at p = 1 is Lion itself
+# (lp_scale = 1, grad ||x||_1 = sign), so Lion is the p = 1 arm.
+ARMS = {"Lion (p=1)": dict(optimizer="lion", lr=1e-3, wd=1.0),
+        "Lion-lp p=1.5": dict(optimizer="lion_lp", p=1.5, lr=1e-3, wd=1.0),
+        "Lion-lp p=2": dict(optimizer="lion_lp", p=2.0, lr=1e-3, wd=1.0),
+        "AdamW": dict(optimizer="adamw", lr=3e-3, wd=0.1)}
+steps = -(-10 * (SIZES["train_per_class"] or 5000) // SIZES["batch_size"]) * SIZES["epochs"]
+MONITOR_EVERY = max(1, steps // 30)
 
 
-def run(name: str, seed: int, settings: dict, **overrides) -> dict:
-    """One training run (or its stored result with REUSE_RUNS), in RUNS/<name>-seed<seed>."""
-    cfg = cifar.Config(**{**settings, **overrides}, seed=seed, device=DEVICE, monitor=True, resume=False,
-                       run_dir=str(RUNS / f"{name}-seed{seed}"))
-    key = (cfg.train_per_class, cfg.test_per_class)
-    if key not in _data and not REUSE_RUNS:
-        _data[key] = cifar.load_cifar10(cfg.data_dir, *key)
-    res = cifar.run(cfg, _data.get(key), reuse=REUSE_RUNS)
-    res.pop("model", None)
-    return res
+def make(arch: str, seed: int, **kw) -> CifarRun:
+    """One run: the architecture's settings (bf16 + channels-last for the ResNet only, see the benchmark)."""
+    return CifarRun(arch=arch, arch_kw=ARCH[arch], seed=seed, bf16=arch == "resnet", channels_last=arch == "resnet",
+                    monitor_every=MONITOR_EVERY, data_dir=DATA_DIR, **SIZES, **kw)
 
 
-def curves(results: dict) -> pd.DataFrame:
-    """Per-epoch history of every run, one row per (setting, seed, epoch)."""
-    return pd.concat([pd.DataFrame(r["history"]).assign(setting=k, seed=s) for (k, s), r in results.items()],
-                     ignore_index=True)
-
-
-def monitor_frame(results: dict) -> pd.DataFrame:
-    return pd.concat([pd.DataFrame(r["monitor"]).assign(setting=k, seed=s) for (k, s), r in results.items()],
-                     ignore_index=True)
-
-
-def loss_ratio(r: dict) -> float:
-    """Mean training loss of the last epoch over that of the first 5 steps (< 1: the loss decreased)."""
-    per_epoch = len(r["losses"]) // r["config"]["epochs"]
-    return float(np.mean(r["losses"][-per_epoch:]) / np.mean(r["losses"][:5]))
-
-
-seeds = range(SEED, SEED + N_SEEDS)
+print(f"scale {SCALE}: seeds {SEEDS}, {steps} steps per run; this kernel: {environment()}")
+print("(each run records its own environment: one thread, deterministic algorithms, in a worker process)")
+if SCALE == "paper":  # the protocol below, at the paper's settings, is a GPU job this notebook does not run
+    n_runs = len(ARCH) * len(ARMS) * (len(LR_GRID) + N - 1) + 2 * len(ARCH) * N + 2 * N
+    print(f"paper scale: {n_runs} runs of {SIZES['epochs']} epochs over the full CIFAR-10 (batch {SIZES['batch_size']}, "
+          "ResNet-18 widths (64,128,256,512), a 6x256 ViT with patches of 4); at ~25k images/s on one A100 "
+          f"(airbench-class throughput, not measured here): {n_runs * SIZES['epochs'] * 50_000 / 25_000 / 3600:.0f} GPU-hours")
+    raise RuntimeError("the paper scale needs a GPU trainer: seeds.train_cifar trains on the CPU only (not implemented)")
 
 # %% [markdown]
-# ## 1. Lion vs AdamW
+# ## Protocols (fixed before any run)
 #
-# Both with their tuned learning rate and weight decay, on the same data, net, schedule and seeds.
+# Metrics: **final** = test accuracy after the last epoch; **early** = test accuracy after the first epoch
+# (of 2). Effects are paired: two arms with the same seed share the data order, the augmentation and, for the
+# same architecture, the initialisation; the effect of a seed is the difference of its two runs, signed so
+# that the hypothesis predicts > 0, in percentage points. Decision rule (all findings): the 95 % t interval
+# of the mean effect over the seeds; above 0: reproduced, below 0: not reproduced, else inconclusive at
+# this scale.
+#
+# The companion's own choices, stated with each finding: Lion-ℓp multiplies each tensor's lr by
+# n^(1−1/p) and divides its λ by it (`lionlib.optim.lp_scale`: every p takes Lion-sized steps and keeps
+# Lion's lr·λ); λ is decoupled (multiplied by lr) and applies to tensors with ≥ 2 dimensions (conv
+# kernels, linear weights, the ViT's position table), not to biases and norms; each arm's lr is tuned on
+# `LR_GRID` × its base lr at the base λ (Lion and Lion-ℓp: lr 1e-3, λ 1; AdamW: lr 3e-3, λ 0.1) with seed
+# `SEED`, which is also the first of the 5 evaluation seeds (a small selection bias, the same for every
+# arm); batch norm without running statistics (`nets` docstring); schedule: 10 % linear warm-up, then
+# linear decay to 0.
 
 # %%
-exp1 = {}
-for opt, hyper in (("lion", LION), ("adamw", ADAMW)):
-    for s in seeds:
-        exp1[opt, s] = run(f"main-{opt}", s, MAIN, optimizer=opt, **hyper)
-c1 = curves(exp1)
-dataset = exp1["lion", SEED]["dataset"]
-final1 = c1[c1.epoch == MAIN["epochs"]].groupby("setting")["test_acc"].agg(["mean", "std", "count"])
-print(f"{dataset}, {exp1['lion', SEED]['n_train']} training and {exp1['lion', SEED]['n_test']} test images")
-print(final1.round(4).to_string())
-gap = final1.loc["lion", "mean"] - final1.loc["adamw", "mean"]
-print(f"Lion minus AdamW, final test accuracy: {gap:+.4f}")
-for opt in ("lion", "adamw"):  # airbench's yardstick, meaningful at the paper scale
-    hit = [next((h["time"] for h in exp1[opt, s]["history"] if h["test_acc"] >= 0.93), None) for s in seeds]
-    print(f"{opt}: training time to 93% test accuracy:",
-          "not reached" if None in hit else f"{np.mean(hit):.1f} s (mean over seeds, {exp1[opt, SEED]['device']})")
+CHOICES = ("Lion-lp step scale n^(1-1/p) per tensor (lr x s, lambda / s); decoupled lambda on tensors with "
+           ">= 2 dims only; lr tuned per architecture and arm on {1/3, 1, 3} x base (Lion/Lion-lp 1e-3, "
+           "AdamW 3e-3) at base lambda (1, AdamW 0.1) with seed SEED; BatchNorm without running statistics; "
+           f"cpu scale: 1,000 train / 500 test images, 2 epochs of batch 50, ResNet-8 (8,16,32), ViT 2x32 patch 4")
+pp = "final test accuracy, percentage points"
+P = {
+    "resnet_p": Protocol("On the conv net, Lion-lp with p = 2 ends more accurate than p = 1 (Lion)",
+                         f"{pp}: acc(p=2) - acc(p=1), ResNet, each at its tuned lr", SEEDS, choices=CHOICES),
+    "vit_p": Protocol("On the ViT, p = 1 (Lion) ends more accurate than p = 2",
+                      f"{pp}: acc(p=1) - acc(p=2), ViT, each at its tuned lr", SEEDS, choices=CHOICES),
+    "interaction": Protocol("The best p depends on the architecture: p = 2 gains more over p = 1 on the conv net "
+                            "than on the ViT", f"{pp}: [acc(p=2) - acc(p=1)]_ResNet - [acc(p=2) - acc(p=1)]_ViT, "
+                            "paired by seed", SEEDS, choices=CHOICES),
+    "resnet_adamw": Protocol("Lion (tuned) ends at least as accurate as AdamW (tuned) on the conv net: Lion - AdamW > 0",
+                             f"{pp}: acc(Lion) - acc(AdamW), ResNet", SEEDS, source="Lion paper (Chen et al. 2023)",
+                             choices=CHOICES),
+    "vit_adamw": Protocol("Lion (tuned) ends more accurate than AdamW (tuned) on the ViT",
+                          f"{pp}: acc(Lion) - acc(AdamW), ViT", SEEDS, source="Lion paper (Chen et al. 2023)",
+                          choices=CHOICES),
+}
+for arch in ("resnet", "vit"):
+    for reading, what in (("fixed_lr", "at Lion's tuned lr"), ("fixed_lrwd", "at a fixed lr x lambda (lr / factor)")):
+        P[f"{arch}_{reading}_early"] = Protocol(
+            f"{arch}: a stronger bound (lambda x {LAMBDA_FACTOR:g}, {what}) converges faster early",
+            "test accuracy after epoch 1, percentage points: strong - base", SEEDS, choices=CHOICES)
+        P[f"{arch}_{reading}_final"] = Protocol(
+            f"{arch}: a stronger bound (lambda x {LAMBDA_FACTOR:g}, {what}) ends worse",
+            f"{pp}: base - strong", SEEDS, choices=CHOICES)
+P["muon_ns"] = Protocol("Muon with Newton-Schulz (5 quintic steps) does not keep sigma_max <= 1/lambda: it overshoots",
+                        "per seed: max over the ResNet's matrices of lambda sigma_max - 1 at the last step (phase 1 over)",
+                        SEEDS, design="unpaired", source="Muon follow-up (arXiv 2506.15054) + companion",
+                        choices=f"Muon lr {MUON['lr']} (no warm-up, linear decay), lambda {MUON['wd']}, {MUON_EPOCHS} epochs, momentum 0.95, no shape factor; conv "
+                                "kernels as (out, in k k) matrices; 1-D tensors by AdamW (lr 1e-3, no decay)")
+
+# %% [markdown]
+# ## 1. The tuning grid (seed `SEED`)
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-for opt, color in (("lion", "C0"), ("adamw", "C1")):
-    losses = np.array([exp1[opt, s]["losses"] for s in seeds])
-    k = max(1, losses.shape[1] // 40)  # moving average over ~2.5% of the run
-    smooth = np.array([np.convolve(row, np.ones(k) / k, mode="valid") for row in losses])
-    axes[0].plot(np.arange(smooth.shape[1]) + k, smooth.mean(0), color=color, label=opt)
-sns.lineplot(data=c1, x="epoch", y="test_acc", hue="setting", marker="o", ax=axes[1], errorbar="sd")
-axes[0].set(xlabel="step", ylabel="training loss (smoothed)", title=dataset)
-axes[1].set(ylabel="test accuracy", title=f"mean ± sd over {N_SEEDS} seed(s)")
-axes[0].legend()
+grid_runs = {(arch, arm, m): make(arch, SEED, **{**a, "lr": a["lr"] * m})
+             for arch in ARCH for arm, a in ARMS.items() for m in LR_GRID}
+grid_res = dict(zip(grid_runs, run_many(list(grid_runs.values()), WORKERS, REFRESH)))
+grid = pd.DataFrame([dict(arch=k[0], arm=k[1], lr=r["run"]["lr"], acc=100 * r["final_test_acc"])
+                     for k, r in grid_res.items()])
+print(grid.pivot_table(index=["arch", "arm"], columns="lr", values="acc").round(1).to_string())
+best_lr = grid.loc[grid.groupby(["arch", "arm"])["acc"].idxmax()].set_index(["arch", "arm"])["lr"]
+print("\ntuned lr:", best_lr.to_dict())
+
+# %% [markdown]
+# ## 2. Conv net vs ViT: every arm at its tuned lr, 5 seeds
+
+# %%
+main_runs = {(arch, arm, s): make(arch, s, **{**a, "lr": best_lr[arch, arm]})
+             for arch in ARCH for arm, a in ARMS.items() for s in SEEDS}
+main = dict(zip(main_runs, run_many(list(main_runs.values()), WORKERS, REFRESH)))
+acc = pd.DataFrame([dict(arch=k[0], arm=k[1], seed=k[2], acc=100 * r["final_test_acc"]) for k, r in main.items()])
+print(acc.groupby(["arch", "arm"])["acc"].agg(["mean", "std", "count"]).round(2).to_string())
+
+# %%
+fig, ax = plt.subplots(figsize=(7, 3.5))
+sns.pointplot(data=acc, x="arm", y="acc", hue="arch", errorbar=("ci", 95), seed=0, dodge=0.3, ax=ax)
+ax.set(ylabel="final test accuracy (%)", xlabel="", title=f"CIFAR-10 subset, mean and 95% CI over {N} seeds")
+ax.tick_params(axis="x", labelsize=8)
+report.savefig(fig, "cifar10_conv_vs_vit", element="Section 5 (architecture-dependent K)")
+plt.show()
+
+# %%
+A = acc.pivot_table(index="seed", columns=["arch", "arm"], values="acc")
+d_res = A["resnet", "Lion-lp p=2"] - A["resnet", "Lion (p=1)"]
+d_vit = A["vit", "Lion-lp p=2"] - A["vit", "Lion (p=1)"]
+el = "Section 5 (architecture-dependent K)"
+report.finding(el, "ResNet: p = 2 beats p = 1 (pp)", d_res, protocol=P["resnet_p"], fmt=".2f")
+report.finding(el, "ViT: p = 1 beats p = 2 (pp)", -d_vit, protocol=P["vit_p"], fmt=".2f")
+report.finding(el, "interaction: (p2 - p1) on ResNet minus on ViT (pp)", d_res - d_vit, protocol=P["interaction"], fmt=".2f")
+report.finding("Lion vs AdamW", "ResNet: Lion - AdamW (pp)", A["resnet", "Lion (p=1)"] - A["resnet", "AdamW"],
+               protocol=P["resnet_adamw"], fmt=".2f")
+report.finding("Lion vs AdamW", "ViT: Lion - AdamW (pp)", A["vit", "Lion (p=1)"] - A["vit", "AdamW"],
+               protocol=P["vit_adamw"], fmt=".2f")
+for arch in ARCH:
+    best = acc[acc.arch == arch].groupby("arm")["acc"].mean().idxmax()
+    print(f"{arch}: highest mean accuracy with {best}")
+for arch in ARCH:  # sanity: pooled over arms and seeds, per architecture
+    ratio = np.mean([np.mean(r["losses"][-5:]) / np.mean(r["losses"][:5]) for k, r in main.items() if k[0] == arch])
+    report.check("Sanity", f"{arch}: training loss decreased (last 5 / first 5 steps, mean over arms and seeds)", ratio, "<", 1,
+                 stable=False, sanity=True)
+    report.check("Sanity", f"{arch}: test accuracy above chance (mean over arms and seeds, %)", acc[acc.arch == arch].acc.mean(),
+                 ">", 10, stable=False, sanity=True)
+
+# %% [markdown]
+# ## 3. The λ trade-off
+#
+# Lion at each architecture's tuned lr and base λ = 1 (the runs above), against λ × `LAMBDA_FACTOR` (a box
+# 10× smaller) in two readings: the same lr (so the per-step decay lr·λ is 10× larger), and lr / 10 (the
+# same lr·λ: phase 1 takes as many steps, every step is 10× smaller).
+
+# %%
+lam_runs = {}
+for arch in ARCH:
+    a = {**ARMS["Lion (p=1)"], "lr": best_lr[arch, "Lion (p=1)"]}
+    for s in SEEDS:
+        lam_runs[arch, "base", s] = make(arch, s, **a)
+        lam_runs[arch, "fixed_lr", s] = make(arch, s, **{**a, "wd": a["wd"] * LAMBDA_FACTOR})
+        lam_runs[arch, "fixed_lrwd", s] = make(arch, s, **{**a, "wd": a["wd"] * LAMBDA_FACTOR, "lr": a["lr"] / LAMBDA_FACTOR})
+lam = dict(zip(lam_runs, run_many(list(lam_runs.values()), WORKERS, REFRESH)))
+curves = pd.DataFrame([dict(arch=k[0], arm=k[1], seed=k[2], **h) for k, r in lam.items() for h in r["history"]])
+curves["test_acc"] *= 100
+print(curves.groupby(["arch", "arm", "epoch"])["test_acc"].mean().unstack("epoch").round(2).to_string())
+
+# %%
+for arch in ARCH:
+    E = curves[curves.arch == arch].pivot_table(index="seed", columns=["arm", "epoch"], values="test_acc")
+    last = SIZES["epochs"]
+    for reading in ("fixed_lr", "fixed_lrwd"):
+        report.finding("Section 5 (lambda trade-off)", f"{arch}, {reading}: strong lambda ahead after epoch 1 (pp)",
+                       E[reading, 1] - E["base", 1], protocol=P[f"{arch}_{reading}_early"], fmt=".2f")
+        report.finding("Section 5 (lambda trade-off)", f"{arch}, {reading}: strong lambda behind at the end (pp)",
+                       E["base", last] - E[reading, last], protocol=P[f"{arch}_{reading}_final"], fmt=".2f")
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), sharey=False)
+for ax, arch in zip(axes, ARCH):
+    sns.lineplot(data=curves[curves.arch == arch], x="epoch", y="test_acc", hue="arm", marker="o", errorbar=("ci", 95), seed=0, ax=ax)
+    ax.set(title=f"{arch}: Lion, λ = 1 vs λ = {LAMBDA_FACTOR:g}", ylabel="test accuracy (%)")
 fig.tight_layout()
-report.savefig(fig, "cifar10_lion_vs_adamw", element="Section 5 (CIFAR-10)")
+report.savefig(fig, "cifar10_lambda_tradeoff", element="Section 5 (lambda trade-off)")
 plt.show()
 
 # %%
-for opt in ("lion", "adamw"):
-    r = max(loss_ratio(exp1[opt, s]) for s in seeds)
-    report.check("Section 5 (CIFAR-10)", f"{opt}: training loss decreased (last epoch / first steps, worst seed)",
-                 r, "<", 1, stable=False)
-    report.check("Section 5 (CIFAR-10)", f"{opt}: test accuracy above chance (worst seed)",
-                 min(exp1[opt, s]["final_test_acc"] for s in seeds), ">", 0.1, stable=False)
+mon = pd.concat([pd.DataFrame(r["monitor"]).assign(arch=k[0], arm=k[1], seed=k[2]) for k, r in lam.items()])
+report.check("Theorem B.9", "Lion, every lambda run, tensor and record: lambda ||x||_inf <= phase-1 bound (max of ratio - 1)",
+             (mon.constraint / mon.bound).max() - 1, "<=", 1e-5, stable=False)
 
 # %% [markdown]
-# Every parameter tensor under Lion, with λ = the tuned weight decay: λ‖x‖∞ (solid) against the constraint
-# boundary 1 (red) and the phase-1 bound 1 + ∏(1 − ε_s λ)(λ‖x_0‖∞ − 1)₊ (dashed, the largest over tensors).
-# The printout counts the tensors that start outside their box and those inside at the end; the λ sweep
-# below makes the constraint bite.
+# **Why was "larger λ" slower before?** The two readings separate the causes. At a fixed lr, λ × 10 multiplies
+# the per-step decay lr·λ by 10: phase 1 shrinks every decayed tensor ten times faster, to a box ten times
+# smaller. At a fixed lr·λ the decay per step is unchanged and only the step size shrinks. The previous
+# notebook's result (larger λ behind from the first epoch) was at a fixed lr, with a linear warm-up during
+# which lr·λ is small. The printout below says, from the numbers above, which reading is behind early; a
+# warm-up-free arm was not run (cut for time), so the warm-up explanation is not tested here.
 
 # %%
-mon1 = pd.DataFrame(exp1["lion", SEED]["monitor"]).sort_values("step")
-ends = mon1.groupby("name").agg(bound0=("bound", "first"), last=("constraint", "last"))
-print(f"Lion, lambda = {LION['wd']:g}: {(ends.bound0 > 1).sum()} of {len(ends)} tensors start outside their box, "
-      f"{(ends['last'] <= 1 + 1e-5).sum()} are inside at the end (largest lambda ||x_T||_inf: {ends['last'].max():.3f})")
-
-
-def plot_monitor(df: pd.DataFrame, ax, title: str) -> None:
-    sns.lineplot(data=df, x="step", y="constraint", hue="name", ax=ax, legend=False, lw=0.8, palette="viridis")
-    envelope = df.groupby("step")["bound"].max()
-    ax.plot(envelope.index, envelope.values, "k--", lw=1, label="phase-1 bound (max over tensors)")
-    ax.axhline(1.0, color="red", lw=1, label="constraint boundary")
-    ax.set(yscale="log", ylabel=r"$\lambda\,\|x\|_{dual}$ per tensor", title=title)
-
-
-fig, ax = plt.subplots(figsize=(6, 3.5))
-plot_monitor(mon1, ax, f"Lion, λ = {LION['wd']:g}: {mon1.name.nunique()} tensors")
-ax.legend(fontsize=8)
-report.savefig(fig, "cifar10_lion_constraint", element="Section 5 (CIFAR-10)")
-plt.show()
+early = curves[curves.epoch == 1].groupby(["arch", "arm"])["test_acc"].mean().unstack("arm")
+for arch, row in early.iterrows():
+    print(f"{arch}, accuracy after epoch 1: base {row['base']:.1f}%, lambda x{LAMBDA_FACTOR:g} at fixed lr "
+          f"{row['fixed_lr']:.1f}%, at fixed lr*lambda {row['fixed_lrwd']:.1f}%")
 
 # %% [markdown]
-# ## 2. Lion-ℓp, p ∈ {1, 1.25, 1.5, 1.75, 2}
+# ## 4. Muon's spectral bound on the conv net (λ = 2)
 #
-# The same Lion lr and wd for every p, with the per-tensor normalisation described above.
+# Every matrix of the ResNet (conv kernels as (out, in·k·k) matrices, the head) trained with
+# `lionlib.Muon`, λ = 2, lr 0.1 without warm-up (so that phase 1 ends within the run), 4 epochs, exact msign
+# (SVD) and Newton-Schulz. The monitor records λσ_max of every matrix
+# and the phase-1 bound 1 + ∏(1 − ε_s λ)(λσ_max(X_0) − 1)₊. Phase 1 is over for a matrix once its bound is
+# ≤ 1.001. **Check** (exact msign): no record above its bound, and no matrix above 1.001/λ after phase 1.
+# **Finding**: how far Newton-Schulz goes past 1/λ.
 
 # %%
-exp2 = {}
-for p in P_VALUES:
-    for s in seeds:
-        exp2[p, s] = run(f"lp-p{p:g}", s, SWEEP, optimizer="lionk", p=p, **LION)
-c2 = curves(exp2)
-table2 = (c2[c2.epoch == SWEEP["epochs"]].groupby("setting")[["test_acc", "test_loss"]].agg(["mean", "std"]))
-table2.columns = [f"{a}_{b}" for a, b in table2.columns]
-table2.index.name = "p"
-print(f"{dataset}, {exp2[P_VALUES[0], SEED]['n_train']} training images, {N_SEEDS} seed(s)")
-print(table2.round(4).to_string())
-best_p = table2["test_acc_mean"].idxmax()
-print(f"highest final test accuracy at p = {best_p:g}")
+muon_runs = {(exact, s): replace(make("resnet", s, optimizer="muon", muon_exact=exact, **MUON), epochs=MUON_EPOCHS)
+             for exact in (True, False) for s in SEEDS}
+muon = dict(zip(muon_runs, run_many(list(muon_runs.values()), WORKERS, REFRESH)))
+mm = pd.concat([pd.DataFrame(r["monitor"]).assign(msign="exact (SVD)" if k[0] else "Newton-Schulz", seed=k[1])
+                for k, r in muon.items()])
+after = mm[mm.bound <= 1.001]
+ex = after[after.msign == "exact (SVD)"]
+end = mm[mm.step == mm.step.max()]
+print(mm.groupby("msign").agg(records=("step", "size"), after_phase1=("bound", lambda b: int((b <= 1.001).sum())),
+                              max_lambda_sigma=("constraint", "max")).to_string())
+print(end.groupby("msign").agg(matrices_past_phase1=("bound", lambda b: int((b <= 1.001).sum())),
+                               max_lambda_sigma_at_end=("constraint", "max")).to_string())
+print("largest lambda sigma_max over the records after phase 1 (descriptive, not the finding's metric):",
+      after.groupby("msign")["constraint"].max().round(4).to_dict())
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-sns.lineplot(data=c2, x="epoch", y="test_acc", hue="setting", marker="o", ax=axes[0], errorbar="sd", palette="flare")
-axes[0].legend(title="p")
-final2 = c2[c2.epoch == SWEEP["epochs"]]
-sns.pointplot(data=final2, x="setting", y="test_acc", errorbar="sd", ax=axes[1], color="C0")
-axes[0].set(ylabel="test accuracy", title="Lion-ℓp on CIFAR-10")
-axes[1].set(xlabel="p", ylabel="final test accuracy", title=f"mean ± sd over {N_SEEDS} seed(s)")
+exm = mm[mm.msign == "exact (SVD)"]
+report.check("Muon follow-up (Fig. 4)", "exact msign: lambda sigma_max <= phase-1 bound, every matrix and record (max ratio - 1)",
+             (exm.constraint / exm.bound).max() - 1, "<=", 1e-5, stable=False)
+report.check("Muon follow-up (Fig. 4)", "exact msign, after phase 1 (bound <= 1.001): records with lambda sigma_max > 1.001",
+             int((ex.constraint > 1.001).sum()), "==", 0, stable=False)
+ns_end = end[end.msign == "Newton-Schulz"]
+over = [ns_end[ns_end.seed == s].constraint.max() - 1 for s in SEEDS]
+report.finding("Muon follow-up (Fig. 4)", "Newton-Schulz: max lambda sigma_max - 1 at the end", over, protocol=P["muon_ns"])
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), sharey=True)
+for ax, (name, g) in zip(axes, mm[mm.seed == SEED].groupby("msign")):
+    sns.lineplot(data=g, x="step", y="constraint", hue="name", legend=False, lw=0.8, ax=ax, palette="viridis")
+    env = g.groupby("step")["bound"].max()
+    ax.plot(env.index, env.values, "k--", lw=1, label="phase-1 bound (max)")
+    ax.axhline(1, color="red", lw=1, label="σ_max = 1/λ")
+    ax.set(title=f"Muon, λ = {MUON['wd']:g}, {name}", ylabel="λ σ_max per matrix", yscale="log")
+axes[0].legend(fontsize=8)
 fig.tight_layout()
-report.savefig(fig, "cifar10_lionlp", element="Section 5 (CIFAR-10)")
+report.savefig(fig, "cifar10_muon_spectral", element="Muon follow-up (Fig. 4)")
 plt.show()
 
-# %%
-report.check("Section 5 (CIFAR-10)", "Lion-lp, every p: training loss decreased (worst run)",
-             max(loss_ratio(r) for r in exp2.values()), "<", 1, stable=False)
-report.check("Section 5 (CIFAR-10)", "Lion-lp, every p: test accuracy above chance (worst run)",
-             min(r["final_test_acc"] for r in exp2.values()), ">", 0.1, stable=False)
-m2 = monitor_frame(exp2)
-_ = report.check("Section 5 (CIFAR-10)", "Lion-lp: lambda ||x||_q <= phase-1 bound, every tensor and step (max of ratio - 1)",
-             (m2.constraint / m2.bound).max() - 1, "<=", 1e-5, stable=False)  # 1e-5: float32 rounding
+# %% [markdown]
+# ## Reading the results (committed cpu scale; the table of findings is at the end)
+#
+# - **Conv vs transformer.** At this scale the best p does not depend on the architecture in the inferred
+#   direction: the p = 2 − p = 1 differences are a fraction of a percentage point with intervals of several
+#   points on both nets, and the interaction's interval contains 0. The data neither support nor exclude the
+#   reading "p = 1 for transformers, p ≈ 2 for conv nets"; 40 steps on 1,000 images is far from ImageNet.
+#   The grid's optima sit at its edge for several arms (largest lr): a wider grid could change the ranking.
+# - **Lion vs AdamW.** Lion is ahead on average on both nets, with intervals that include 0.
+# - **The λ trade-off.** At a fixed lr, λ × 10 is *not* faster early (behind or level after epoch 1) and ends
+#   level or slightly behind. At a fixed lr·λ (lr / 10) it is far behind early and at the end: that reading of
+#   "stronger bound" is mostly a smaller step. So the earlier "larger λ is slower" result is reproduced with
+#   seeds and is not an artefact of one seed; in these short runs phase 1 does not end for λ × 10 (Σ lr·λ < 1),
+#   so the stronger bound acts as stronger shrinkage, not yet as a constraint. Whether the warm-up causes it
+#   was not tested.
+# - **Muon.** With exact msign every matrix stays below its phase-1 bound and, once phase 1 is over, at or
+#   below 1/λ (the checks). Newton-Schulz ends within a few per cent of 1/λ at this scale (the finding's
+#   interval contains 0) and its largest value after phase 1 is printed above (about 3 % past 1/λ in the
+#   committed run): a small overshoot here, unlike the ≈13 % of the toy problem of `06_muon`.
 
 # %% [markdown]
-# ## 3. The λ sweep: phase 1, then speed against final accuracy
+# ## The paper scale
 #
-# Lion with the tuned learning rate and λ ∈ `LAMBDAS`. A tensor starts outside its box when λ‖x_0‖∞ > 1
-# (PyTorch's default initialisation gives ‖x_0‖∞ ≈ 0.03–0.09 here, so for λ above ~10–30). Phase 1 then
-# shrinks the excess by (1 − ε_s λ) per step; once inside, a tensor never leaves. Conv weights are followed by
-# BatchNorm, so a small box does not limit them (it raises their effective learning rate); the linear head
-# is not, so a large λ bounds the logits.
+# `SCALE = "paper"` prints the plan and its cost (full CIFAR-10, batch 1024, ResNet-18 widths, a 6×256 ViT)
+# and stops: `seeds.train_cifar` trains on the CPU only, so the protocol at the paper's settings is not run by
+# this notebook (a GPU trainer for these nets is a follow-up).
 
 # %%
-exp3 = {}
-for lam in LAMBDAS:
-    for s in seeds:
-        exp3[lam, s] = run(f"lambda-{lam:g}", s, SWEEP, optimizer="lion", lr=LION["lr"], wd=lam)
-c3 = curves(exp3)
-m3 = monitor_frame(exp3)
-last = m3.sort_values("step").groupby(["setting", "seed", "name"]).tail(1)
-start = m3.sort_values("step").groupby(["setting", "seed", "name"]).head(1)
-outside0 = start.set_index(["setting", "seed", "name"]).bound > 1  # bound > 1 iff lambda ||x_0|| > 1
-inside_T = last.set_index(["setting", "seed", "name"]).constraint <= 1 + 1e-5  # float32 rounding
-done = last[last.bound <= 1.01]  # phase 1 over by the bound (within 1%)
-per_lam = pd.DataFrame({
-    "tensors": last.groupby("setting").size(),
-    "start_outside": outside0.groupby("setting").sum(),
-    "entered": (outside0 & inside_T).groupby("setting").sum(),
-    "phase1_done": (last.bound <= 1.01).groupby(last.setting).sum(),
-    "inside_at_end": inside_T.groupby("setting").sum(),
-})
-acc = c3.groupby(["setting", "epoch"])["test_acc"].mean().unstack("epoch")
-per_lam["max_constraint_end"] = last.groupby("setting").constraint.max()
-per_lam["acc_epoch1"] = acc[1]
-per_lam["acc_final"] = acc[SWEEP["epochs"]]
-per_lam.index.name = "lambda"
-print(f"{dataset}, Lion lr {LION['lr']:g}, {exp3[LAMBDAS[0], SEED]['n_train']} training images, {N_SEEDS} seed(s)")
-print(per_lam.round(4).to_string())
-
-# %%
-fig, axes = plt.subplots(1, len(LAMBDAS) + 1, figsize=(4 * (len(LAMBDAS) + 1), 3.5))
-for ax, lam in zip(axes, LAMBDAS):
-    plot_monitor(m3[(m3.setting == lam) & (m3.seed == SEED)], ax, f"λ = {lam:g}")
-axes[0].legend(fontsize=7)
-sns.lineplot(data=c3, x="epoch", y="test_acc", hue="setting", marker="o", ax=axes[-1], errorbar="sd", palette="crest")
-axes[-1].legend(title="λ")
-axes[-1].set(ylabel="test accuracy", title="speed vs final accuracy")
-fig.tight_layout()
-report.savefig(fig, "cifar10_lambda_sweep", element="Section 5 (CIFAR-10)")
-plt.show()
-
-# %%
-report.check("Section 5 (CIFAR-10)", "lambda sweep: lambda ||x||_inf <= phase-1 bound, every tensor and step (max of ratio - 1)",
-             (m3.constraint / m3.bound).max() - 1, "<=", 1e-5, stable=False)
-report.check("Section 5 (CIFAR-10)", "lambda sweep: tensors that started outside their box (some do)",
-             int(per_lam.start_outside.sum()), ">", 0, stable=False)
-report.check("Section 5 (CIFAR-10)", "lambda sweep: tensors past phase 1 (bound <= 1.01) at the end",
-             len(done), ">", 0, stable=False)
-report.check("Section 5 (CIFAR-10)", "after phase 1 (bound <= 1.01) every tensor is within 1% of its set: max lambda ||x_T||_inf",
-             done.constraint.max(), "<=", 1.01, stable=False)
-for lam in LAMBDAS:
-    report.check("Section 5 (CIFAR-10)", f"lambda = {lam:g}: training loss decreased (worst seed)",
-                 max(loss_ratio(exp3[lam, s]) for s in seeds), "<", 1, stable=False)
+n_runs = len(set(r.key() for r in [*grid_runs.values(), *main_runs.values(), *lam_runs.values(), *muon_runs.values()]))
+print(f"{SCALE} scale: {n_runs} distinct runs")
 
 # %% [markdown]
-# `entered` counts tensors that started outside and end strictly inside (λ‖x_T‖∞ ≤ 1); `max_constraint_end` is the
-# largest λ‖x_T‖∞. A tensor that started outside approaches its box from above at the rate of the phase-1 bound:
-# its largest entries keep receiving outward sign updates, so the bound is nearly tight and "entering" means
-# converging to the boundary (within 1% once the bound is below 1.01), not crossing it early.
-#
-# The speed/final-accuracy trade-off in numbers: test accuracy after the first epoch and at the end for each λ
-# (mean over seeds). The paper reports that a larger λ converges faster and finishes worse; what this run
-# measured is printed below, whichever way it went.
-
-# %%
-fastest, best = per_lam.acc_epoch1.idxmax(), per_lam.acc_final.idxmax()
-print(f"highest accuracy after epoch 1: lambda = {fastest:g} ({per_lam.acc_epoch1.max():.4f}); "
-      f"highest final accuracy: lambda = {best:g} ({per_lam.acc_final.max():.4f}); "
-      f"largest lambda {LAMBDAS[-1]:g}: final {per_lam.acc_final.iloc[-1]:.4f}")
-results = {"scale": SCALE, "dataset": dataset, "lion_vs_adamw": final1.reset_index().to_dict("records"),
-           "lion_lp": table2.reset_index().to_dict("records"), "lambda_sweep": per_lam.reset_index().to_dict("records")}
-_ = (RUNS / "summary.json").write_text(json.dumps(results, indent=1, default=float))
+# ## All claims
 
 # %%
 # NBVAL_IGNORE_OUTPUT
+with pd.option_context("display.max_colwidth", 80, "display.width", 200):
+    print(report.findings()[["claim", "verdict", "mean", "ci_low", "ci_high", "n"]].round(3).to_string())
 report.table()
 
 # %%

@@ -7,8 +7,10 @@ real images and a net a few channels wide, so the whole file runs in well under 
 import hashlib
 import io
 import json
+import os
 import pickle
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,11 +18,14 @@ import torch
 from PIL import Image
 
 from lionlib.experiments import cifar, cifar_data
+from lionlib.experiments.checkpoint import CheckpointError
+from lionlib.experiments.common import DataError
 
-JPEG = cifar_data.OFFLINE / "cifar10-jpeg"
+# The offline copy: $LIONLIB_DATA_DIR if set (a worktree has no ../shared beside it), else ../shared/data.
+JPEG = Path(os.environ.get("LIONLIB_DATA_DIR") or cifar_data.OFFLINE) / "cifar10-jpeg"
 needs_jpeg = pytest.mark.skipif(not JPEG.is_dir(), reason="offline CIFAR-10 JPEG copy not present")
 TINY = dict(widths=(8, 16, 16), batch_size=50, epochs=2, train_per_class=30, test_per_class=20, warmup=0.2,
-            verbose=False, lr=2e-3, wd=1.0)
+            verbose=False, lr=2e-3, weight_decay=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -58,16 +63,17 @@ def test_find_source_order(tmp_path, monkeypatch):
     layout = tmp_path / "shared" / "cifar10-jpeg"
     for split in ("train", "test"):
         (layout / split).mkdir(parents=True)
+    (tmp_path / "empty").mkdir()
     monkeypatch.setenv("LIONLIB_DATA_DIR", str(tmp_path / "empty"))
     monkeypatch.setattr(cifar_data, "OFFLINE", tmp_path / "shared")
     assert cifar_data.find_source().path == layout
     monkeypatch.setenv("LIONLIB_DATA_DIR", str(tmp_path / "shared"))
     assert cifar_data.find_source().path == layout
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(DataError, match="CIFAR-10 not found"):
         cifar_data.find_source(tmp_path / "empty")
     monkeypatch.setattr(cifar_data, "OFFLINE", tmp_path / "nowhere")
     monkeypatch.setenv("LIONLIB_DATA_DIR", str(tmp_path / "empty"))
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(DataError, match="CIFAR-10 not found"):
         cifar_data.find_source(download=False)
 
 
@@ -126,13 +132,17 @@ def test_download_verifies_md5(tmp_path, monkeypatch):
     batches = _fake_archive(server)
     md5 = hashlib.md5(server.read_bytes()).hexdigest()
     dest = tmp_path / "data" / cifar_data.ARCHIVE
-    # A wrong checksum: error, and neither the file nor a partial download is left behind.
-    with pytest.raises(OSError, match="md5"):
+    # A wrong checksum: error, and neither the file nor a partial download (nor its folder) is left behind.
+    with pytest.raises(DataError, match="md5"):
         cifar_data.fetch(server.as_uri(), dest, "0" * 32)
-    assert list(dest.parent.iterdir()) == []
-    # A corrupt file already at dest is replaced.
+    assert not dest.parent.exists()
+    # A corrupt file already at dest is the user's: an error naming it, and it is kept.
+    dest.parent.mkdir()
     dest.write_bytes(b"partial")
-    assert cifar_data.fetch(server.as_uri(), dest, md5) == dest and dest.read_bytes() == server.read_bytes()
+    with pytest.raises(DataError, match=f"{dest}.*md5"):
+        cifar_data.fetch(server.as_uri(), dest, md5)
+    assert dest.read_bytes() == b"partial"
+    assert cifar_data.fetch(server.as_uri(), tmp_path / "d2" / dest.name, md5).read_bytes() == server.read_bytes()
     # find_source downloads when nothing is found, and the archive decodes to the official layout.
     dest.unlink()
     monkeypatch.setenv("LIONLIB_DATA_DIR", str(tmp_path / "data"))
@@ -176,10 +186,10 @@ def test_augment_is_a_flip_and_a_crop_of_each_image():
 def test_lp_groups_keep_lr_times_wd():
     model = cifar.CifarNet((8, 16, 16))
     for p in (1.0, 1.5, 2.0):
-        groups = cifar.lp_groups(model, lr=1e-3, wd=2.0, p=p)
+        groups = cifar.lp_groups(model, lr=1e-3, weight_decay=2.0, p=p)
         assert len(groups) == sum(q.requires_grad for q in model.parameters())
         for g in groups:
-            n = g["params"][0].numel()
+            n = g["params"][0][1].numel()
             assert g["lr"] == pytest.approx(1e-3 * n ** (1 - 1 / p))
             assert g["lr"] * g["weight_decay"] == pytest.approx(2e-3)
 
@@ -189,7 +199,7 @@ def test_lp_groups_keep_lr_times_wd():
 
 
 def test_training_decreases_the_loss(small, tmp_path):
-    cfg = cifar.Config(**{**TINY, "epochs": 4}, run_dir=str(tmp_path), monitor=True)
+    cfg = cifar.Config(**{**TINY, "epochs": 4}, out_dir=str(tmp_path), monitor=True)
     res = cifar.train(cfg, small)
     losses = res["losses"]
     assert np.mean(losses[-6:]) < np.mean(losses[:6]) - 0.1
@@ -203,35 +213,38 @@ def test_training_decreases_the_loss(small, tmp_path):
     assert all(c <= b * (1 + 1e-5) for c, b in zip(mon["constraint"], mon["bound"]))  # float32 rounding
 
 
-@pytest.mark.parametrize("optimizer", ["lionk", "adamw"])
+@pytest.mark.parametrize("optimizer", ["lion_lp", "adamw"])
 def test_other_optimizers_train(small, tmp_path, optimizer):
-    hyper = dict(lr=1e-2, wd=0.1) if optimizer == "adamw" else {}
-    res = cifar.train(cifar.Config(**{**TINY, **hyper}, optimizer=optimizer, p=1.5, run_dir=str(tmp_path)), small)
+    hyper = dict(lr=1e-2, weight_decay=0.1) if optimizer == "adamw" else {}
+    res = cifar.train(cifar.Config(**{**TINY, **hyper}, optimizer=optimizer, p=1.5, out_dir=str(tmp_path)), small)
     assert np.mean(res["losses"][-6:]) < np.mean(res["losses"][:6])
 
 
-def test_resume_is_identical(small, tmp_path):
+def test_resume_is_identical(small, tmp_path, monkeypatch):
     """An interrupted run resumed from its checkpoint ends bit-identical to an uninterrupted one (CPU)."""
-    cfg = cifar.Config(**TINY, monitor=True, resume=False, run_dir=str(tmp_path / "a"))
+    cfg = cifar.Config(**TINY, monitor=True, resume=False, out_dir=str(tmp_path / "a"))
     full = cifar.train(cfg, small)
-    cfg_b = cifar.Config(**TINY, monitor=True, run_dir=str(tmp_path / "b"), stop_after=1)
+    cfg_b = cifar.Config(**TINY, monitor=True, out_dir=str(tmp_path / "b"), stop_at=1, resume=True)
     part = cifar.train(cfg_b, small)
     assert part["stopped"] and len(part["history"]) == 1
-    cfg_b.stop_after = None
+    cfg_b.stop_at = None
+    real, steps = cifar.augment, []
+    monkeypatch.setattr(cifar, "augment", lambda x, gen: (steps.append(1), real(x, gen))[1])
     resumed = cifar.train(cfg_b, small)
+    assert len(steps) == len(full["losses"]) // 2  # the second epoch only: continued, not trained again
     for (k, a), (_, b) in zip(full["model"].state_dict().items(), resumed["model"].state_dict().items()):
         assert torch.equal(a, b), k
     assert full["losses"] == resumed["losses"]
     assert [h["test_acc"] for h in full["history"]] == [h["test_acc"] for h in resumed["history"]]
     assert full["monitor"] == resumed["monitor"]
-    with pytest.raises(ValueError, match="different config"):  # a checkpoint never continues another config
-        cifar.train(cifar.Config(**{**TINY, "lr": 1e-3}, run_dir=str(tmp_path / "b")), small)
+    with pytest.raises(CheckpointError, match=r"another configuration \(lr 0.002 -> 0.001\)"):
+        cifar.train(cifar.Config(**{**TINY, "lr": 1e-3}, monitor=True, out_dir=str(tmp_path / "b"), resume=True), small)
 
 
 def test_paper_path_end_to_end(small, tmp_path):
     """The `paper` scale's code path (its batch size, schedule, compile flag) on CPU at a tiny size."""
     cfg = cifar.config("paper", widths=(8, 8, 8), train_per_class=30, test_per_class=20, epochs=1,
-                       run_dir=str(tmp_path), verbose=False)
+                       out_dir=str(tmp_path), verbose=False)
     assert cfg.compile and cfg.batch_size == 1024
     res = cifar.run(cfg, small)
     assert res["n_train"] == 300 and len(res["history"]) == 1 and np.isfinite(res["final_test_loss"])

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,10 +16,12 @@ import torch
 from lionlib.companion import paths
 from lionlib.experiments.gpt import (GPT, GPTConfig, RunResult, TrainConfig, load_model, lr_at, make_optimizer, preset,
                          sample_text, train)
+from lionlib.experiments.common import DataError
 from lionlib.experiments.gpt_data import (SHAKESPEARE_SHA256, data_root, get_batch, load_bins, load_shakespeare,
                               prepare_openwebtext, sha256_file, shakespeare_path)
 
-SHARED_DATA = paths.REPO.parent / "shared" / "data"
+# The offline copy: $LIONLIB_DATA_DIR if set (a worktree has no ../shared beside it), else ../shared/data.
+SHARED_DATA = Path(os.environ.get("LIONLIB_DATA_DIR") or paths.REPO.parent / "shared" / "data")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -54,14 +57,15 @@ def test_shakespeare_split_vocab_and_checksum(shakespeare, tmp_path, monkeypatch
 
     monkeypatch.setenv("LIONLIB_DATA_DIR", str(tmp_path))  # the env var is read at call time
     assert data_root() == tmp_path.resolve()
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(DataError, match="tiny Shakespeare not found"):
         shakespeare_path(download=False)
     bad = tmp_path / "tinyshakespeare" / "input.txt"
     bad.parent.mkdir()
     bad.write_text(text[:-1] + "?", encoding="utf-8")  # one character changed
     assert sha256_file(bad) != SHAKESPEARE_SHA256
-    with pytest.raises(ValueError, match="sha256"):
+    with pytest.raises(DataError, match="sha256"):
         load_shakespeare()
+    assert bad.is_file()  # the user's file is reported, never deleted
 
 
 class ByteTokenizer:
@@ -176,26 +180,32 @@ def test_loss_decreases_and_monitor_records(shakespeare):
     assert len(text) == 31 and set(text) <= set(shakespeare.decode(range(65)))
 
 
-def test_checkpoint_resume_is_identical(shakespeare, tmp_path):
+def test_checkpoint_resume_is_identical(shakespeare, tmp_path, monkeypatch):
     model_cfg, cfg = smoke("lion", max_steps=12, warmup_steps=3, eval_interval=4, log_interval=2,
                            monitor_interval=3, final_eval_batches=2)
     straight = train(model_cfg, replace(cfg, out_dir=str(tmp_path / "a")), data=shakespeare)
     half = train(model_cfg, replace(cfg, out_dir=str(tmp_path / "b"), stop_at=6), data=shakespeare)
     assert np.isnan(half.final_val_loss)
+    from lionlib.experiments import gpt
+
+    real, steps = gpt.lr_at, []
+    monkeypatch.setattr(gpt, "lr_at", lambda step, c: (steps.append(step), real(step, c))[1])
     resumed = train(model_cfg, replace(cfg, out_dir=str(tmp_path / "b"), resume=True), data=shakespeare)
+    assert steps == list(range(6, 12))  # continued from the checkpoint, not trained again
     for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), name
     assert resumed.history == straight.history and resumed.final_val_loss == straight.final_val_loss
-    reloaded = load_model(tmp_path / "b" / "ckpt.pt", device="cpu")
+    reloaded = load_model(tmp_path / "b" / "checkpoint.pt", device="cpu")
     assert all(torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), straight.model.state_dict().values()))
     saved = RunResult.from_json(tmp_path / "b" / "result.json")
+    assert RunResult.from_json(tmp_path / "b").history == saved.history  # the run folder works too
     assert saved.history == straight.history and len(saved.monitor) == len(resumed.monitor) > 0
 
 
 def test_ddp_two_gloo_processes_match_one_process(shakespeare, tmp_path):
     """torchrun with 2 CPU processes (gloo), 4 sequences each, against 1 process with all 8."""
     args = ["--scale", "smoke", "--optimizer", "adamw", "--max_steps", "8", "--eval_interval", "4",
-            "--final_eval_batches", "2", "--data_dir", str(SHARED_DATA), "--progress", "false"]
+            "--final_eval_batches", "2", "--data_dir", str(SHARED_DATA), "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "lionlib.experiments.gpt", *args, "--out_dir", str(tmp_path / "ddp")]
@@ -205,7 +215,7 @@ def test_ddp_two_gloo_processes_match_one_process(shakespeare, tmp_path):
     single = train(model_cfg, cfg, data=shakespeare)
     ddp = RunResult.from_json(tmp_path / "ddp" / "result.json")
     assert ddp.world_size == 2 and single.world_size == 1
-    ddp_state = torch.load(tmp_path / "ddp" / "ckpt.pt", weights_only=True)["model"]
+    ddp_state = torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=True)["model"]
     for name, value in single.model.state_dict().items():
         torch.testing.assert_close(ddp_state[name], value, rtol=1e-5, atol=1e-6, msg=name)
     assert ddp.final_val_loss == pytest.approx(single.final_val_loss, abs=1e-5)

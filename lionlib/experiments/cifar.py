@@ -2,24 +2,26 @@
 
 Small on purpose (airbench, hlb-CIFAR10): the whole data set lives on the device as one uint8 tensor,
 augmentation is a few batched tensor ops, the net is a three-block conv net with a fixed whitening
-layer, and `train(config)` returns (and writes to `<run_dir>/result.json`) everything a figure needs,
-so figures can be redrawn without training.
+layer, and `train(config)` returns (and writes to `<out_dir>/result.json`) everything a figure needs,
+so figures can be redrawn without training. `<out_dir>/checkpoint.pt` is written after every epoch
+(see `lionlib.experiments.checkpoint` for the rules on resuming and overwriting).
 
 Data: `lionlib.experiments.cifar_data` (where CIFAR-10 is found, checked, decoded and cached).
 
-Command line: `python -m lionlib.experiments.cifar --optimizer lion --lr 3e-4 --wd 1 --scale cpu`, and
-`python -m lionlib.experiments.cifar --grid --scale cpu` for the lr/wd grid of `GRID` (see `grid`).
+Command line (`--help` lists every flag): `python -m lionlib.experiments.cifar --optimizer lion --lr 3e-4
+--weight-decay 1 --scale cpu`, and `python -m lionlib.experiments.cifar --grid --scale cpu` for the lr/wd
+grid of `GRID` (see `grid`).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
 import os
+import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import InitVar, asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,62 +29,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lionlib.experiments import cli, common
+from lionlib.experiments.checkpoint import (CHECKPOINT, RESULT, Interrupted, check_same_config, claim_out_dir,
+                                            deferred_interrupt, load_checkpoint, save_checkpoint)
 from lionlib.experiments.cifar_data import MEAN, STD, augment, load_cifar10
-from lionlib.experiments.common import REPO, resolve_device
+from lionlib.experiments.cifar_model import CifarNet  # here too: `cifar.CifarNet` is the name notebooks use
+from lionlib.experiments.common import OPTIMIZERS, REPO, ConfigError, resolve_device
 
-__all__ = ["CifarNet", "Config", "SCALES", "ADAMW", "LION", "GRID", "config", "lp_groups", "make_optimizer",
-           "evaluate", "train", "load_result", "run", "grid", "main"]
-
-# ----------------------------------------------------------------------------------------------
-# Network (airbench94's layout: fixed 2x2 whitening conv, three conv groups, max-pool head)
-
-
-class BatchNorm(nn.BatchNorm2d):
-    """BatchNorm with the scale frozen at 1 (only the shift learns), as in airbench."""
-
-    def __init__(self, width: int):
-        super().__init__(width, eps=1e-12, momentum=0.4)
-        self.weight.requires_grad = False
-
-
-class ConvGroup(nn.Sequential):
-    def __init__(self, c_in: int, c_out: int):
-        super().__init__(
-            nn.Conv2d(c_in, c_out, 3, padding="same", bias=False), nn.MaxPool2d(2), BatchNorm(c_out), nn.GELU(),
-            nn.Conv2d(c_out, c_out, 3, padding="same", bias=False), BatchNorm(c_out), nn.GELU(),
-        )
-
-
-class CifarNet(nn.Module):
-    """32x32 -> whiten (2x2, 24 ch) -> 3 x ConvGroup (each halves the size) -> max-pool -> linear.
-
-    The whitening filters are computed from training patches and frozen (airbench): they decorrelate
-    the input so the first layer trains fast. Every conv is followed by BatchNorm, so conv weights are
-    scale-invariant and only the head's scale matters for the logits (`head_scale`).
-    """
-
-    def __init__(self, widths: tuple[int, int, int] = (64, 256, 256), head_scale: float = 1.0):
-        super().__init__()
-        self.whiten = nn.Conv2d(3, 24, 2, bias=False)
-        self.whiten.weight.requires_grad = False
-        self.groups = nn.Sequential(ConvGroup(24, widths[0]), ConvGroup(widths[0], widths[1]),
-                                    ConvGroup(widths[1], widths[2]))
-        self.head = nn.Linear(widths[2], 10, bias=False)
-        self.head_scale = head_scale
-
-    @torch.no_grad()
-    def init_whitening(self, x: torch.Tensor, eps: float = 5e-4) -> None:
-        """Filters = +-eigenvectors of the 2x2-patch covariance of `x` (normalised images), scaled to unit variance."""
-        patches = x.unfold(2, 2, 1).unfold(3, 2, 1).permute(0, 2, 3, 1, 4, 5).reshape(-1, 12).double()
-        eigval, eigvec = torch.linalg.eigh(patches.T @ patches / len(patches))
-        w = (eigvec.T / torch.sqrt(eigval[:, None] + eps)).flip(0).reshape(12, 3, 2, 2)
-        self.whiten.weight.copy_(torch.cat([w, -w]).to(self.whiten.weight.dtype))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.groups(F.gelu(self.whiten(x)))
-        x = F.adaptive_max_pool2d(x, 1).flatten(1)
-        return self.head(x) * self.head_scale
-
+__all__ = ["CifarNet", "Config", "SCALES", "ADAMW", "LION", "GRID", "config", "validate", "lp_groups",
+           "make_optimizer", "evaluate", "train", "load_result", "run", "grid", "main"]
 
 # ----------------------------------------------------------------------------------------------
 # Configuration
@@ -90,29 +45,36 @@ class CifarNet(nn.Module):
 
 @dataclass
 class Config:
-    optimizer: str = "lion"  # "lion", "lionk" (Lion-lp with `p`) or "adamw"
+    optimizer: str = "lion"  # lion, lion_lp (Lion-lp with `p`) or adamw
     lr: float = 3e-4  # peak learning rate (the paper's epsilon)
-    wd: float = 1.0  # decoupled weight decay lambda, multiplied by lr: Lion's box is ||x||_inf <= 1/wd
-    p: float = 1.0  # Lion-lp exponent (optimizer="lionk"); p = 1 is Lion
-    betas: tuple[float, float] | None = None  # None: (0.9, 0.99) for Lion(-K), (0.9, 0.999) for AdamW
-    epochs: int = 4
-    batch_size: int = 256
+    weight_decay: float = 1.0  # decoupled decay lambda, multiplied by lr: Lion's box is ||x||_inf <= 1/lambda
+    p: float = 1.0  # Lion-lp exponent (optimizer lion_lp); p = 1 is Lion
+    betas: tuple[float, float] | None = None  # momentum factors beta1 beta2; None: (0.9, 0.99) for Lion(-K), (0.9, 0.999) for AdamW
+    epochs: int = 4  # passes over the training images
+    batch_size: int = 256  # images per step
     warmup: float = 0.1  # fraction of steps with a linear warm-up; then linear decay to 0
     label_smoothing: float = 0.2  # as in airbench
-    widths: tuple[int, int, int] = (32, 64, 128)
+    widths: tuple[int, int, int] = (32, 64, 128)  # channels of the three conv groups
     head_scale: float = 1.0  # airbench's 1/9 suits SGD at a large lr; Lion and Adam move a weight by ~lr per step
     train_per_class: int | None = 1000  # None: all 5,000 per class
     test_per_class: int | None = 500  # None: all 1,000 per class
-    seed: int = 0
-    device: str = "auto"
+    seed: int = 0  # initialisation, shuffling and augmentation
+    device: str = "auto"  # auto (cuda, mps, cpu) or a torch device such as cuda:1
     data_dir: str | None = None  # see find_source; None: LIONLIB_DATA_DIR, data/, ../shared/data
     monitor: bool = False  # record lionlib.monitor.ConstraintMonitor (about 200 rows per tensor)
-    run_dir: str | None = None  # None: runs/cifar10/<optimizer>-<hash of the config>
-    resume: bool = True  # continue from run_dir/checkpoint.pt if it exists
-    stop_after: int | None = None  # stop (with a checkpoint) after this many epochs: split long runs
+    out_dir: str | None = None  # None: runs/cifar10/<optimizer>-<hash of the config>
+    resume: bool = False  # continue from out_dir/checkpoint.pt if it exists (same config only)
+    stop_at: int | None = None  # stop (with a checkpoint) after this epoch: split long runs
     progress: bool = False  # tqdm bar over batches
     verbose: bool = True  # one summary line per epoch
     compile: bool = False  # torch.compile the model (CUDA only; worth it at the paper scale)
+    wd: InitVar[float | None] = None  # the earlier names of weight_decay and out_dir, still accepted
+    run_dir: InitVar[str | None] = None
+
+    def __post_init__(self, wd, run_dir):
+        self.weight_decay = self.weight_decay if wd is None else wd
+        self.out_dir = self.out_dir if run_dir is None else run_dir
+        self.optimizer = common.LEGACY_OPTIMIZERS.get(self.optimizer, self.optimizer)
 
 
 SCALES = {
@@ -128,22 +90,42 @@ SCALES = {
 # The tuning rule of the Lion paper: lr 3-10x smaller and wd 3-10x larger than AdamW, so lr*wd (the
 # per-step decay) stays comparable. RULE is the factor used; Lion-lp uses Lion's values (see
 # lp_groups for the per-tensor normalisation that makes that meaningful).
-ADAMW = dict(lr=3e-3, wd=0.1)
+ADAMW = dict(lr=3e-3, weight_decay=0.1)
 RULE = 10
-LION = dict(lr=ADAMW["lr"] / RULE, wd=ADAMW["wd"] * RULE)
+LION = dict(lr=ADAMW["lr"] / RULE, weight_decay=ADAMW["weight_decay"] * RULE)
 # The grid both optimizers are tuned on (`python -m lionlib.experiments.cifar --grid`): multiples of their base values.
 GRID = dict(lr=(1 / 3, 1, 3), wd=(1, 10))
 
 
 def config(scale: str = "cpu", **overrides) -> Config:
-    """The Config of a scale with overrides; lr and wd default to the optimizer's base values (ADAMW, LION)."""
+    """The Config of a scale with overrides; lr and weight_decay default to the optimizer's base values
+    (ADAMW, LION)."""
+    if scale not in SCALES:
+        raise ConfigError(f"unknown scale {scale!r}: choose one of {', '.join(SCALES)}")
     base = ADAMW if overrides.get("optimizer") == "adamw" else LION
     return Config(**{**base, **SCALES[scale], **overrides})
 
 
+def validate(cfg: Config) -> None:
+    """A ConfigError (one line) for a setting out of range, and the optimizer's own ValueError for a
+    bad lr, betas or decay: raised before any work, so a bad run creates nothing."""
+    bad = [f"{k} {v!r} (want an integer >= 1)" for k, v in dict(epochs=cfg.epochs, batch_size=cfg.batch_size,
+           train_per_class=cfg.train_per_class, test_per_class=cfg.test_per_class, stop_at=cfg.stop_at).items()
+           if not (v is None and k not in ("epochs", "batch_size") or isinstance(v, int) and v >= 1)]
+    bad += [f"widths {cfg.widths!r} (want three integers >= 1)" for w in [cfg.widths]
+            if len(w) != 3 or not all(isinstance(x, int) and x >= 1 for x in w)]
+    bad += [f"{k} {v!r} (want 0 <= {k} < 1)" for k, v in dict(warmup=cfg.warmup, label_smoothing=cfg.label_smoothing)
+            .items() if not 0 <= v < 1]
+    if cfg.optimizer not in OPTIMIZERS:
+        bad.append(f"optimizer {cfg.optimizer!r} (choose one of {', '.join(OPTIMIZERS)})")
+    if bad:
+        raise ConfigError("bad setting: " + "; ".join(bad))
+    make_optimizer(torch.nn.Linear(2, 2), cfg)  # the optimizer checks lr, betas, weight_decay and p
+
+
 def _run_dir(cfg: Config) -> Path:
-    if cfg.run_dir is not None:
-        return Path(cfg.run_dir)
+    if cfg.out_dir is not None:
+        return Path(cfg.out_dir)
     h = hashlib.sha256(json.dumps(_identity(cfg), sort_keys=True).encode()).hexdigest()[:10]
     return REPO / "runs" / "cifar10" / f"{cfg.optimizer}-{h}"
 
@@ -151,8 +133,12 @@ def _run_dir(cfg: Config) -> Path:
 def _identity(cfg: Config | dict) -> dict:
     """The fields that determine the result (not how it is run or shown), as after a JSON round trip."""
     d = json.loads(json.dumps(asdict(cfg) if isinstance(cfg, Config) else cfg))
-    for k in ("run_dir", "resume", "stop_after", "progress", "verbose", "device", "compile"):
-        d.pop(k)
+    for old, new in (("wd", "weight_decay"), ("run_dir", "out_dir"), ("stop_after", "stop_at")):  # earlier results
+        if old in d:
+            d[new] = d.pop(old)
+    d["optimizer"] = common.LEGACY_OPTIMIZERS.get(d["optimizer"], d["optimizer"])
+    for k in ("out_dir", "resume", "stop_at", "progress", "verbose", "device", "compile"):
+        d.pop(k, None)
     return d
 
 
@@ -160,32 +146,16 @@ def _identity(cfg: Config | dict) -> dict:
 # Optimizers
 
 
-def lp_groups(model: nn.Module, lr: float, wd: float, p: float) -> list[dict]:
-    """One param group per tensor for Lion-lp, scaled by `lionlib.optim.lp_scale` so every p takes
-    steps of Lion's size and keeps Lion's lr * wd."""
-    from lionlib.optim import lp_scale
-
-    groups = []
-    for name, prm in model.named_parameters():
-        if prm.requires_grad:
-            s = lp_scale(prm.numel(), p)
-            groups.append(dict(params=[prm], lr=lr * s, weight_decay=wd / s, name=name))
-    return groups
+def lp_groups(model: nn.Module, lr: float, weight_decay: float, p: float) -> list[dict]:
+    """One param group per tensor for Lion-lp (`lionlib.experiments.common.lp_groups`): every p takes
+    steps of Lion's size and keeps Lion's lr * weight_decay."""
+    return common.lp_groups(model.named_parameters(), lr, weight_decay, p)
 
 
 def make_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
     trainable = [prm for prm in model.parameters() if prm.requires_grad]
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(trainable, lr=cfg.lr, betas=cfg.betas or (0.9, 0.999), weight_decay=cfg.wd)
-    from lionlib.kappa import get as get_kappa
-    from lionlib.optim import Lion, LionK
-
-    betas = cfg.betas or (0.9, 0.99)
-    if cfg.optimizer == "lion":
-        return Lion(trainable, lr=cfg.lr, betas=betas, weight_decay=cfg.wd)
-    if cfg.optimizer == "lionk":
-        return LionK(lp_groups(model, cfg.lr, cfg.wd, cfg.p), kappa=get_kappa("lp", p=cfg.p), betas=betas)
-    raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+    params = lp_groups(model, cfg.lr, cfg.weight_decay, cfg.p) if cfg.optimizer == "lion_lp" else trainable
+    return common.make_optimizer(params, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.betas, cfg.p)
 
 
 def lr_factor(step: int, total: int, warmup: float) -> float:
@@ -222,20 +192,26 @@ def _memory_format(device: torch.device) -> torch.memory_format:
 
 
 def train(cfg: Config, data: dict | None = None) -> dict:
-    """Train CifarNet with `cfg`; return the result dict, also written to `<run_dir>/result.json`.
+    """Train CifarNet with `cfg`; return the result dict, also written to `<out_dir>/result.json`.
 
     Deterministic on CPU for a given seed: initialisation from `seed`, and every epoch's shuffle and
     augmentation from a generator seeded with (seed, epoch). A checkpoint is written after every
-    epoch; with `resume` a run continues from it and ends bit-identical to an uninterrupted run.
-    `data` (from `load_cifar10`) can be passed to share one decoded set between runs.
+    epoch; with `resume` a run continues from it (same config only) and ends bit-identical to an
+    uninterrupted run. Ctrl-C stops between two steps and raises `Interrupted`, whose message says
+    where the last epoch's checkpoint is. `data` (from `load_cifar10`) can be passed to share one
+    decoded set between runs.
     """
+    validate(cfg)
+    with deferred_interrupt() as stop:
+        return _train(cfg, data, stop)
 
+
+def _train(cfg: Config, data: dict | None, stop) -> dict:
     device = resolve_device(cfg.device)
     cuda = device.type == "cuda"
     dtype = torch.bfloat16 if cuda else torch.float32  # inputs; weights stay fp32 under autocast
     fmt = _memory_format(device)
-    run_dir = _run_dir(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = _run_dir(cfg)  # created by the first checkpoint: a run that fails early leaves no folder
     if data is None:
         data = load_cifar10(cfg.data_dir, cfg.train_per_class, cfg.test_per_class)
     train_x, train_y = (t.to(device) for t in data["train"])
@@ -260,17 +236,19 @@ def train(cfg: Config, data: dict | None = None) -> dict:
                   n_test=len(test_x), params=sum(p.numel() for p in model.parameters() if p.requires_grad),
                   device=str(device), torch=torch.__version__, history=[], losses=[], monitor=None)
     start, elapsed = 0, 0.0
-    ckpt = run_dir / "checkpoint.pt"
+    ckpt = run_dir / CHECKPOINT
     if cfg.resume and ckpt.is_file():
-        state = torch.load(ckpt, map_location=device, weights_only=False)
-        if state["identity"] != _identity(cfg):
-            raise ValueError(f"{ckpt} was written by a different config; use another run_dir or resume=False")
+        state = load_checkpoint(ckpt, device, keys=("epoch", "identity", "model", "optimizer", "history"))
+        check_same_config(ckpt, _identity(state["identity"]), _identity(cfg))
+        print(f"resuming {ckpt}: {state['epoch']} of {cfg.epochs} epochs done", flush=True)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         if mon is not None:
             mon.load_state_dict(state["monitor"])
         start, elapsed = state["epoch"], state["elapsed"]
         result["history"], result["losses"] = state["history"], state["losses"]
+    elif cfg.resume and cfg.verbose:
+        print(f"no checkpoint in {run_dir}: starting the run", flush=True)
 
     from tqdm import tqdm  # the plain bar: the widget one needs ipywidgets in notebooks
 
@@ -281,6 +259,9 @@ def train(cfg: Config, data: dict | None = None) -> dict:
         losses = []
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}", disable=not cfg.progress, leave=False)
         for i in bar:
+            if stop():  # Ctrl-C, between two steps
+                raise Interrupted(f"interrupted in epoch {epoch + 1} of {cfg.epochs}: " + (
+                    f"{ckpt} holds epoch {epoch}; continue with --resume (resume=True)" if epoch else "nothing saved"))
             step = epoch * steps_per_epoch + i
             for g in opt.param_groups:
                 g["lr"] = g["initial_lr"] * lr_factor(step, total, cfg.warmup)
@@ -308,9 +289,8 @@ def train(cfg: Config, data: dict | None = None) -> dict:
         state = dict(epoch=epoch + 1, elapsed=elapsed, identity=_identity(cfg), model=model.state_dict(),
                      optimizer=opt.state_dict(), history=result["history"], losses=result["losses"],
                      monitor=None if mon is None else mon.state_dict())
-        torch.save(state, ckpt.with_suffix(".tmp"))
-        ckpt.with_suffix(".tmp").replace(ckpt)  # atomic: an interrupted save keeps the last checkpoint
-        if cfg.stop_after is not None and epoch + 1 - start >= cfg.stop_after and epoch + 1 < cfg.epochs:
+        save_checkpoint(ckpt, state)  # atomic: an interrupted save keeps the last checkpoint
+        if cfg.stop_at is not None and epoch + 1 >= cfg.stop_at and epoch + 1 < cfg.epochs:
             result["stopped"] = True
             return result
 
@@ -320,7 +300,7 @@ def train(cfg: Config, data: dict | None = None) -> dict:
     result.update(final_test_acc=last["test_acc"], final_test_loss=last["test_loss"], time=elapsed, load=load)
     if mon is not None:
         result["monitor"] = mon.frame().to_dict(orient="list")
-    (run_dir / "result.json").write_text(json.dumps(result, indent=1))
+    common.atomic_write_text(run_dir / RESULT, json.dumps(result, indent=1))
     result["model"] = model
     return result
 
@@ -332,7 +312,7 @@ def load_result(run_dir: str | Path) -> dict:
 
 def run(cfg: Config, data: dict | None = None, reuse: bool = False) -> dict:
     """`train(cfg)`, or with `reuse` the stored result of a finished run with the same config."""
-    path = _run_dir(cfg) / "result.json"
+    path = _run_dir(cfg) / RESULT
     if reuse and path.is_file():
         res = json.loads(path.read_text())
         if _identity(res["config"]) == _identity(cfg):
@@ -344,52 +324,64 @@ def run(cfg: Config, data: dict | None = None, reuse: bool = False) -> dict:
 # The tuning grid and the command line
 
 
-def grid(scale: str = "cpu", seed: int = 0, **overrides) -> list[dict]:
-    """Lion and AdamW on the same grid: base lr x GRID["lr"], base wd x GRID["wd"] (base: ADAMW, LION)."""
+def grid(scale: str = "cpu", seed: int = 0, out_dir: str | Path | None = None, **overrides) -> list[dict]:
+    """Lion and AdamW on the same grid: base lr x GRID["lr"], base weight_decay x GRID["wd"] (base:
+    ADAMW, LION). Finished runs are read back and unfinished ones resumed, so a grid can be resumed.
+    Each run has its folder `<out_dir>/<optimizer>-<hash>` (default out_dir: runs/cifar10)."""
     rows, data = [], None
-    for b in GRID["wd"]:  # the base wd first: an interrupted grid still has the lr scan of both
+    for b in GRID["wd"]:  # the base decay first: an interrupted grid still has the lr scan of both
         for name, base in (("lion", LION), ("adamw", ADAMW)):
             for a in GRID["lr"]:
-                cfg = config(scale, optimizer=name, lr=base["lr"] * a, wd=base["wd"] * b, seed=seed, **overrides)
+                cfg = config(scale, **{**overrides, "optimizer": name, "lr": base["lr"] * a,
+                                       "weight_decay": base["weight_decay"] * b, "seed": seed, "resume": True})
+                if out_dir is not None:
+                    cfg = replace(cfg, out_dir=str(Path(out_dir) / _run_dir(cfg).name))
                 data = data or load_cifar10(cfg.data_dir, cfg.train_per_class, cfg.test_per_class)
-                res = run(cfg, data, reuse=True)  # finished runs are read back: the grid can be resumed
-                rows.append(dict(optimizer=name, lr=cfg.lr, wd=cfg.wd, test_acc=res["final_test_acc"], time=res["time"]))
+                res = run(cfg, data, reuse=True)
+                rows.append(dict(optimizer=name, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                 test_acc=res["final_test_acc"], time=res["time"]))
                 print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--scale", default="cpu", choices=SCALES)
+def main(argv: list[str] | None = None) -> dict | list[dict]:
+    """`python -m lionlib.experiments.cifar [--scale cpu] [--optimizer lion] [--lr ...] ...`: one run
+    (its result.json and checkpoint.pt in --out-dir), or `--grid` (see `grid`)."""
+    ap = cli.Parser(prog="python -m lionlib.experiments.cifar", description=main.__doc__)
+    cli.add_run_flags(ap, SCALES)
     ap.add_argument("--grid", action="store_true", help="tune Lion and AdamW on GRID; print and save a table")
-    ap.add_argument("--optimizer", default="lion", choices=("lion", "lionk", "adamw"))
-    ap.add_argument("--lr", type=float)
-    ap.add_argument("--wd", type=float)
-    ap.add_argument("--p", type=float, default=1.0)
-    ap.add_argument("--epochs", type=int)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--data-dir")
-    ap.add_argument("--run-dir")
-    ap.add_argument("--monitor", action="store_true")
-    ap.add_argument("--threads", type=int, help="torch threads (1 is faster on a shared, oversubscribed CPU)")
-    args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    over = {k: v for k, v in dict(epochs=args.epochs, device=args.device, data_dir=args.data_dir).items() if v is not None}
-    if args.grid:
-        rows = grid(args.scale, args.seed, **over)
-        out = REPO / "runs" / "cifar10" / f"grid-{args.scale}-seed{args.seed}.json"
-        out.write_text(json.dumps(dict(grid=GRID, adamw=ADAMW, lion=LION, rows=rows), indent=1))
-        for name in ("lion", "adamw"):
-            best = max((r for r in rows if r["optimizer"] == name), key=lambda r: r["test_acc"])
-            print(f"best {name}: lr {best['lr']:.3g} wd {best['wd']:.3g} test_acc {best['test_acc']:.4f}")
-        return
-    over.update({k: v for k, v in dict(lr=args.lr, wd=args.wd, run_dir=args.run_dir).items() if v is not None})
-    cfg = config(args.scale, optimizer=args.optimizer, p=args.p, seed=args.seed, monitor=args.monitor,
-                 progress=True, **over)
-    res = train(cfg)
-    print(f"{res['dataset']}: test accuracy {res['final_test_acc']:.4f} in {res['time']:.1f}s ({res['device']})")
+    cli.add_fields(ap, Config, config("cpu"), skip=("resume",), choices=dict(optimizer=OPTIMIZERS),
+                   title="settings (the defaults shown are the cpu scale's)")
+    args = ap.parse_args(cli.kebab(sys.argv[1:] if argv is None else argv))
+    with cli.one_line_errors(ap.prog, setup=True):  # bad values stop here, before any work
+        cli.set_threads(args.threads)
+        over = {"progress": True, **cli.overrides(args, Config)}
+        cfg = config(args.scale, **over)
+        validate(cfg)
+        if not args.grid:
+            cfg = replace(cfg, out_dir=str(_run_dir(cfg)))
+            claim_out_dir(cfg.out_dir, args.resume, args.force)
+    with cli.one_line_errors(ap.prog):
+        if args.grid:
+            root = Path(cfg.out_dir) if cfg.out_dir else REPO / "runs" / "cifar10"
+            rows = grid(args.scale, cfg.seed, root, **{k: v for k, v in over.items()
+                                                       if k not in ("lr", "weight_decay", "out_dir", "resume")})
+            out = root / f"grid-{args.scale}-seed{cfg.seed}.json"
+            common.atomic_write_text(out, json.dumps(dict(grid=GRID, adamw=ADAMW, lion=LION, rows=rows), indent=1))
+            for name in ("lion", "adamw"):
+                best = max((r for r in rows if r["optimizer"] == name), key=lambda r: r["test_acc"])
+                print(f"best {name}: lr {best['lr']:.3g} weight_decay {best['weight_decay']:.3g} "
+                      f"test_acc {best['test_acc']:.4f}")
+            return rows
+        data = load_cifar10(cfg.data_dir, cfg.train_per_class, cfg.test_per_class)  # missing data: one line here
+        print(f"run folder: {cfg.out_dir}", flush=True)
+        cli.start_over(cfg.out_dir, args.force)
+        res = train(cfg, data)
+    if res.get("stopped"):
+        print(f"stopped after epoch {cfg.stop_at} of {cfg.epochs}: continue with --resume")
+    else:
+        print(f"{res['dataset']}: test accuracy {res['final_test_acc']:.4f} in {res['time']:.1f}s ({res['device']})")
+    return res
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@ Data sources, in order (`find_source`):
    or the official `cifar-10-python.tar.gz`;
 2. the offline JPEG copy next to the repository (`../shared/data/cifar10-jpeg`, used by tests and CI);
 3. otherwise the official archive is downloaded into that folder and its md5 checked.
+When none of these works, a `DataError` says in one line what was looked for where and how to fix
+it. An archive the user placed is md5-checked too (and never deleted); a partial copy (fewer images
+in a class than asked) and an unreadable JPEG are errors naming the folder or the file.
 Decoded sets are cached in `<repo>/data/` (git-ignored) as uint8 (N, 3, 32, 32) + int64 labels, with
 a sidecar sha256 of the cache file: a corrupt or truncated cache is detected and rebuilt.
 Results from the image folder are labelled "CIFAR-10 (JPEG copy)": JPEG is lossy, so pixels (and
@@ -20,7 +23,7 @@ import json
 import os
 import pickle
 import tarfile
-import urllib.request
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +32,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lionlib.experiments.common import OFFLINE_DATA as OFFLINE, REPO, data_dir as default_data_dir
+from lionlib.experiments import common
+from lionlib.experiments.common import OFFLINE_DATA as OFFLINE, REPO, DataError, atomic_write, file_digest
+from lionlib.experiments.common import data_dir as default_data_dir
 
-__all__ = ["CLASSES", "MEAN", "STD", "Source", "find_source", "fetch", "load_cifar10", "augment"]
+__all__ = ["CLASSES", "MEAN", "STD", "LAYOUT", "Source", "find_source", "fetch", "load_cifar10", "augment"]
 
 # ----------------------------------------------------------------------------------------------
 # Data
@@ -40,6 +45,8 @@ URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 ARCHIVE = "cifar-10-python.tar.gz"
 ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"  # published on the CIFAR-10 page
 JPEG_SHA256 = "ad60c587690fa24e860a0a0a0ae93ce77911f8a427903dad4f4851eb11ff3652"  # shared/data/README.md
+LAYOUT = "cifar10-jpeg/{train,test}/<class>/*.jpg"
+OFFICIAL_PER_CLASS = {"train": 5000, "test": 1000}
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CACHE = REPO / "data"  # decoded caches always go here, so a shared or offline data folder is only read
 MEAN = (0.4914, 0.4822, 0.4465)  # CIFAR-10 train statistics, for input normalisation
@@ -62,52 +69,36 @@ def _as_source(d: Path) -> Source | None:
     return None
 
 
+def _looked(dirs) -> str:
+    return f"{LAYOUT} or {ARCHIVE} in " + " and ".join(str(d) for d in dirs)
+
+
+FIX = "point LIONLIB_DATA_DIR at a folder that holds either"
+
+
 def find_source(data_dir: str | Path | None = None, download: bool = True) -> Source:
-    """Where the images come from (see the module docstring for the order)."""
+    """Where the images come from (see the module docstring for the order); a DataError if nowhere."""
     if data_dir is not None:
-        found = _as_source(Path(data_dir).expanduser().resolve())
+        d = Path(data_dir).expanduser().resolve()
+        found = _as_source(d)
         if found is None:
-            raise FileNotFoundError(f"{data_dir}: no train/ and test/ image folders and no {ARCHIVE}")
+            raise DataError(f"CIFAR-10 not found: looked for {_looked([d])}. Fix: pass the folder that holds "
+                            f"cifar10-jpeg/ (or train/ and test/) or {ARCHIVE}")
         return found
-    data = default_data_dir()
-    for d in (data, OFFLINE):
+    data = default_data_dir()  # a LIONLIB_DATA_DIR that does not exist is a DataError here
+    dirs = [data] + [OFFLINE] * (OFFLINE.is_dir() and OFFLINE != data)
+    for d in dirs:
         if (found := _as_source(d)) is not None:
             return found
+    dest = data / ARCHIVE
     if not download:
-        raise FileNotFoundError(f"CIFAR-10 not found in {data} or {OFFLINE} and download=False")
-    return Source("archive", fetch(URL, data / ARCHIVE, ARCHIVE_MD5), "CIFAR-10")
+        raise common.missing_data("CIFAR-10", _looked(dirs), FIX, URL, dest, ARCHIVE_MD5, "md5")
+    return Source("archive", fetch(URL, dest, ARCHIVE_MD5, looked=_looked(dirs)), "CIFAR-10")
 
 
-def _digest(path: Path, algo: str = "md5") -> str:
-    h = hashlib.new(algo)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def fetch(url: str, dest: Path, md5: str) -> Path:
-    """Download `url` to `dest` unless a file with the right md5 is already there.
-
-    The download goes to `dest.part` and is renamed only after its md5 matches, so an interrupted or
-    corrupt download never sits at `dest`; a wrong file at `dest` is deleted and fetched again.
-    """
-    if dest.is_file():
-        if _digest(dest) == md5:
-            return dest
-        print(f"{dest}: md5 mismatch, downloading again")
-        dest.unlink()
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    with urllib.request.urlopen(url) as r, open(part, "wb") as f:  # noqa: S310 (a fixed https URL)
-        while chunk := r.read(1 << 20):
-            f.write(chunk)
-    got = _digest(part)
-    if got != md5:
-        part.unlink()
-        raise OSError(f"{url}: md5 {got} != expected {md5} (partial or corrupt download, deleted)")
-    part.rename(dest)
-    return dest
+def fetch(url: str, dest: Path, md5: str, looked: str = "") -> Path:
+    """The CIFAR-10 archive at `dest`, md5-checked, downloaded first if missing (`common.fetch`)."""
+    return common.fetch(url, dest, md5, "md5", name="CIFAR-10", looked=looked or str(dest), fix=FIX)
 
 
 def _decode_archive(path: Path, per_class: dict[str, int | None]) -> dict:
@@ -137,12 +128,26 @@ def _first_per_class(y: np.ndarray, n: int | None) -> np.ndarray:
 
 
 def _folder_files(root: Path, per_class: dict[str, int | None]) -> list[str]:
-    """Sorted relative paths `split/class/file.jpg`, the first n files (by name) of every class."""
-    files = []
+    """Sorted relative paths `split/class/file.jpg`, the first n files (by name) of every class.
+
+    A class with fewer images than asked is a DataError (a partial copy would silently shrink the
+    experiment); with n = None (all), fewer than the official 5,000 / 1,000 is a warning.
+    """
+    files, short = [], []
     for split in ("test", "train"):  # sorted order of the relative paths, as in the README checksum
         for c in CLASSES:
             names = sorted(p.name for p in (root / split / c).glob("*.jpg"))
-            files += [f"{split}/{c}/{n}" for n in names[: per_class[split]]]
+            want = per_class[split]
+            if len(names) < (want or 1):
+                raise DataError(f"CIFAR-10 in {root} is incomplete: {split}/{c}/ has {len(names)} images, "
+                                f"{want or 'some'} asked; expected layout {LAYOUT} "
+                                f"({OFFICIAL_PER_CLASS[split]:,} a class): complete the copy or ask for fewer")
+            if want is None and len(names) < OFFICIAL_PER_CLASS[split]:
+                short.append(f"{split}/{c} {len(names)}")
+            files += [f"{split}/{c}/{n}" for n in names[:want]]
+    if short:
+        warnings.warn(f"CIFAR-10 in {root} is a partial copy (images a class: {', '.join(short[:4])}"
+                      f"{', ...' if len(short) > 4 else ''}; the official set has 5,000 / 1,000)", stacklevel=3)
     return files
 
 
@@ -156,7 +161,14 @@ def _decode_folder(root: Path, files: list[str]) -> tuple[dict, str]:
 
     def load(rel: str) -> tuple[bytes, np.ndarray]:
         raw = (root / rel).read_bytes()
-        return raw, np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))
+        try:
+            img = np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))
+        except (OSError, ValueError, SyntaxError) as e:  # Pillow's errors for truncated or foreign files
+            raise DataError(f"CIFAR-10: {root / rel} is not a readable JPEG ({e}): replace it from the "
+                            f"original copy (expected layout {LAYOUT})") from None
+        if img.shape != (32, 32, 3):
+            raise DataError(f"CIFAR-10: {root / rel} is {img.shape[1]}x{img.shape[0]}, not a 32x32 CIFAR image")
+        return raw, img
 
     h = hashlib.sha256()
     xs = {"train": [], "test": []}
@@ -177,14 +189,9 @@ def _decode_folder(root: Path, files: list[str]) -> tuple[dict, str]:
 
 def _save_cache(obj: dict, path: Path) -> None:
     """torch.save + a sidecar with the file's sha256 and size, both written atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    meta = {"sha256": _digest(tmp, "sha256"), "size": tmp.stat().st_size}
-    tmp.rename(path)
-    side = path.with_name(path.name + ".json")
-    side.with_name(side.name + ".tmp").write_text(json.dumps(meta))
-    side.with_name(side.name + ".tmp").rename(side)
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    meta = {"sha256": file_digest(path, "sha256"), "size": path.stat().st_size}
+    common.atomic_write_text(path.with_name(path.name + ".json"), json.dumps(meta))
 
 
 def _load_cache(path: Path) -> dict | None:
@@ -194,7 +201,7 @@ def _load_cache(path: Path) -> dict | None:
         return None
     try:
         meta = json.loads(side.read_text())
-        if path.stat().st_size != meta["size"] or _digest(path, "sha256") != meta["sha256"]:
+        if path.stat().st_size != meta["size"] or file_digest(path, "sha256") != meta["sha256"]:
             raise ValueError("checksum mismatch")
         obj = torch.load(path, weights_only=True)
         for split in ("train", "test"):
@@ -221,8 +228,8 @@ def load_cifar10(data_dir: str | Path | None = None, train_per_class: int | None
         # Key: the listing (paths and sizes), cheap to compute; the content hash is checked at decode.
         listing = "\n".join(f"{f} {(src.path / f).stat().st_size}" for f in files)
         key = hashlib.sha256(listing.encode()).hexdigest()[:16]
-    else:
-        key = _digest(src.path)[:16]
+    else:  # an archive the user placed is checked like a download (a DataError if it differs)
+        key = file_digest(fetch(URL, src.path, ARCHIVE_MD5), "md5")[:16]
         if (train_per_class, test_per_class) != (None, None):
             key += f"-{train_per_class}-{test_per_class}"
     path = cache_dir / f"cifar10-{src.kind}-{key}.pt"
@@ -230,13 +237,13 @@ def load_cifar10(data_dir: str | Path | None = None, train_per_class: int | None
     if obj is None:
         if src.kind == "folder":
             splits, sha = _decode_folder(src.path, files)
-            full = per_class == {"train": None, "test": None}
+            full = len(files) == 10 * sum(OFFICIAL_PER_CLASS.values())  # a partial copy was warned about
             obj = {**splits, "sha256": sha, "verified": full and sha == JPEG_SHA256}
             if full and not obj["verified"]:
-                print(f"warning: {src.path} sha256 {sha} differs from the published {JPEG_SHA256}")
-        else:  # the archive's md5 was checked by fetch or is the cache key
-            obj = {**_decode_archive(src.path, per_class), "sha256": _digest(src.path, "sha256"),
-                   "verified": _digest(src.path) == ARCHIVE_MD5}
+                warnings.warn(f"CIFAR-10 in {src.path}: sha256 {sha} differs from the published {JPEG_SHA256}",
+                              stacklevel=2)
+        else:  # the archive's md5 was checked above
+            obj = {**_decode_archive(src.path, per_class), "sha256": file_digest(src.path, "sha256"), "verified": True}
         _save_cache(obj, path)
     return {**obj, "label": src.label, "source": str(src.path)}
 

@@ -11,17 +11,22 @@ batches as one uninterrupted single-process run (the tests check both).
 
 Command line (the `paper` scale needs `prepare_openwebtext` first, see `lionlib.experiments.gpt_data`):
 
-    python -m lionlib.experiments.gpt --scale cpu --optimizer lion --out_dir runs/gpt/lion
+    python -m lionlib.experiments.gpt --scale cpu --optimizer lion --out-dir runs/gpt/lion
     torchrun --standalone --nproc_per_node 8 -m lionlib.experiments.gpt --scale paper --optimizer lion_lp --p 1.5 \
-        --out_dir runs/gpt/paper/lion_lp1.5
+        --out-dir runs/gpt/paper/lion_lp1.5
+
+`--help` lists every flag. A run writes `<out_dir>/checkpoint.pt` (every `ckpt_interval` steps, at
+the end and on Ctrl-C) and `<out_dir>/result.json` when it finishes; see
+`lionlib.experiments.checkpoint` for the rules on resuming (`--resume`) and overwriting (`--force`).
 """
 
 from __future__ import annotations
 
-import argparse
+import hashlib
 import json
 import math
 import os
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, fields, replace
@@ -33,93 +38,18 @@ import torch.distributed as dist
 import torch.nn as nn
 from tqdm import tqdm
 
-from lionlib import kappa
+from lionlib.experiments import cli, common
+from lionlib.experiments.checkpoint import (CHECKPOINT, RESULT, Interrupted, check_same_config, claim_out_dir,
+                                            deferred_interrupt, load_checkpoint, save_checkpoint)
+from lionlib.experiments.common import OPTIMIZERS, REPO, ConfigError, resolve_device
+from lionlib.experiments.gpt_config import (TrainConfig, identity, lr_at, make_optimizer, param_groups,
+                                            validate)
 from lionlib.experiments.gpt_data import TokenData, get_batch, load_dataset_by_name
 from lionlib.experiments.gpt_model import GPT, GPTConfig
 from lionlib.monitor import ConstraintMonitor
-from lionlib.optim import Lion, LionK, lp_scale
-from lionlib.experiments.common import resolve_device
 
-__all__ = ["TrainConfig", "RunResult", "param_groups", "make_optimizer", "lr_at", "train", "load_model", "sample_text", "preset", "main"]
-
-# -------------------------------------------------------------------------------------------------
-# training configuration, optimizers, schedule
-
-
-@dataclass
-class TrainConfig:
-    dataset: str = "shakespeare_char"  # or "openwebtext" (GPT-2 BPE bins, see lionlib.experiments.gpt_data)
-    data_dir: str | None = None  # None: $LIONLIB_DATA_DIR, else the repo's data/
-    optimizer: str = "lion"  # "lion" | "lion_lp" | "adamw"
-    p: float = 1.0  # the p of Lion-lp
-    lr: float = 3e-4  # peak learning rate
-    min_lr: float | None = None  # end of the cosine; None: lr / 10 (nanoGPT, Chinchilla)
-    warmup_steps: int = 100
-    max_steps: int = 2000
-    weight_decay: float = 1.0  # lambda, on 2-D weights only
-    beta1: float = 0.9
-    beta2: float = 0.99
-    grad_clip: float = 1.0  # max global grad norm; 0 disables
-    batch_size: int = 12  # global sequences per optimizer step, over all processes
-    grad_accum: int = 1  # micro-steps per optimizer step (per process)
-    eval_interval: int = 250
-    eval_batches: int = 20  # validation batches at each periodic evaluation
-    final_eval_batches: int = 200  # and at the end (the reported validation loss)
-    log_interval: int = 10  # record the training loss every this many steps
-    monitor_interval: int = 50  # ConstraintMonitor keeps a row every this many steps; 0: off
-    seed: int = 0  # model init and batch order
-    device: str = "auto"
-    compile: bool | None = None  # torch.compile; None: on CUDA only
-    out_dir: str | None = None  # checkpoint + result.json; None: keep nothing on disk
-    ckpt_interval: int = 0  # also checkpoint every this many steps (0: only at the end)
-    resume: bool = False  # continue from out_dir/ckpt.pt
-    stop_at: int | None = None  # stop (and checkpoint) before max_steps, e.g. to test resuming
-    progress: bool = True  # tqdm bar
-
-
-def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
-    """Weight decay on 2-D tensors (matmul weights and embeddings) only, as nanoGPT does: LayerNorm
-    gains and biases are not decayed, so Lion's box constraint ||x||_inf <= 1/lambda applies to the
-    2-D tensors only.
-
-    Lion-lp gets one group per tensor, its learning rate scaled by s = `lionlib.optim.lp_scale`
-    and its decay divided by s, so every p takes steps of Lion's size with Lion's lr * wd. The group
-    keeps `lr_scale` for the schedule.
-    """
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if cfg.optimizer == "lion_lp":
-        groups = []
-        for name, p in named:
-            s = lp_scale(p.numel(), cfg.p)
-            wd = cfg.weight_decay / s if p.dim() >= 2 else 0.0
-            groups.append({"params": [(name, p)], "weight_decay": wd, "lr_scale": s})
-        return groups
-    return [  # (name, tensor) pairs: torch keeps the names as `param_names`, the monitor labels by them
-        {"params": [(n, p) for n, p in named if p.dim() >= 2], "weight_decay": cfg.weight_decay, "lr_scale": 1.0},
-        {"params": [(n, p) for n, p in named if p.dim() < 2], "weight_decay": 0.0, "lr_scale": 1.0},
-    ]
-
-
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    groups = param_groups(model, cfg)
-    betas = (cfg.beta1, cfg.beta2)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=betas)
-    if cfg.optimizer == "lion":
-        return Lion(groups, lr=cfg.lr, betas=betas)
-    if cfg.optimizer == "lion_lp":
-        return LionK(groups, kappa=kappa.get("lp", p=cfg.p), lr=cfg.lr, betas=betas)
-    raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
-
-
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warmup to `lr`, then a cosine down to `min_lr` at `max_steps` (nanoGPT's get_lr)."""
-    min_lr = cfg.lr / 10 if cfg.min_lr is None else cfg.min_lr
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    frac = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
-    return min_lr + 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))) * (cfg.lr - min_lr)
-
+__all__ = ["TrainConfig", "RunResult", "param_groups", "make_optimizer", "lr_at", "validate", "train", "load_model",
+           "sample_text", "preset", "main"]
 
 # -------------------------------------------------------------------------------------------------
 # training
@@ -149,9 +79,11 @@ class RunResult:
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> RunResult:
+        """A finished run's result.json: the file, or the run's folder (`out_dir`)."""
         import pandas as pd
 
-        d = json.loads(Path(path).read_text())
+        path = Path(path)
+        d = json.loads((path / RESULT if path.is_dir() else path).read_text())
         mon = d.pop("monitor")
         return cls(**d, monitor=None if mon is None else pd.DataFrame(mon))
 
@@ -179,15 +111,26 @@ def _mean_over_ranks(x: torch.Tensor, world: int) -> torch.Tensor:
 
 
 def train(model_cfg: GPTConfig, cfg: TrainConfig, data: TokenData | None = None) -> RunResult:
-    """Train a GPT; under `torchrun` every process calls this and they train one model together."""
+    """Train a GPT; under `torchrun` every process calls this and they train one model together.
+
+    With `out_dir`, `checkpoint.pt` is written every `ckpt_interval` steps, at the end, and when
+    Ctrl-C stops the run between two steps (then `Interrupted` says how to resume); `resume`
+    continues it, refusing a checkpoint of another configuration.
+    """
+    validate(model_cfg, cfg, int(os.environ.get("WORLD_SIZE", "1")))
+    with deferred_interrupt(enabled=int(os.environ.get("WORLD_SIZE", "1")) == 1) as stop:
+        return _train(model_cfg, cfg, data, stop)
+
+
+def _train(model_cfg: GPTConfig, cfg: TrainConfig, data: TokenData | None, interrupted) -> RunResult:
     rank, world, device, own_group = _setup_distributed(cfg.device)
     master = rank == 0
     data = data if data is not None else load_dataset_by_name(cfg.dataset, cfg.data_dir)
     if model_cfg.vocab_size is None:
         model_cfg = replace(model_cfg, vocab_size=data.vocab_size)
-    assert model_cfg.vocab_size >= data.vocab_size, "the model's vocabulary is smaller than the data's"
+    if model_cfg.vocab_size < data.vocab_size:
+        raise ConfigError(f"vocab_size {model_cfg.vocab_size} is smaller than the data's {data.vocab_size}")
     micro = cfg.batch_size // (world * cfg.grad_accum)
-    assert micro * world * cfg.grad_accum == cfg.batch_size, "batch_size must split evenly over processes and micro-steps"
     micro_rows = [slice(j * micro, (j + 1) * micro) for j in range(rank * cfg.grad_accum, (rank + 1) * cfg.grad_accum)]
     cuda = device.type == "cuda"
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
@@ -196,12 +139,18 @@ def train(model_cfg: GPTConfig, cfg: TrainConfig, data: TokenData | None = None)
     model = GPT(model_cfg).to(device)
     optimizer = make_optimizer(model, cfg)
     start, history, monitor_rows = 0, [], []
-    ckpt_path = Path(cfg.out_dir) / "ckpt.pt" if cfg.out_dir else None
+    ckpt_path = Path(cfg.out_dir) / CHECKPOINT if cfg.out_dir else None
     if cfg.resume and ckpt_path is not None and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        ckpt = load_checkpoint(ckpt_path, device, keys=("model", "optimizer", "step", "history", "monitor_rows",
+                                                        "model_config", "train_config"))
+        check_same_config(ckpt_path, identity(ckpt["model_config"], ckpt["train_config"]), identity(model_cfg, cfg))
+        if master:
+            print(f"resuming {ckpt_path} at step {ckpt['step']} of {cfg.max_steps}", flush=True)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         start, history, monitor_rows = ckpt["step"], ckpt["history"], ckpt["monitor_rows"]
+    elif cfg.resume and master and ckpt_path is not None:
+        print(f"no checkpoint in {cfg.out_dir}: starting the run", flush=True)
     monitor = None
     if master and cfg.monitor_interval:
         # AdamW groups have no K: the monitor then watches Lion's box, for comparison. After a
@@ -230,17 +179,20 @@ def train(model_cfg: GPTConfig, cfg: TrainConfig, data: TokenData | None = None)
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                      "history": history, "model_config": asdict(model_cfg), "train_config": asdict(cfg),
                      "monitor_rows": [] if monitor is None else monitor.rows}
-            torch.save(state, ckpt_path.with_suffix(".part"))
-            ckpt_path.with_suffix(".part").replace(ckpt_path)  # atomic: a crash never leaves half a file
+            save_checkpoint(ckpt_path, state)  # atomic: a crash never leaves half a file
 
     stop = cfg.max_steps if cfg.stop_at is None else min(cfg.stop_at, cfg.max_steps)
     tokens_per_step = cfg.batch_size * model_cfg.block_size
     seconds, timed_steps = 0.0, 0
     for step in tqdm(range(start, stop), disable=not (master and cfg.progress), desc=cfg.optimizer, initial=start, total=stop):
+        if interrupted():  # Ctrl-C, between two steps: keep the work done (before this step's evaluation)
+            checkpoint(step)
+            raise Interrupted(f"interrupted at step {step} of {cfg.max_steps}: " + (
+                f"{ckpt_path} saved; continue with --resume (resume=True)" if ckpt_path else "nothing saved (no out_dir)"))
+        if ckpt_path is not None and cfg.ckpt_interval and step > start and step % cfg.ckpt_interval == 0:
+            checkpoint(step)  # before the evaluation of this step, which a resume repeats
         if step % cfg.eval_interval == 0:
             history.append({"step": step, "val_loss": evaluate(cfg.eval_batches)})
-        if ckpt_path is not None and cfg.ckpt_interval and step > start and step % cfg.ckpt_interval == 0:
-            checkpoint(step)
         if cuda:
             torch.cuda.synchronize()
         t0 = time.perf_counter()
@@ -280,16 +232,25 @@ def train(model_cfg: GPTConfig, cfg: TrainConfig, data: TokenData | None = None)
         train_seconds=seconds, num_params=model.num_params(), world_size=world,
         monitor=None if monitor is None else monitor.frame(), model=model, data=data,
     )
-    if master and cfg.out_dir:
-        (Path(cfg.out_dir) / "result.json").write_text(json.dumps(result.to_json(), indent=1) + "\n")
+    if master and cfg.out_dir and stop == cfg.max_steps:  # a run stopped early (stop_at) has no result yet
+        common.atomic_write_text(Path(cfg.out_dir) / RESULT, json.dumps(result.to_json(), indent=1) + "\n")
     if own_group:
+        # The barrier first: rank 0's last writes overlap the others' teardown otherwise, and a rank
+        # that tears down right after its last all_reduce can deadlock in ~ProcessGroupGloo (seen
+        # under heavy load: a gloo thread freeing the all_reduce's tensors waits for the GIL that the
+        # joining main thread holds).
+        dist.barrier()
         dist.destroy_process_group()
     return result
 
 
 def load_model(ckpt_path: str | os.PathLike, device: str = "auto") -> GPT:
-    """The model of a checkpoint written by `train` (e.g. a `paper` run), for sampling."""
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    """The model of a checkpoint written by `train` (e.g. a `paper` run), for sampling: the run's
+    folder or its checkpoint file (`ckpt.pt`, the earlier name, is read as `checkpoint.pt`)."""
+    path = Path(ckpt_path)
+    if path.is_dir() or (path.name == "ckpt.pt" and not path.exists()):
+        path = (path if path.is_dir() else path.parent) / CHECKPOINT
+    ckpt = load_checkpoint(path, "cpu", keys=("model", "model_config"))
     model = GPT(GPTConfig(**ckpt["model_config"]))
     model.load_state_dict(ckpt["model"])
     return model.to(resolve_device(device))
@@ -342,38 +303,40 @@ def preset(scale: str, optimizer: str = "lion") -> tuple[GPTConfig, TrainConfig]
     raise ValueError(f"unknown scale {scale!r}")
 
 
-def _parse_value(text: str, default):
-    if text.lower() == "none":
-        return None
-    if isinstance(default, bool):
-        return text.lower() in ("1", "true", "yes")
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
-def _overrides(args: dict, obj) -> dict:
-    return {f.name: _parse_value(args[f.name], getattr(obj, f.name)) for f in fields(obj) if args[f.name] is not None}
-
-
 def main(argv: list[str] | None = None) -> RunResult:
-    """`python -m lionlib.experiments.gpt --scale cpu --optimizer lion --lr 3e-4 ...`: any GPTConfig or
-    TrainConfig field can be overridden; the result goes to `--out_dir` (result.json, ckpt.pt)."""
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--scale", default="cpu", choices=["smoke", "cpu", "paper"])
-    for f in fields(GPTConfig) + fields(TrainConfig):
-        parser.add_argument(f"--{f.name}", type=str, default=None)
-    args = vars(parser.parse_args(argv))
-    model_cfg, cfg = preset(args.pop("scale"), args["optimizer"] or "lion")
-    model_cfg = replace(model_cfg, **_overrides(args, model_cfg))
-    cfg = replace(cfg, **_overrides(args, cfg))
-    result = train(model_cfg, cfg)
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(f"final val loss {result.final_val_loss:.4f}, {result.tokens_per_s:,.0f} tokens/s, "
-              f"{result.num_params / 1e6:.2f}M parameters")
+    """`python -m lionlib.experiments.gpt [--scale cpu] [--optimizer lion] [--lr ...] ...`: every GPTConfig
+    and TrainConfig field is a flag; the run writes result.json and checkpoint.pt to --out-dir."""
+    ap = cli.Parser(prog="python -m lionlib.experiments.gpt", description=main.__doc__)
+    cli.add_run_flags(ap, ("smoke", "cpu", "paper"))
+    model_cpu, train_cpu = preset("cpu")
+    cli.add_fields(ap, GPTConfig, model_cpu, title="model (the defaults shown are the cpu scale's)")
+    cli.add_fields(ap, TrainConfig, train_cpu, skip=("resume",), title="training (the cpu scale's defaults)",
+                   choices=dict(optimizer=OPTIMIZERS, dataset=("shakespeare_char", "openwebtext")))
+    args = ap.parse_args(cli.kebab(sys.argv[1:] if argv is None else argv))
+    master = int(os.environ.get("RANK", "0")) == 0
+    with cli.one_line_errors(ap.prog, setup=True):  # bad values stop here, before any work
+        cli.set_threads(args.threads)
+        model_cfg, cfg = preset(args.scale, args.optimizer or "lion")
+        model_cfg = replace(model_cfg, **cli.overrides(args, GPTConfig))
+        cfg = replace(cfg, **cli.overrides(args, TrainConfig))
+        validate(model_cfg, cfg, int(os.environ.get("WORLD_SIZE", "1")))
+        if cfg.out_dir is None:
+            digest = hashlib.sha256(json.dumps(identity(model_cfg, cfg), sort_keys=True).encode()).hexdigest()[:10]
+            cfg = replace(cfg, out_dir=str(REPO / "runs" / "gpt" / f"{cfg.optimizer}-{digest}"))
+        if master:  # the other processes find rank 0's files appearing
+            claim_out_dir(cfg.out_dir, args.resume, args.force)
+    with cli.one_line_errors(ap.prog):
+        data = load_dataset_by_name(cfg.dataset, cfg.data_dir)  # missing data: one line here
+        if master:
+            print(f"run folder: {cfg.out_dir}", flush=True)
+            cli.start_over(cfg.out_dir, args.force)
+        result = train(model_cfg, cfg, data)
+    if master:
+        if math.isnan(result.final_val_loss):
+            print(f"stopped at step {cfg.stop_at} of {cfg.max_steps}: continue with --resume")
+        else:
+            print(f"final val loss {result.final_val_loss:.4f}, {result.tokens_per_s:,.0f} tokens/s, "
+                  f"{result.num_params / 1e6:.2f}M parameters")
     return result
 
 

@@ -7,7 +7,8 @@ windows from, exactly as nanoGPT does:
   encoded in memory (65 symbols, first 90% train, last 10% val). It is looked up in
   `<data dir>/tinyshakespeare/input.txt`, where the data dir is the `data_dir` argument, else
   `$LIONLIB_DATA_DIR`, else the repo's git-ignored `data/` (`lionlib.experiments.common.data_dir()`); when it is
-  missing from `data/` it is downloaded there from karpathy/char-rnn.
+  missing from `data/` it is downloaded there from karpathy/char-rnn. When that fails, or the file's
+  checksum differs, a `DataError` says in one line what was looked for where and how to fix it.
 - OpenWebText (the `paper` scale) is ~9B GPT-2 tokens, too big for memory: `prepare_openwebtext`
   tokenizes it once into `train.bin`/`val.bin` (uint16, since the GPT-2 vocabulary has 50,257 < 2^16
   ids) and `load_bins` memory-maps them. The Hugging Face `datasets` and `tiktoken` packages (extra
@@ -18,10 +19,8 @@ windows from, exactly as nanoGPT does:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,12 +29,14 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from lionlib.experiments.common import data_dir as _default_data_dir
+from lionlib.experiments import common
+from lionlib.experiments.common import DataError, data_dir as _default_data_dir
 
-__all__ = ["TokenData", "Tokenizer", "GPT2Tokenizer", "data_root", "shakespeare_path", "load_shakespeare", "load_bins", "load_dataset_by_name", "prepare_openwebtext", "get_batch"]
+__all__ = ["SHAKESPEARE_LAYOUT", "TokenData", "Tokenizer", "GPT2Tokenizer", "data_root", "shakespeare_path", "load_shakespeare", "load_bins", "load_dataset_by_name", "prepare_openwebtext", "get_batch"]
 
 SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+SHAKESPEARE_LAYOUT = "tinyshakespeare/input.txt"
 TRAIN_FRACTION = 0.9  # the conventional char-rnn / nanoGPT split
 
 
@@ -58,7 +59,7 @@ def data_root(data_dir: str | os.PathLike | None = None) -> Path:
 
 
 def sha256_file(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return common.file_digest(path, "sha256")
 
 
 # -------------------------------------------------------------------------------------------------
@@ -66,19 +67,17 @@ def sha256_file(path: Path) -> str:
 
 
 def shakespeare_path(data_dir: str | os.PathLike | None = None, download: bool = True) -> Path:
-    """Path of `<data dir>/tinyshakespeare/input.txt`, downloaded if missing, sha256-checked."""
-    path = data_root(data_dir) / "tinyshakespeare" / "input.txt"
-    if not path.exists():
-        if not download:
-            raise FileNotFoundError(f"{path} not found; set LIONLIB_DATA_DIR or pass data_dir")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".part")
-        urllib.request.urlretrieve(SHAKESPEARE_URL, tmp)
-        tmp.replace(path)
-    digest = sha256_file(path)
-    if digest != SHAKESPEARE_SHA256:
-        raise ValueError(f"{path}: sha256 {digest} != expected {SHAKESPEARE_SHA256}")
-    return path
+    """Path of `<data dir>/tinyshakespeare/input.txt`, downloaded if missing, sha256-checked.
+
+    A missing file (and no download), a failed download or a wrong checksum is a one-line DataError.
+    """
+    path = data_root(data_dir) / SHAKESPEARE_LAYOUT
+    fix = "point LIONLIB_DATA_DIR at a folder that holds it"
+    looked = f"{SHAKESPEARE_LAYOUT} in {path.parents[1]}"
+    if not path.exists() and not download:
+        raise common.missing_data("tiny Shakespeare", looked, fix, SHAKESPEARE_URL, path, SHAKESPEARE_SHA256, "sha256")
+    return common.fetch(SHAKESPEARE_URL, path, SHAKESPEARE_SHA256, "sha256", name="tiny Shakespeare",
+                        looked=looked, fix=fix)
 
 
 def load_shakespeare(data_dir: str | os.PathLike | None = None) -> TokenData:
@@ -162,19 +161,17 @@ def prepare_openwebtext(
         raise ValueError("uint16 bins need a vocabulary of at most 65536 tokens")
     order = np.random.default_rng(seed).permutation(len(docs))
     n_val = max(1, round(val_fraction * len(docs)))
-    out.mkdir(parents=True, exist_ok=True)
     counts = {}
     for split, idx in (("val", order[:n_val]), ("train", order[n_val:])):
-        tmp = out / f"{split}.bin.part"
-        with open(tmp, "wb") as f:  # appended chunk by chunk: the total length is not known upfront
-            for start in range(0, len(idx), chunk):
-                texts = [docs[int(i)]["text"] for i in idx[start : start + chunk]]
-                for ids in tokenizer.encode_batch(texts):
-                    f.write(np.array([*ids, tokenizer.eot], dtype=np.uint16).tobytes())
-        tmp.replace(out / f"{split}.bin")
-        counts[split] = (out / f"{split}.bin").stat().st_size // 2
+        def write(tmp: Path, idx=idx) -> None:  # appended chunk by chunk: the total length is not known upfront
+            with open(tmp, "wb") as f:
+                for start in range(0, len(idx), chunk):
+                    texts = [docs[int(i)]["text"] for i in idx[start : start + chunk]]
+                    for ids in tokenizer.encode_batch(texts):
+                        f.write(np.array([*ids, tokenizer.eot], dtype=np.uint16).tobytes())
+        counts[split] = common.atomic_write(out / f"{split}.bin", write).stat().st_size // 2
     meta = {"tokenizer": tokenizer.name, "vocab_size": tokenizer.vocab_size, "tokens": counts}
-    (out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+    common.atomic_write_text(out / "meta.json", json.dumps(meta, indent=1) + "\n")  # last: marks the bins complete
     return out
 
 
@@ -185,6 +182,12 @@ def load_bins(bin_dir: str | os.PathLike, tokenizer: Tokenizer | None = None) ->
     on first use so that training never needs tiktoken.
     """
     bin_dir = Path(bin_dir)
+    missing = [n for n in ("meta.json", "train.bin", "val.bin") if not (bin_dir / n).is_file()]
+    if missing:
+        raise DataError(f"OpenWebText bins not found: looked for {', '.join(missing)} in {bin_dir}. Fix: run "
+                        f"`python -c \"from lionlib.experiments.gpt_data import prepare_openwebtext; "
+                        f"prepare_openwebtext()\"` (extra `owt`; ~54 GB download), or set LIONLIB_DATA_DIR "
+                        f"to a folder holding openwebtext/{{train,val}}.bin and meta.json")
     meta = json.loads((bin_dir / "meta.json").read_text())
     train, val = (np.memmap(bin_dir / f"{s}.bin", dtype=np.uint16, mode="r") for s in ("train", "val"))
     cache: list[Tokenizer] = [tokenizer] if tokenizer is not None else []
@@ -205,7 +208,7 @@ def load_dataset_by_name(name: str, data_dir: str | os.PathLike | None = None) -
         return load_shakespeare(data_dir)
     if name == "openwebtext":
         return load_bins(data_root(data_dir) / "openwebtext")
-    raise ValueError(f"unknown dataset {name!r}")
+    raise ValueError(f"unknown dataset {name!r}: choose shakespeare_char or openwebtext")
 
 
 # -------------------------------------------------------------------------------------------------
