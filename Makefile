@@ -3,6 +3,9 @@
 #   make test        the whole test suite: unit tests, Triton kernels (interpreted), notebook checks,
 #                    the web book built and, where Chromium is installed, tested in the browser
 #   make site        the web book of the committed notebooks -> build/site/index.html
+# Options: SCALE=smoke|cpu|paper (only cpu writes the committed paper_figures/; the others write
+# build/paper_figures/<scale>/), ONLY=01_box_constraint,06_muon (a subset of the notebooks).
+#   make verify ONLY=02_continuous_lyapunov   re-run into build/ and compare with the committed claims
 
 PYTHON ?= python3
 VENV := .venv
@@ -12,8 +15,10 @@ DOCS_STAMP := $(VENV)/.docs-stamp
 # Offline copy of the data sets beside the checkout (CI, development); else data/ (downloads).
 export LIONLIB_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),$(CURDIR)/data)
 SCALE ?= cpu
+ONLY ?=
+ONLY_FLAG := $(if $(ONLY),--only $(ONLY))
 
-.PHONY: test reproduce notebooks unit nbval sync site browser clean
+.PHONY: test reproduce verify notebooks unit nbval sync site browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,11 +56,16 @@ nbval: $(STAMP)
 	LIONLIB_SCALE=smoke LIONLIB_OUT_DIR=$(CURDIR)/build/nbval $(BIN)/python -m pytest notebooks -p no:python --nbval-lax --nbval-current-env -n 2 --dist loadscope -q
 
 reproduce: $(STAMP)
-	$(BIN)/python -m lionlib.companion.reproduce --scale $(SCALE)
+	$(BIN)/python -m lionlib.companion.reproduce --scale $(SCALE) $(ONLY_FLAG)
 
-# Refresh the committed notebooks/*.ipynb outputs (maintainers, after changing a notebook's .py).
+# Same numbers? Re-run at the scale of the committed claims (into build/ only) and compare them:
+# exactly for the float64 notebooks, within a stated tolerance for the trainings (lionlib.companion.verify).
+verify: $(STAMP)
+	$(BIN)/python -m lionlib.companion.reproduce --verify $(ONLY_FLAG)
+
+# Refresh the committed notebooks/*.ipynb outputs (maintainers, after changing a notebook's .py; cpu scale).
 notebooks: $(STAMP)
-	$(BIN)/python -m lionlib.companion.reproduce --scale $(SCALE) --update-notebooks
+	$(BIN)/python -m lionlib.companion.reproduce --update-notebooks $(ONLY_FLAG)
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

@@ -18,130 +18,150 @@
 #
 # This is the map of the companion to Chen, Liu, Liang and Liu, *"Lion Secretly Solves Constrained
 # Optimization: As Lyapunov Predicts"* (ICLR 2024, arXiv 2310.05898): every figure, table and theorem of
-# the paper, the notebook that reproduces it, and the verdicts of the claims that notebook checks, as
-# recorded in `paper_figures/manifest.json` by the last run of the driver.
+# the paper, the notebook that reproduces it (or *not yet covered*), and the **checks** and **findings**
+# that notebook recorded in `paper_figures/manifest.json`, with the scale and the machine each ran on.
+#
+# - A **check** is a property the maths or the code guarantees; it must pass, and `make reproduce` exits
+#   non-zero when one fails. *Sanity* checks ("loss decreased") only say that training works.
+# - A **finding** is an empirical statement measured under a protocol written before the numbers: the
+#   mean effect over seeds, its 95 % t interval, and a verdict (`reproduced`, `not reproduced`,
+#   `inconclusive at this scale`). Findings never fail a run.
 #
 # How to re-run (from the repository root):
 #
 # ```
-# python -m lionlib.companion.reproduce --list                  # notebooks, paper elements, parameters
-# python -m lionlib.companion.reproduce                         # every notebook, cpu scale, into build/notebooks/
-# python -m lionlib.companion.reproduce --only 06_muon -p SEED=1
-# python -m lionlib.companion.reproduce --update-notebooks      # refresh the committed outputs (and this index)
+# python -m lionlib.companion.reproduce --list                  # notebooks, paper elements, typed parameters
+# python -m lionlib.companion.reproduce                         # every notebook, cpu scale -> paper_figures/
+# python -m lionlib.companion.reproduce --scale smoke           # quick; results in build/paper_figures/smoke/
+# python -m lionlib.companion.reproduce --only 06_muon -p SEED 1    # -p: results in build/paper_figures/cpu/
+# python -m lionlib.companion.reproduce --verify --only 02_continuous_lyapunov   # same numbers as committed?
 # ```
 #
-# Each notebook has a `parameters` cell: `SCALE` (`smoke` for CI, `cpu` for these committed outputs,
-# `paper` for a GPU), `SEED`, `DEVICE`, `OUT_DIR`, plus the settings the paper does not give, chosen by
-# the notebook and stated in it. The paper's full text was not available when this companion was built
-# (see `PAPER.md` §0 in the project notes): theorem statements were rebuilt from the update rules and
-# checked numerically, and figure settings are our choices. Element numbers follow the ICLR submission.
+# Only the cpu-scale run with the notebooks' own parameters writes the committed `paper_figures/`, and
+# only the files of notebooks that ran to their end. The paper's full text was not available when this
+# companion was built (see `PAPER.md` §0 in the project notes): theorem statements were rebuilt from the
+# update rules and checked numerically, and figure settings are our choices. Element numbers follow the
+# ICLR submission.
 
 # %% tags=["parameters"]
 import os
+from typing import Optional
 
-SCALE = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper (this notebook only reads files)
-SEED = 0
-DEVICE = "auto"
-OUT_DIR = None  # None -> the repo's paper_figures/ (where the manifest is read from)
+SCALE: str = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper (this notebook only reads files)
+OUT_DIR: Optional[str] = None  # None -> build/paper_figures/<SCALE>/ (the driver's cpu run: paper_figures/)
+MANIFEST: Optional[str] = None  # the manifest shown; None -> the committed paper_figures/manifest.json
 
 # %%
 import json
+from pathlib import Path
 
 from IPython.display import Markdown, display
 
-from lionlib.companion.paths import NOTEBOOKS
+from lionlib.companion import index
+from lionlib.companion.paths import NOTEBOOKS, PAPER_FIGURES
 from lionlib.companion.report import Report
 from lionlib.companion.reproduce import REGISTRY, registry_entry
 
 report = Report("00_index", out_dir=OUT_DIR)
-
-# What each element of the paper is about (PAPER.md sections 4-7, 10), in reading order, then the
-# engineering notebooks.
-ELEMENTS = {
-    "Figure 1": "Lion on a 2-D toy: it solves min f s.t. ‖x‖∞ ≤ 1/λ; phase 1 entry, phase 2 descent",
-    "Theorem 3.1": "continuous time: H(x, m) with dH/dt = −Δ ≤ 0 for smooth K; convergence to KKT points",
-    "Theorem 4.1": "discrete time (implicit scheme, β2 ≥ β1): the one-step change of H_d and its bound",
-    "Theorem B.9": "discrete phase 1: dist(λx_t, dom K*) shrinks by (1 − ελ) per step",
-    "Section 3.1": "special cases of Lion-K: Polyak, Nesterov, Signum, SGD + weight decay, Frank-Wolfe",
-    "Table 2": "the Lion-K family: K, ∇K, K*, and the constraint or regulariser each one implies",
-    "Figure 4": "Lion-K with each K of Table 2 on the toy: convergence into its own feasible set",
-    "Muon note": "Muon = Lion-K with the nuclear norm: σ_max ≤ 1/λ, exact SVD vs Newton-Schulz",
-    "Section 5 (CIFAR-10)": "networks on CIFAR-10: Lion vs AdamW, Lion-ℓp for p ∈ [1, 2], the λ sweep, ‖θ‖∞ ≤ 1/λ per tensor",
-    "Section 5 (GPT-2)": "a small GPT: Lion vs AdamW, Lion-ℓp, the λ sweep and the per-tensor constraint",
-    "Fused kernel": "not a paper element: the speed of one fused Lion-K step against the memory-bandwidth limit",
-}
-
-manifest_path = report.out_dir / "manifest.json"
+manifest_path = Path(MANIFEST) if MANIFEST else PAPER_FIGURES / "manifest.json"
 if manifest_path.exists():
     manifest = json.loads(manifest_path.read_text())
-    print(f"verdicts from {manifest_path.parent.name}/{manifest_path.name}")
+    manifest.setdefault("scale", "unrecorded")  # manifests written before scales were recorded
 else:
-    manifest = {"elements": {}, "notebooks": {}}
-    print("no manifest yet: run `python -m lionlib.companion.reproduce` to fill in the verdicts")
+    manifest = {"scale": "unrecorded", "elements": {}, "notebooks": {}}
+stems = sorted(p.stem for p in NOTEBOOKS.glob("*.py"))
+readers = [s for s in stems if registry_entry(s).reads_manifest]
+print(f"{manifest_path.parent.name}/{manifest_path.name}: {len(manifest['notebooks'])} notebooks, scale "
+      f"{manifest['scale']}" + ("" if manifest_path.exists() else " (not found: run the driver)"))
+
+
+def md_table(rows, columns, fmt=None):
+    """Rows (dicts) as a Markdown table; `fmt`: column -> function of the value."""
+    fmt = fmt or {}
+    cell = lambda c, v: (fmt[c](v) if c in fmt and v is not None else "-" if v is None else str(v)).replace("|", "\\|")
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(c, r.get(c)) for c in columns) + " |" for r in rows]
+    return Markdown("\n".join(lines))
 
 # %% [markdown]
 # ## The map
 #
-# One row per paper element. *notebooks* links each notebook that reproduces it (in italics when it
-# is registered but not written yet); *claims* counts the checked claims that pass; *figures* links the
-# saved figures. Elements that notebooks report but that are not in the list above come last.
-
-# %%
-registered = {name: [e.name for e in REGISTRY if name in e.elements] for name in ELEMENTS}
-files = sorted(p.stem for p in NOTEBOOKS.glob("*.py"))
-
-
-def notebook_link(name):
-    match = [stem for stem in files if registry_entry(stem).name == name]
-    return f"[{match[0]}]({match[0]}.ipynb)" if match else f"*{name}*"
-
-
-def verdict(claims):
-    if not claims:
-        return "not run"
-    passed = sum(c["verdict"] == "PASS" for c in claims)
-    return f"{'PASS' if passed == len(claims) else 'FAIL'} {passed}/{len(claims)}"
-
-
-rows = ["| element | what it shows | notebooks | claims | figures |", "|---|---|---|---|---|"]
-extra = sorted(set(manifest["elements"]) - set(ELEMENTS) - {"Companion map"})  # this notebook's own checks are below
-for name in list(ELEMENTS) + extra:
-    entry = manifest["elements"].get(name, {})
-    notebooks = sorted(set(entry.get("notebooks", [])) | set(registered.get(name, [])))
-    figures = ", ".join(f"[{f}](../paper_figures/{f})" for f in entry.get("figures", []))
-    rows.append(f"| {name} | {ELEMENTS.get(name, '(see its notebook)')} | "
-                f"{', '.join(notebook_link(n) for n in notebooks) or '-'} | {verdict(entry.get('claims', []))} | "
-                f"{figures or '-'} |")
-display(Markdown("\n".join(rows)))
-
-# %% [markdown]
-# ## Every claim, as last run
-#
-# The claims each notebook checks, with the number that backs it (machine-dependent numbers such as
-# float64 round-off or training losses included here; the notebooks' own checked summaries omit them).
+# One row per paper element: the notebooks that reproduce it (*not yet covered* when none exists yet),
+# its checks (passed / recorded), its findings by verdict, and its figures.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-lines = []
-for name in list(ELEMENTS) + extra:
-    for c in manifest["elements"].get(name, {}).get("claims", []):
-        value = "n/a" if c["value"] is None else f"{c['value']:.4g}"
-        threshold = "n/a" if c["threshold"] is None else f"{c['threshold']:.4g}"
-        lines.append(f"{c['verdict']}  {name} [{c['notebook']}]: {c['claim']}  ({value} {c['op']} {threshold})")
-print("\n".join(lines) or "no claims recorded yet")
+def link(stem):
+    return f"[{stem}]({stem}.ipynb)"
+
+
+rows = index.map_rows(manifest, REGISTRY, stems, registry_entry)
+lines = ["| element | what it shows | notebooks | checks | findings | figures |", "|---|---|---|---|---|---|"]
+for r in rows:
+    figures = ", ".join(f"[{f}](../paper_figures/{f})" for f in r["figures"]) or "-"
+    notebooks = ", ".join(link(n) for n in r["notebooks"]) or "*not yet covered*"
+    lines.append(f"| {r['element']} | {r['about']} | {notebooks} | {r['checks']} | {r['findings']} | {figures} |")
+display(Markdown("\n".join(lines)))
+uncovered = [r["element"] for r in rows if not r["covered"]]
+print(f"not yet covered: {', '.join(uncovered) or 'none'}")
 
 # %% [markdown]
-# ## The map is complete
+# ## How each notebook's results were made
 #
-# These checks are about the map itself, not about the runs: every element above is assigned to a
-# registered notebook, and every notebook in `notebooks/` is registered (so it has a place in this map).
+# From the run record of each claims file: the scale, the torch threads, the torch and BLAS builds, the
+# SIMD kernels torch used, the CPU, and the commit (with "+local changes" when the code differed from
+# it). *unrecorded*: results made before claims files recorded their run; re-run the notebook to fill it.
 
 # %%
-unassigned = [name for name, nbs in registered.items() if not nbs]
-unregistered = [stem for stem in files if registry_entry(stem) not in REGISTRY]
-print(f"elements without a notebook: {unassigned or 'none'}; notebooks outside the registry: {unregistered or 'none'}")
-report.check("Companion map", "paper elements of the map without a registered notebook", len(unassigned), "==", 0)
-report.check("Companion map", "notebooks in notebooks/ missing from the registry", len(unregistered), "==", 0)
+# NBVAL_IGNORE_OUTPUT
+runs = [r for r in index.run_rows(manifest) if r["notebook"] not in readers]  # the index's own: below
+display(md_table(runs, ["notebook", "scale", "threads", "torch", "blas", "simd", "cpu", "commit"]))
+
+# %% [markdown]
+# ## Checks
+#
+# Every check, with the number behind it (machine-dependent numbers such as float64 round-off or
+# training losses included here; the notebooks' own checked summaries omit them).
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+checks = [r for r in index.check_rows(manifest) if r["notebook"] not in readers]
+print(f"{len(checks)} checks, {sum(r['verdict'] == 'PASS' for r in checks)} pass "
+      f"({sum(r['kind'] == 'sanity' for r in checks)} of them sanity checks)")
+number = lambda v: f"{v:.4g}"
+display(md_table(checks, ["verdict", "element", "notebook", "claim", "kind", "value", "op", "threshold"],
+                 {"value": number, "threshold": number}))
+
+# %% [markdown]
+# ## Findings
+#
+# Every finding: the mean effect over seeds (signed so that the hypothesis predicts > 0), its 95 % t
+# interval, the number of seeds, the verdict, and the protocol written before the runs.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+findings = index.finding_rows(manifest)
+verdicts = [f["verdict"] for f in findings]
+print(f"{len(findings)} findings" + "".join(f"; {verdicts.count(v)} {v}" for v in sorted(set(verdicts))))
+for f in findings:
+    f["95 % CI"] = f"({f['ci_low']:.3g}, {f['ci_high']:.3g})" if f["ci_low"] is not None else None
+    f["protocol"] = (f"{f['hypothesis']}; metric: {f['metric']}; {f['design']}, seeds {f['seeds']}; "
+                     f"source: {f['source']}" + (f"; choices: {f['choices']}" if f["choices"] else ""))
+display(md_table(findings, ["verdict", "element", "notebook", "claim", "effect", "95 % CI", "n", "protocol"],
+                 {"effect": number}))
+
+# %% [markdown]
+# ## The index's own checks
+#
+# About the map and the manifest, not about the paper: every notebook is registered and has results,
+# the results are of one scale, every check passes, every finding has a complete protocol (and at the
+# cpu scale at least 5 seeds), and no results are left from notebooks that no longer exist.
+
+# %%
+problems = index.index_checks(manifest, REGISTRY, stems, registry_entry, readers=readers)
+for claim, items in problems.items():
+    print(f"{claim}: {', '.join(items) or 'none'}")
+    report.check("Companion map", claim, len(items), "==", 0)
 
 # %%
 # NBVAL_IGNORE_OUTPUT

@@ -37,22 +37,23 @@
 
 # %% tags=["parameters"]
 import os
+from typing import Optional
 
-SCALE = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
-SEED = 0  # seed of the random states of the one-step checks (the runs themselves are deterministic)
-DEVICE = "auto"  # unused: a 2-D float64 problem runs on the CPU
-OUT_DIR = None  # None -> the repo's paper_figures/
-STEPS = None  # Lion steps per run; None -> 1500 (smoke), 3000 (cpu, paper)
-C = (2.0, -3.0)  # c, the unconstrained minimiser of f (outside the box for lambda >= 0.5)
-WEIGHT_DECAYS = (0.5, 1.0, 2.0)  # lambda: the box has radius 1/lambda
-STARTS = ((-3.0, 4.0), (2.0, -3.0), (3.5, 3.0), (-0.3, 0.4))  # outside, at c, outside, inside
-LR = 0.01  # epsilon
-BETAS = (0.9, 0.99)
-IMPLICIT_DECAY = False  # True: the implicit scheme of Theorem 4.1 (see 03_discrete_lyapunov)
-WAVY_AMP = 0.5  # a of the non-convex toy f + a sum cos(w x_i)
-WAVY_FREQ = 3.0  # w
-N_STATES = 2000  # random states for the one-step counter-examples (explicit vs implicit decay)
-INTERACTIVE = False  # True in JupyterLab: ipywidgets controls (K, lambda, betas, lr, start, decay) redraw a run
+SCALE: str = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
+SEED: int = 0  # seed of the random states of the one-step checks (the runs themselves are deterministic)
+DEVICE: str = "auto"  # unused: a 2-D float64 problem runs on the CPU
+OUT_DIR: Optional[str] = None  # None -> the repo's paper_figures/
+STEPS: Optional[int] = None  # Lion steps per run; None -> 1500 (smoke), 3000 (cpu, paper)
+C: tuple[float, float] = (2.0, -3.0)  # c, the unconstrained minimiser of f (outside the box for lambda ≥ 0.5)
+WEIGHT_DECAYS: tuple = (0.5, 1.0, 2.0)  # lambda: the box has radius 1/lambda
+STARTS: tuple = ((-3.0, 4.0), (2.0, -3.0), (3.5, 3.0), (-0.3, 0.4))  # outside, at c, outside, inside
+LR: float = 0.01  # epsilon
+BETAS: tuple[float, float] = (0.9, 0.99)
+IMPLICIT_DECAY: bool = False  # True: the implicit scheme of Theorem 4.1 (see 03_discrete_lyapunov)
+WAVY_AMP: float = 0.5  # a of the non-convex toy f + a sum cos(w x_i)
+WAVY_FREQ: float = 3.0  # w
+N_STATES: int = 2000  # random states for the one-step counter-examples (explicit vs implicit decay)
+INTERACTIVE: bool = False  # True in JupyterLab: ipywidgets controls (K, lambda, betas, lr, start, decay) redraw a run
 
 # %%
 import matplotlib.pyplot as plt

@@ -49,22 +49,23 @@
 
 # %% tags=["parameters"]
 import os
+from typing import Optional
 
-SCALE = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
-SEED = 0  # unused: the ODE is deterministic
-DEVICE = "auto"  # unused: a 2-D float64 ODE runs on the CPU
-OUT_DIR = None  # None -> the repo's paper_figures/
-T_END = None  # integration time; None -> 25 (smoke), 40 (cpu, paper)
-KAPPAS = ("logcosh", "relativistic", "half_sq_l2")  # smooth K (Theorem 3.1 needs differentiable K)
-DELTA = 0.3  # smoothing width of logcosh and relativistic
-ALPHA = 2.0  # ODE constants (EPS * GAMMA <= 1)
-GAMMA = 0.2
-EPS = 0.05
-LAM = 0.8
-A_MATRIX = ((1.0, 0.3), (0.3, 2.0))
-C = (2.0, -3.0)
-X0 = (3.5, 3.5)  # outside the box
-FD_STEP = 2e-3  # h of the 4th-order central difference of H
+SCALE: str = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
+SEED: int = 0  # unused: the ODE is deterministic
+DEVICE: str = "auto"  # unused: a 2-D float64 ODE runs on the CPU
+OUT_DIR: Optional[str] = None  # None -> build/paper_figures/<SCALE>/ (the driver's cpu run: paper_figures/)
+T_END: Optional[float] = None  # integration time; None -> 25 (smoke), 40 (cpu, paper)
+KAPPAS: tuple = ("logcosh", "relativistic", "half_sq_l2")  # smooth K (Theorem 3.1 needs differentiable K)
+DELTA: float = 0.3  # smoothing width of logcosh and relativistic
+ALPHA: float = 2.0  # ODE constants (EPS * GAMMA at most 1)
+GAMMA: float = 0.2
+EPS: float = 0.05
+LAM: float = 0.8
+A_MATRIX: tuple = ((1.0, 0.3), (0.3, 2.0))
+C: tuple[float, float] = (2.0, -3.0)
+X0: tuple[float, float] = (3.5, 3.5)  # outside the box
+FD_STEP: float = 2e-3  # h of the 4th-order central difference of H
 
 # %%
 import matplotlib.pyplot as plt

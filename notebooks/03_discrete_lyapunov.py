@@ -48,21 +48,22 @@
 
 # %% tags=["parameters"]
 import os
+from typing import Optional
 
-SCALE = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
-SEED = 0  # seed of the random-state search
-DEVICE = "auto"  # unused: a 2-D float64 problem runs on the CPU
-OUT_DIR = None  # None -> the repo's paper_figures/
-STEPS = None  # steps per trajectory; None -> 600 (smoke), 1500 (cpu, paper)
-N_STATES = None  # random states per K and case; None -> 300 (smoke), 800 (cpu), 20000 (paper)
-KAPPAS = ("l1", "linf", "logcosh")
-DELTA = 0.3  # logcosh width
-LR = 0.02
-BETAS = (0.9, 0.99)
-LAM = 1.0
-A_MATRIX = ((1.0, 0.3), (0.3, 2.0))
-C = (2.0, -3.0)
-X0 = (-3.0, 4.0)
+SCALE: str = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
+SEED: int = 0  # seed of the random-state search
+DEVICE: str = "auto"  # unused: a 2-D float64 problem runs on the CPU
+OUT_DIR: Optional[str] = None  # None -> build/paper_figures/<SCALE>/ (the driver's cpu run: paper_figures/)
+STEPS: Optional[int] = None  # steps per trajectory; None -> 600 (smoke), 1500 (cpu, paper)
+N_STATES: Optional[int] = None  # random states per K and case; None -> 300 (smoke), 800 (cpu), 20000 (paper)
+KAPPAS: tuple = ("l1", "linf", "logcosh")
+DELTA: float = 0.3  # logcosh width
+LR: float = 0.02
+BETAS: tuple[float, float] = (0.9, 0.99)
+LAM: float = 1.0
+A_MATRIX: tuple = ((1.0, 0.3), (0.3, 2.0))
+C: tuple[float, float] = (2.0, -3.0)
+X0: tuple[float, float] = (-3.0, 4.0)
 
 # %%
 import math

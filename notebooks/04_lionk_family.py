@@ -38,18 +38,19 @@
 
 # %% tags=["parameters"]
 import os
+from typing import Optional
 
-SCALE = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
-SEED = 0  # seed of the random points of the Fenchel-Young check (the runs are deterministic)
-DEVICE = "auto"  # unused: a 2-D float64 problem runs on the CPU
-OUT_DIR = None  # None -> the repo's paper_figures/
-STEPS = None  # steps per run; None -> 1000 (smoke), 2000 (cpu, paper)
-C = (2.0, -3.0)
-LAM = 1.0
-LR = 0.01
-BETAS = (0.9, 0.99)
-STARTS = ((-3.0, 3.5), (0.2, 0.3))
-LP_P = 1.5  # p of the lp row
+SCALE: str = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
+SEED: int = 0  # seed of the random points of the Fenchel-Young check (the runs are deterministic)
+DEVICE: str = "auto"  # unused: a 2-D float64 problem runs on the CPU
+OUT_DIR: Optional[str] = None  # None -> the repo's paper_figures/
+STEPS: Optional[int] = None  # steps per run; None -> 1000 (smoke), 2000 (cpu, paper)
+C: tuple[float, float] = (2.0, -3.0)
+LAM: float = 1.0
+LR: float = 0.01
+BETAS: tuple[float, float] = (0.9, 0.99)
+STARTS: tuple = ((-3.0, 3.5), (0.2, 0.3))
+LP_P: float = 1.5  # p of the lp row
 
 # %%
 import textwrap

@@ -44,19 +44,20 @@
 
 # %% tags=["parameters"]
 import os
+from typing import Optional
 
-SCALE = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
-SEED = 0
-DEVICE = "auto"
-OUT_DIR = None  # None -> the repo's paper_figures/
-STEPS = None  # optimizer steps per run; None -> 600 (smoke), 1000 (cpu), 10000 (paper)
-DIM = 10  # size of x
-N_SAMPLES = 64  # rows of A
-LR = 0.02  # Lion-K learning rate (the paper's epsilon)
-BETA = 0.9  # Polyak / Signum / SGDW momentum
-MU = 0.9  # Nesterov momentum
-WEIGHT_DECAY = 1.0  # lambda: the box has radius 1/lambda
-TOL = 1e-10  # largest trajectory difference accepted as "the same method" (float64)
+SCALE: str = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
+SEED: int = 0
+DEVICE: str = "auto"
+OUT_DIR: Optional[str] = None  # None -> build/paper_figures/<SCALE>/ (the driver's cpu run: paper_figures/)
+STEPS: Optional[int] = None  # optimizer steps per run; None -> 600 (smoke), 1000 (cpu), 10000 (paper)
+DIM: int = 10  # size of x
+N_SAMPLES: int = 64  # rows of A
+LR: float = 0.02  # Lion-K learning rate (the paper's epsilon)
+BETA: float = 0.9  # Polyak / Signum / SGDW momentum
+MU: float = 0.9  # Nesterov momentum
+WEIGHT_DECAY: float = 1.0  # lambda: the box has radius 1/lambda
+TOL: float = 1e-10  # largest trajectory difference accepted as "the same method" (float64)
 
 # %%
 import matplotlib.pyplot as plt

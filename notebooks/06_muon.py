@@ -43,21 +43,22 @@
 
 # %% tags=["parameters"]
 import os
+from typing import Optional
 
-SCALE = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
-SEED = 0
-DEVICE = "auto"
-OUT_DIR = None  # None -> the repo's paper_figures/
-STEPS = None  # Muon steps per run; None -> 300 (smoke), 800 (cpu), 5000 (paper)
-ROWS = 8  # X has shape (ROWS, COLS)
-COLS = 6
-N_SAMPLES = 32  # rows of A
-LR = 0.05  # Muon learning rate
-MOMENTUM = 0.95  # Muon momentum mu: Lion-K betas (mu^2, mu)
-WEIGHT_DECAY = 1.0  # lambda: Muon keeps sigma_max(X) below 1/lambda
-SIGMA_TRUE = 3.0  # lambda times sigma_max of the unconstrained minimiser (above 1: constraint active)
-SIGMA_START = 4.0  # lambda times sigma_max of X_0 (above 1: starts outside the ball)
-NS_STEPS = 5  # Newton-Schulz iterations (Muon's default)
+SCALE: str = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
+SEED: int = 0
+DEVICE: str = "auto"
+OUT_DIR: Optional[str] = None  # None -> build/paper_figures/<SCALE>/ (the driver's cpu run: paper_figures/)
+STEPS: Optional[int] = None  # Muon steps per run; None -> 300 (smoke), 800 (cpu), 5000 (paper)
+ROWS: int = 8  # X has shape (ROWS, COLS)
+COLS: int = 6
+N_SAMPLES: int = 32  # rows of A
+LR: float = 0.05  # Muon learning rate
+MOMENTUM: float = 0.95  # Muon momentum mu: Lion-K betas (mu^2, mu)
+WEIGHT_DECAY: float = 1.0  # lambda: Muon keeps sigma_max(X) below 1/lambda
+SIGMA_TRUE: float = 3.0  # lambda times sigma_max of the unconstrained minimiser (above 1: constraint active)
+SIGMA_START: float = 4.0  # lambda times sigma_max of X_0 (above 1: starts outside the ball)
+NS_STEPS: int = 5  # Newton-Schulz iterations (Muon's default)
 
 # %%
 import matplotlib.pyplot as plt

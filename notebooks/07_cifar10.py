@@ -47,18 +47,19 @@
 
 # %% tags=["parameters"]
 import os
+from typing import Optional
 
-SCALE = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
-SEED = 0  # first seed; the findings use SEED .. SEED + N_SEEDS - 1; the grid is tuned on SEED
-N_SEEDS = None  # None -> 2 (smoke), 5 (cpu, paper)
-WORKERS = 2  # runs trained side by side, one thread each
-REFRESH = False  # True: retrain runs that are in the cache
-DATA_DIR = None  # None -> $LIONLIB_DATA_DIR, data/, ../shared/data
-OUT_DIR = None  # None -> the repo's paper_figures/
-LR_GRID = None  # multiples of each arm's base lr (ARMS below); None -> (1/3, 1, 3), smoke (1,)
-LAMBDA_FACTOR = 10.0  # the "stronger bound": lambda x LAMBDA_FACTOR
-MUON = dict(lr=0.1, wd=2.0, warmup=0.0)  # Muon on the ResNet's matrices: lambda = 2 (the follow-up's CIFAR setting)
-MUON_EPOCHS = 4  # twice the other runs: phase 1 must end before the last step
+SCALE: str = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
+SEED: int = 0  # first seed; the findings use SEED .. SEED + N_SEEDS - 1; the grid is tuned on SEED
+N_SEEDS: Optional[int] = None  # None -> 2 (smoke), 5 (cpu, paper)
+WORKERS: int = 2  # runs trained side by side, one thread each
+REFRESH: bool = False  # True: retrain runs that are in the cache
+DATA_DIR: Optional[str] = None  # None -> $LIONLIB_DATA_DIR, data/, ../shared/data
+OUT_DIR: Optional[str] = None  # None -> build/paper_figures/<SCALE>/ (the driver's cpu run: paper_figures/)
+LR_GRID: Optional[tuple] = None  # multiples of each arm's base lr (ARMS below); None -> (1/3, 1, 3), smoke (1,)
+LAMBDA_FACTOR: float = 10.0  # the "stronger bound": lambda x LAMBDA_FACTOR
+MUON: dict = {"lr": 0.1, "wd": 2.0, "warmup": 0.0}  # Muon on the ResNet's matrices: lambda 2 (the follow-up's CIFAR setting)
+MUON_EPOCHS: int = 4  # twice the other runs: phase 1 must end before the last step
 
 # %%
 from dataclasses import replace

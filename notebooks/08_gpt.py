@@ -37,17 +37,18 @@
 
 # %% tags=["parameters"]
 import os
+from typing import Optional
 
-SCALE = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
-SEED = 0
-N_SEEDS = None  # None -> 2 (smoke), 5 (cpu)
-WORKERS = 2
-REFRESH = False
-DATA_DIR = None  # None -> $LIONLIB_DATA_DIR, else data/ (tiny Shakespeare)
-OUT_DIR = None
-LR_GRID = None  # multiples of the base lr, tuned with seed SEED (Lion, AdamW); None -> (1/3, 1, 3), smoke (1,)
-P_VALUES = (1.5, 2.0)  # Lion-lp exponents besides p = 1 (Lion)
-LAMBDA_FACTOR = 10.0
+SCALE: str = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
+SEED: int = 0
+N_SEEDS: Optional[int] = None  # None -> 2 (smoke), 5 (cpu)
+WORKERS: int = 2
+REFRESH: bool = False
+DATA_DIR: Optional[str] = None  # None -> $LIONLIB_DATA_DIR, else data/ (tiny Shakespeare)
+OUT_DIR: Optional[str] = None  # None -> build/paper_figures/<SCALE>/ (the driver's cpu run: paper_figures/)
+LR_GRID: Optional[tuple] = None  # multiples of the base lr, tuned with seed SEED (Lion, AdamW); None -> (1/3, 1, 3), smoke (1,)
+P_VALUES: tuple = (1.5, 2.0)  # Lion-lp exponents besides p 1 (Lion)
+LAMBDA_FACTOR: float = 10.0
 
 # %%
 from dataclasses import replace

@@ -47,14 +47,15 @@
 
 # %% tags=["parameters"]
 import os
+from typing import Optional
 
-SCALE = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper (same work at every scale)
-SEED = 0  # unused: nothing random here
-DEVICE = "auto"  # unused: the measurements were taken by benchmarks/bench_step.py
-OUT_DIR = None  # None -> the repo's paper_figures/
-RESULTS = None  # glob of result files; None -> benchmarks/results/*.json in the repo
-CPU_SIZE_M = 64  # parameter count (millions) of the CPU targets of issue 5
-GPU_SIZE_M = 256  # parameter count (millions) of the GPU targets
+SCALE: str = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper (same work at every scale)
+SEED: int = 0  # unused: nothing random here
+DEVICE: str = "auto"  # unused: the measurements were taken by benchmarks/bench_step.py
+OUT_DIR: Optional[str] = None  # None -> build/paper_figures/<SCALE>/ (the driver's cpu run: paper_figures/)
+RESULTS: Optional[str] = None  # glob of result files; None -> benchmarks/results/*.json in the repo
+CPU_SIZE_M: int = 64  # parameter count (millions) of the CPU targets of issue 5
+GPU_SIZE_M: int = 256  # parameter count (millions) of the GPU targets
 
 # %%
 import glob

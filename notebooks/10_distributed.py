@@ -45,16 +45,17 @@
 
 # %% tags=["parameters"]
 import os
+from typing import Optional
 
-SCALE = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper (paper: prints commands, runs the cpu study)
-SEEDS = None  # None -> 2 seeds (smoke), 5 (cpu, paper)
-WORKERS = 4
-STEPS = None  # None -> 40 (smoke), 100 (cpu, paper)
-LR = None  # None -> 3e-3 (smoke), 1e-3 (cpu, paper)
-EVAL_BATCHES = None  # validation batches per evaluation; None -> 4 (smoke), 6 (cpu)
-OUT_DIR = None  # None -> the repo's paper_figures/
-DATA_DIR = None  # None -> $LIONLIB_DATA_DIR, else data/
-THREADS = 1
+SCALE: str = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper (paper: prints commands, runs the cpu study)
+SEEDS: Optional[int] = None  # None -> 2 seeds (smoke), 5 (cpu, paper)
+WORKERS: int = 4
+STEPS: Optional[int] = None  # None -> 40 (smoke), 100 (cpu, paper)
+LR: Optional[float] = None  # None -> 3e-3 (smoke), 1e-3 (cpu, paper)
+EVAL_BATCHES: Optional[int] = None  # validation batches per evaluation; None -> 4 (smoke), 6 (cpu)
+OUT_DIR: Optional[str] = None  # None -> the repo's paper_figures/
+DATA_DIR: Optional[str] = None  # None -> $LIONLIB_DATA_DIR, else data/
+THREADS: int = 1
 
 # %%
 import math

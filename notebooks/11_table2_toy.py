@@ -34,22 +34,23 @@
 
 # %% tags=["parameters"]
 import os
+from typing import Optional
 
-SCALE = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
-SEED = 0  # seed of the random states of the gradient-enhancement counter-example
-DEVICE = "auto"  # unused: 2-D float64 problems run on the CPU
-OUT_DIR = None  # None -> the repo's paper_figures/
-STEPS = None  # steps per run; None -> 1500 (smoke), 2000 (cpu), 3000 (paper)
-C = (2.0, -3.0)
-LAM = 1.0
-LR = 0.01
-BETAS = (0.9, 0.99)
-STARTS = ((-3.0, 4.0), (0.2, 0.3))
-LP_P = 1.5
-LAMBDAS = (0.5, 1.0, 2.0, 4.0)  # the lambda sweep (Lion, both decay schemes)
-BETA_PAIRS = ((0.9, 0.99), (0.99, 0.99), (0.99, 0.9))  # beta1 < beta2, =, >
-N_STATES = 2000  # random states for the beta1 > beta2 counter-example
-INTERACTIVE = False  # True in JupyterLab: ipywidgets controls (K, lambda, betas, lr, start, decay) redraw a run
+SCALE: str = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
+SEED: int = 0  # seed of the random states of the gradient-enhancement counter-example
+DEVICE: str = "auto"  # unused: 2-D float64 problems run on the CPU
+OUT_DIR: Optional[str] = None  # None -> the repo's paper_figures/
+STEPS: Optional[int] = None  # steps per run; None -> 1500 (smoke), 2000 (cpu), 3000 (paper)
+C: tuple[float, float] = (2.0, -3.0)
+LAM: float = 1.0
+LR: float = 0.01
+BETAS: tuple[float, float] = (0.9, 0.99)
+STARTS: tuple = ((-3.0, 4.0), (0.2, 0.3))
+LP_P: float = 1.5
+LAMBDAS: tuple = (0.5, 1.0, 2.0, 4.0)  # the lambda sweep (Lion, both decay schemes)
+BETA_PAIRS: tuple = ((0.9, 0.99), (0.99, 0.99), (0.99, 0.9))  # beta1 < beta2, beta1 equal to beta2, beta1 > beta2
+N_STATES: int = 2000  # random states for the beta1 > beta2 counter-example
+INTERACTIVE: bool = False  # True in JupyterLab: ipywidgets controls (K, lambda, betas, lr, start, decay) redraw a run
 
 # %%
 import matplotlib.pyplot as plt

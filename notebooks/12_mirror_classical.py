@@ -53,22 +53,25 @@
 
 # %% tags=["parameters"]
 import os
+from typing import Optional
 
-SCALE = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
-SEED = 0  # unused: everything here is deterministic
-DEVICE = "auto"  # unused: 2-D float64 problems run on the CPU
-OUT_DIR = None  # None -> the repo's paper_figures/
-MD_STEPS = None  # mirror-descent steps compared; None -> 5 (smoke), 12 (cpu), 40 (paper)
-MD_KAPPAS = ("logcosh", "relativistic", "half_sq_l2")  # smooth strictly convex K*
-MD_BETAS = (0.0, 0.9)  # beta1 = beta2 = beta
-MD_LAM = 2.5
-RELAXED = (0.05, 0.9, 0.99)  # (lr, beta1, beta2) of the relaxed reading (lr lambda < 1)
-A_MATRIX = ((1.0, 0.3), (0.3, 2.0))
-C = (2.0, -3.0)
-X0_MD = (0.3, -0.2)
-ALPHA, GAMMA, EPS_NESTEROV = 2.0, 0.3, 0.5  # ODE constants (eps gamma < 1)
-X0_ODE = (3.5, 3.5)
-T_END = None  # ODE time; None -> 15 (smoke), 30 (cpu, paper)
+SCALE: str = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
+SEED: int = 0  # unused: everything here is deterministic
+DEVICE: str = "auto"  # unused: 2-D float64 problems run on the CPU
+OUT_DIR: Optional[str] = None  # None -> the repo's paper_figures/
+MD_STEPS: Optional[int] = None  # mirror-descent steps compared; None -> 5 (smoke), 12 (cpu), 40 (paper)
+MD_KAPPAS: tuple = ("logcosh", "relativistic", "half_sq_l2")  # smooth strictly convex K*
+MD_BETAS: tuple[float, float] = (0.0, 0.9)  # beta1 and beta2 both equal to beta
+MD_LAM: float = 2.5
+RELAXED: tuple = (0.05, 0.9, 0.99)  # (lr, beta1, beta2) of the relaxed reading (lr lambda < 1)
+A_MATRIX: tuple = ((1.0, 0.3), (0.3, 2.0))
+C: tuple[float, float] = (2.0, -3.0)
+X0_MD: tuple[float, float] = (0.3, -0.2)
+ALPHA: float = 2.0  # ODE constant alpha
+GAMMA: float = 0.3  # ODE constant gamma (eps gamma < 1)
+EPS_NESTEROV: float = 0.5  # eps of the Nesterov ODE
+X0_ODE: tuple[float, float] = (3.5, 3.5)
+T_END: Optional[int] = None  # ODE time; None -> 15 (smoke), 30 (cpu, paper)
 
 # %%
 import matplotlib.pyplot as plt

@@ -40,26 +40,27 @@
 
 # %% tags=["parameters"]
 import os
+from typing import Optional
 
-SCALE = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
-SEED = 0  # first seed; the runs use SEED, SEED+1, ...
-DEVICE = "auto"  # unused: 2-D float64 problems run on the CPU
-OUT_DIR = None  # None -> the repo's paper_figures/
-N_SEEDS = None  # None -> 2 (smoke), 5 (cpu), 10 (paper)
-STEPS = None  # None -> 1500 (smoke), 3000 (cpu), 6000 (paper)
-C = (0.5, -3.0)
-LAM = 1.0
-BETAS = (0.9, 0.99)
-X0 = (-3.0, 4.0)
-SIGMAS = (0.0, 0.3, 1.0, 3.0)
-LRS = (0.003, 0.01, 0.03)
-NOISE_PAIR = (0.3, 1.0)  # finding 1: floor(sigma_hi) vs floor(sigma_lo) at lr = LR_FIXED
-LR_FIXED = 0.01
-LR_PAIR = (0.01, 0.03)  # finding 2: floor(lr_hi) vs floor(lr_lo) at sigma = SIGMA_FIXED
-SIGMA_FIXED = 1.0
-RATE_LRS = (0.003, 0.01, 0.03)  # deterministic runs for the rate
-RATE_T = (300, 1000, 3000, 10000)  # lr = RATE_EPS0 / sqrt(T) runs for the O(1/sqrt(T)) orientation
-RATE_EPS0 = 0.3
+SCALE: str = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
+SEED: int = 0  # first seed; the runs use SEED, SEED+1, ...
+DEVICE: str = "auto"  # unused: 2-D float64 problems run on the CPU
+OUT_DIR: Optional[str] = None  # None -> the repo's paper_figures/
+N_SEEDS: Optional[int] = None  # None -> 2 (smoke), 5 (cpu), 10 (paper)
+STEPS: Optional[int] = None  # None -> 1500 (smoke), 3000 (cpu), 6000 (paper)
+C: tuple[float, float] = (0.5, -3.0)
+LAM: float = 1.0
+BETAS: tuple[float, float] = (0.9, 0.99)
+X0: tuple[float, float] = (-3.0, 4.0)
+SIGMAS: tuple = (0.0, 0.3, 1.0, 3.0)
+LRS: tuple = (0.003, 0.01, 0.03)
+NOISE_PAIR: tuple[float, float] = (0.3, 1.0)  # finding 1: floor(sigma_hi) vs floor(sigma_lo) at lr LR_FIXED
+LR_FIXED: float = 0.01
+LR_PAIR: tuple[float, float] = (0.01, 0.03)  # finding 2: floor(lr_hi) vs floor(lr_lo) at sigma SIGMA_FIXED
+SIGMA_FIXED: float = 1.0
+RATE_LRS: tuple = (0.003, 0.01, 0.03)  # deterministic runs for the rate
+RATE_T: tuple = (300, 1000, 3000, 10000)  # lr RATE_EPS0 / sqrt(T): runs for the O(1/sqrt(T)) orientation
+RATE_EPS0: float = 0.3
 
 # %%
 import itertools

@@ -25,7 +25,7 @@ def _figure():
 
 def test_savefig_is_byte_deterministic_png_without_software_tag(tmp_path):
     setup_plotting()
-    r1, r2 = Report("nb", out_dir=tmp_path / "a"), Report("nb", out_dir=tmp_path / "b")
+    r1, r2 = Report("nb", out_dir=tmp_path / "a", scale="cpu"), Report("nb", out_dir=tmp_path / "b", scale="cpu")
     fig = _figure()
     p1 = r1.savefig(fig, "curve", element="Figure 1")
     p2 = r2.savefig(fig, "curve", element="Figure 1")
@@ -35,6 +35,7 @@ def test_savefig_is_byte_deterministic_png_without_software_tag(tmp_path):
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert data == p2.read_bytes()
     assert b"Software" not in data and b"matplotlib version" not in data
+    assert b"lionlib companion nb, scale cpu" in data  # which notebook and scale made the figure
     assert r1.figures == {"Figure 1": ["curve.png"]}
 
 
@@ -114,7 +115,12 @@ def test_table_lists_every_claim_with_full_precision(tmp_path):
 
 def test_default_out_dir_and_paths(tmp_path, monkeypatch):
     monkeypatch.delenv("LIONLIB_OUT_DIR", raising=False)
-    assert Report("nb").out_dir == paths.PAPER_FIGURES
+    monkeypatch.delenv("LIONLIB_SCALE", raising=False)
+    # never the committed paper_figures/: only the driver's cpu run writes there (issue 12 item 2)
+    assert Report("nb").out_dir == paths.BUILD / "paper_figures" / "cpu"
+    assert Report("nb", scale="smoke").out_dir == paths.BUILD / "paper_figures" / "smoke"
+    monkeypatch.setenv("LIONLIB_SCALE", "paper")
+    assert Report("nb").scale == "paper" and Report("nb").out_dir == paths.BUILD / "paper_figures" / "paper"
     monkeypatch.setenv("LIONLIB_OUT_DIR", "build/nbval")  # relative: from the repo root, not the cwd
     assert Report("nb").out_dir == paths.REPO / "build" / "nbval"
     monkeypatch.setenv("LIONLIB_OUT_DIR", str(tmp_path))
@@ -193,3 +199,115 @@ def test_findings_are_recorded_apart_and_never_fail(tmp_path, capsys):
     assert f["verdict"] == "not reproduced" and f["n"] == 5 and f["protocol"]["choices"] == "grid 3x2"
     assert f["ci_high"] < 0 and f["effects"] == [-1, -2, -1, -2, -1.5]
     assert r.findings()["verdict"].tolist() == ["not reproduced"]
+
+
+def test_claims_file_records_the_run(tmp_path):
+    r = Report("nb", out_dir=tmp_path, scale="smoke", parameters={"SEED": 3, "C": (1.0, 2.0)})
+    r.check("Figure 1", "c", 1, "<=", 2)
+    r.summary()
+    run = json.loads((tmp_path / "claims" / "nb.json").read_text())["run"]
+    assert run["scale"] == "smoke" and run["parameters"] == {"SEED": 3, "C": [1.0, 2.0]}
+    assert run["lionlib"] == __import__("lionlib").__version__ and "commit" in run and "dirty" in run
+    env = run["environment"]
+    assert env["torch"] == torch.__version__ and env["torch_threads"] == torch.get_num_threads()
+    assert {"blas", "lapack", "cpu", "cpu_capability", "OMP_NUM_THREADS", "numpy", "python"} <= set(env)
+
+
+def test_files_are_written_atomically(tmp_path, monkeypatch):
+    """A crash while writing (here: the disk fills up) leaves the old file whole, and no temporary behind."""
+    from lionlib.companion import manifest
+
+    r = Report("nb", out_dir=tmp_path, scale="cpu", parameters={})
+    r.check("Figure 1", "c", 1, "<=", 2)
+    r.summary()
+    path = tmp_path / "claims" / "nb.json"
+    old = path.read_bytes()
+
+    def full(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(manifest.os, "replace", full)
+    r.check("Figure 1", "c", 3, "<=", 2)
+    with pytest.raises(OSError):
+        r.summary()
+    assert path.read_bytes() == old and sorted(p.name for p in path.parent.iterdir()) == ["nb.json"]
+    assert path.stat().st_mode & 0o644 == 0o644  # readable by all, as a plain write would leave it
+
+
+# ----------------------------------------------------------------------------------------------
+# The index (notebooks/00_index): its checks fail on a manifest broken in each way
+
+
+def _manifest(tmp_path, scale="cpu", findings_n=5, check_value=1.0, protocol=True):
+    from lionlib.companion.manifest import write_manifest
+    from lionlib.companion.report import Protocol
+
+    out = tmp_path / scale
+    r = Report("01_box_constraint", out_dir=out, scale=scale, parameters={})
+    r.check("Figure 1", "bound", check_value, "<=", 1.5)
+    r.finding("Section 5 (CIFAR-10)", "Lion beats AdamW", [0.1 * (i + 1) for i in range(findings_n)],
+              protocol=Protocol("Lion beats AdamW" if protocol else "", "acc diff", seeds=range(findings_n)))
+    r.summary()
+    return json.loads(write_manifest(out, []).read_text())
+
+
+def _index_problems(manifest, stems=("00_index", "01_box_constraint")):
+    from lionlib.companion import index
+    from lionlib.companion.reproduce import REGISTRY, registry_entry
+
+    return {k: v for k, v in index.index_checks(manifest, REGISTRY, list(stems), registry_entry,
+                                                readers=["00_index"]).items() if v}
+
+
+def test_index_checks_pass_on_a_sound_manifest_and_fail_on_each_defect(tmp_path):
+    good = _manifest(tmp_path)
+    assert _index_problems(good) == {}
+    assert list(_index_problems(_manifest(tmp_path, check_value=2.0))) == ["failing checks in the manifest"]
+    assert list(_index_problems(_manifest(tmp_path, findings_n=3))) == ["findings at the cpu scale with fewer than 5 seeds"]
+    assert _index_problems(_manifest(tmp_path, scale="smoke", findings_n=2)) == {}  # smoke runs use 2 seeds
+    assert list(_index_problems(_manifest(tmp_path, protocol=False))) == [
+        "findings without a complete protocol (hypothesis, metric, seeds)"]
+    assert _index_problems(good, stems=("00_index", "01_box_constraint", "99_new")) == {
+        "notebooks in notebooks/ missing from the registry": ["99_new"]}
+    assert _index_problems(good, stems=("00_index", "01_box_constraint", "02_continuous_lyapunov")) == {
+        "registered notebooks in notebooks/ without claims in the manifest": ["02_continuous_lyapunov"]}
+    assert _index_problems(good, stems=("00_index",)) == {
+        "claims from notebooks that no longer exist": ["01_box_constraint"]}
+    mixed = json.loads(json.dumps(good))
+    mixed["notebooks"]["01_box_constraint"]["scale"] = "smoke"  # e.g. an old manifest edited by hand
+    assert list(_index_problems(mixed)) == ["notebooks whose claims record another scale than the manifest's"]
+
+
+def test_index_map_is_complete_and_marks_what_is_not_covered(tmp_path):
+    from lionlib.companion import index
+    from lionlib.companion.reproduce import REGISTRY, registry_entry
+
+    rows = index.map_rows(_manifest(tmp_path), REGISTRY, ["01_box_constraint"], registry_entry)
+    by = {r["element"]: r for r in rows}
+    for element in ("Figure 1", "Figure 2", "Figure 3", "Figure 4", "Table 2", "Theorem 3.1", "Theorem 4.1",
+                    "Theorem B.9", "Eq. (12)", "Stochastic gradients", "Mirror descent", "Muon note",
+                    "Section 5 (CIFAR-10)", "Section 5 (GPT-2)", "Distributed Lion"):
+        assert element in by, element
+    assert by["Figure 1"]["notebooks"] == ["01_box_constraint"] and by["Figure 1"]["checks"] == "PASS 1/1"
+    assert by["Theorem 3.1"]["covered"] is False and by["Theorem 3.1"]["checks"] == "-"
+    assert by["Section 5 (CIFAR-10)"]["findings"] == "1 reproduced"
+    f = index.finding_rows(_manifest(tmp_path))[0]
+    assert f["n"] == 5 and f["ci_low"] > 0 and f["verdict"] == "reproduced" and f["hypothesis"] == "Lion beats AdamW"
+    assert index.run_rows(_manifest(tmp_path))[0]["scale"] == "cpu"
+
+
+def test_report_refuses_an_unknown_scale(tmp_path):
+    with pytest.raises(ValueError, match="SCALE must be one of smoke, cpu, paper, got 'tiny'"):
+        Report("nb", out_dir=tmp_path, scale="tiny")
+
+
+def test_check_parameters_judges_only_the_names_papermill_injected(tmp_path, monkeypatch):
+    from lionlib.companion import report
+
+    (tmp_path / "nbx.py").write_text('# %% tags=["parameters"]\nDELTA: float = 0.3\nSCALE: str = "cpu"\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(report, "_user_namespace", lambda: {"In": ["", '# Parameters\nSCALE = "smoke"\n'], "Delta": 1})
+    report.check_parameters("nbx", "smoke")  # an imported `Delta` is not a misspelt parameter
+    monkeypatch.setattr(report, "_user_namespace", lambda: {"In": ["", '# Parameters\ndelta = 0.1\n']})
+    with pytest.raises(ValueError, match="'delta' is not a parameter of nbx; did you mean DELTA?"):
+        report.check_parameters("nbx", "smoke")

@@ -7,8 +7,9 @@ start Jupyter anywhere; all of them resolve the same folders from here.
 Environment variables:
 - `LIONLIB_DATA_DIR`: where data sets are read from and cached; read at each use by
   `lionlib.experiments.common.data_dir()` (the experiments' room owns the data).
-- `LIONLIB_OUT_DIR`: where notebooks write figures and claims instead of `paper_figures/` (see
-  `lionlib.companion.report.default_out_dir`); test runs set it so they never touch the committed figures.
+- `LIONLIB_OUT_DIR`: where notebooks write figures and claims instead of `build/paper_figures/<scale>/`
+  (see `lionlib.companion.report.default_out_dir`); the driver points it at a staging folder, test
+  runs at `build/nbval`. Only the driver's cpu run writes the committed `paper_figures/`.
 """
 
 from pathlib import Path

@@ -1,7 +1,7 @@
 """What every notebook of the companion uses to save figures and state its claims.
 
 A notebook creates one `Report`, saves each figure through `report.savefig` (a deterministic PNG in
-`paper_figures/`, recorded against the paper element it reproduces) and states each claim as one of
+its results folder, recorded against the paper element it reproduces) and states each claim as one of
 two kinds:
 
 - a **check** (`report.check`): a property the maths or the code guarantees, as a value, a
@@ -27,7 +27,13 @@ numbers and verdict depend on the scale and the seeds, so they are shown by `rep
 cell whose output nbval ignores (and in `table()`). For checks: values of claims marked `stable=False` (losses, timings) are not printed
 there, and stable values are printed rounded with `fmt`. A value that changes with the scale
 (smoke/cpu/paper) must be marked `stable=False` too. `lionlib.companion.reproduce` collects
-`claims/*.json` into `paper_figures/manifest.json`.
+`claims/*.json` into `manifest.json`.
+
+Where the files go (`default_out_dir`): run directly (Jupyter, papermill, nbval) a notebook writes
+under `build/` (or `$LIONLIB_OUT_DIR`); the committed `paper_figures/` changes only through the
+driver's cpu-scale run, which promotes a notebook's files once it has succeeded. Every file is
+written atomically, and each claims file records how it was made (`run`: scale, parameters, lionlib
+version, git commit, environment; see `lionlib.companion.manifest.run_record`).
 """
 
 import json
@@ -42,21 +48,118 @@ from pathlib import Path
 import matplotlib
 
 from lionlib.companion import stats
-from lionlib.companion.paths import PAPER_FIGURES, REPO
+from lionlib.companion.manifest import SCALES, run_record, write_atomic
+from lionlib.companion.paths import BUILD, NOTEBOOKS, REPO
 
-__all__ = ["Report", "Claim", "Finding", "Protocol", "setup_plotting", "default_out_dir"]
+__all__ = ["Report", "Claim", "Finding", "Protocol", "setup_plotting", "default_out_dir", "check_parameters"]
 
 DPI = 150  # fixed so the PNG bytes do not depend on the display's or the user's rcParams
 OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq}
 
 
-def default_out_dir() -> Path:
-    """Where figures and claims go when a notebook passes OUT_DIR=None: `paper_figures/`, unless the
-    environment variable `LIONLIB_OUT_DIR` names another folder (relative paths are taken from the
-    repo root). Test runs set it (e.g. `LIONLIB_OUT_DIR=build/nbval`) so that checking the notebooks at
-    the smoke scale never overwrites the committed figures."""
+def default_out_dir(scale: str | None = None) -> Path:
+    """Where a notebook's figures and claims go when it passes OUT_DIR=None: `$LIONLIB_OUT_DIR` if set
+    (relative paths from the repo root; the test suite and the driver set it), else
+    `build/paper_figures/<scale>/`. Never the committed `paper_figures/`: only the driver's cpu-scale
+    run writes there, by promoting a notebook's results once it has succeeded
+    (`lionlib.companion.manifest`), so a direct papermill or Jupyter run cannot overwrite them."""
     env = os.environ.get("LIONLIB_OUT_DIR")
-    return REPO / env if env else PAPER_FIGURES  # REPO / an absolute path is that absolute path
+    if env:
+        return REPO / env  # REPO / an absolute path is that absolute path
+    return BUILD / "paper_figures" / (scale or _notebook_scale())
+
+
+def _user_namespace() -> dict:
+    """The variables of the running notebook (its parameters cell included), or {} outside Jupyter."""
+    shell = sys.modules.get("IPython")
+    ip = shell.get_ipython() if shell is not None else None
+    return getattr(ip, "user_ns", None) or {}
+
+
+def _notebook_scale() -> str:
+    """The notebook's SCALE (after papermill's injection), else `$LIONLIB_SCALE`, else cpu."""
+    scale = _user_namespace().get("SCALE") or os.environ.get("LIONLIB_SCALE") or "cpu"
+    return str(scale)
+
+
+def _jsonable(x):
+    if isinstance(x, (bool, int, str)) or x is None:
+        return x
+    if isinstance(x, float):
+        return _json_num(x)
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    return repr(x)
+
+
+NOT_RECORDED = ("OUT_DIR", "MANIFEST")  # where results go is not a parameter of the results
+
+
+def _parameters_source(notebook: str) -> Path | None:
+    candidates = [Path.cwd() / f"{notebook}.py", Path.cwd() / f"{notebook}.ipynb", NOTEBOOKS / f"{notebook}.py"]
+    return next((p for p in candidates if p.exists()), None)
+
+
+def _injected_names(ns: dict) -> list[str]:
+    """Names assigned by papermill's injected cell (its source starts with "# Parameters"), if any."""
+    import ast
+
+    names = []
+    for src in ns.get("In", []):
+        if isinstance(src, str) and src.startswith("# Parameters\n"):
+            try:
+                tree = ast.parse(src)
+            except SyntaxError:
+                continue
+            names += [t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
+                      if isinstance(t, ast.Name)]
+    return names
+
+
+def check_parameters(notebook: str, scale: str) -> None:
+    """Refuse what papermill only warns about: `papermill X.ipynb out.ipynb -p scale smoke` injects a
+    `scale` that the notebook never reads, and it would run at its default scale. A name papermill
+    injected that the parameters cell does not declare, or an unknown scale, is a ValueError naming
+    the parameter (and the declared name it differs from by case, if any)."""
+    import difflib
+
+    from lionlib.companion.params import notebook_parameters
+
+    if scale not in SCALES:
+        raise ValueError(f"SCALE must be one of {', '.join(SCALES)}, got {scale!r}")
+    ns, source = _user_namespace(), _parameters_source(notebook)
+    injected = _injected_names(ns) if ns else []
+    if not injected or source is None:
+        return
+    try:
+        declared = list(notebook_parameters(source))
+    except ImportError:  # jupytext (the notebooks extra) missing: nothing to compare with
+        return
+    wrong = [n for n in injected if n not in declared]
+    if wrong:
+        def hint(n):
+            close = [d for d in declared if d.lower() == n.lower()] or difflib.get_close_matches(n, declared, n=2)
+            return f"; did you mean {' or '.join(close)}?" if close else ""
+        raise ValueError("; ".join(f"{n!r} is not a parameter of {notebook}{hint(n)}" for n in wrong)
+                         + f" (parameter names are case-sensitive; this notebook takes {', '.join(declared)})")
+
+
+def _notebook_parameters(notebook: str) -> dict:
+    """The values, as the notebook ran, of the names its parameters cell declares. The cell is read from
+    `<name>.py` or `<name>.ipynb` in the working directory (Jupyter and papermill run a notebook in its
+    own folder), else from `notebooks/<name>.py`."""
+    from lionlib.companion.params import notebook_parameters
+
+    ns, source = _user_namespace(), _parameters_source(notebook)
+    if source is None or not ns:
+        return {}
+    try:
+        names = notebook_parameters(source)
+    except ImportError:  # jupytext (the notebooks extra) missing: the run record says so
+        return {"unrecorded": "jupytext is not installed"}
+    return {k: _jsonable(ns[k]) for k in names if k in ns and k not in NOT_RECORDED}
 
 
 def _in_notebook() -> bool:
@@ -64,6 +167,7 @@ def _in_notebook() -> bool:
     shell = sys.modules.get("IPython")
     ip = shell.get_ipython() if shell is not None else None
     return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
+
 
 
 def setup_plotting() -> None:
@@ -162,13 +266,20 @@ def _float(x) -> float:
 class Report:
     """Figures and claims of one notebook.
 
-    `out_dir=None` writes to `$LIONLIB_OUT_DIR` if set (the test suite points it at `build/`, so
-    checking the notebooks never overwrites the committed figures), else to `paper_figures/`.
+    `out_dir=None` writes to `default_out_dir()`: `$LIONLIB_OUT_DIR` if set, else
+    `build/paper_figures/<scale>/`. `scale=None` reads the notebook's `SCALE` variable (its parameters
+    cell, after papermill's injection), else `$LIONLIB_SCALE`, else cpu. The claims file records the
+    scale, the values of the parameters-cell names and the environment (`manifest.run_record`);
+    `parameters=None` reads those values from the notebook's namespace.
     """
 
-    def __init__(self, notebook: str, out_dir: str | Path | None = None):
+    def __init__(self, notebook: str, out_dir: str | Path | None = None, scale: str | None = None,
+                 parameters: dict | None = None):
         self.notebook = notebook
-        self.out_dir = Path(out_dir) if out_dir else default_out_dir()
+        self.scale = scale or _notebook_scale()
+        check_parameters(notebook, self.scale)
+        self.parameters = parameters
+        self.out_dir = Path(out_dir) if out_dir else default_out_dir(self.scale)
         self.claims: dict[tuple[str, str], Claim] = {}  # keyed so re-running a cell replaces, not duplicates
         self.found: dict[tuple[str, str], Finding] = {}
         self.figures: dict[str, list[str]] = {}  # element -> file names relative to out_dir
@@ -177,9 +288,12 @@ class Report:
         """Save `fig` as `<out_dir>/<name>.png` with no timestamp or version in its metadata."""
         if Path(name).suffix or "/" in name:
             raise ValueError(f"name must be a bare file stem (the figure is always PNG), got {name!r}")
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        path = self.out_dir / f"{name}.png"
-        fig.savefig(path, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+        import io
+
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight",  # the PNG says which run made it
+                    metadata={"Software": None, "Source": f"lionlib companion {self.notebook}, scale {self.scale}"})
+        path = write_atomic(self.out_dir / f"{name}.png", buf.getvalue())
         files = self.figures.setdefault(element, [])
         if path.name not in files:
             files.append(path.name)
@@ -239,12 +353,12 @@ class Report:
         findings = [{**{k: _json_num(v) for k, v in asdict(f).items() if k not in ("fmt", "protocol", "effects")},
                      "effects": [_json_num(e) for e in f.effects], "protocol": asdict(f.protocol)}
                     for f in self.found.values()]
+        parameters = self.parameters if self.parameters is not None else _notebook_parameters(self.notebook)
         record = {
             "notebook": self.notebook,
+            "run": run_record(self.scale, _jsonable(parameters)),
             "claims": [{k: _json_num(v) for k, v in asdict(c).items() if k != "fmt"}
                        for c in self.claims.values()] + findings,
             "figures": self.figures,
         }
-        path = self.out_dir / "claims" / f"{self.notebook}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+        write_atomic(self.out_dir / "claims" / f"{self.notebook}.json", json.dumps(record, indent=1, sort_keys=True) + "\n")
