@@ -42,8 +42,10 @@
 # of bytes.
 #
 # Timings differ between machines and with the load of the machine (recorded in each file), so the
-# claims below are not checked against fixed numbers in CI: the summary prints their verdicts for
-# the committed files only.
+# speed targets below are **findings about the machine that measured them**, never checks: each
+# benchmark round gives one paired measurement of every implementation, and the verdict comes from
+# the 95 % interval over the rounds. What the code guarantees (the default path on CPU is the C++
+# kernel) is a check.
 
 # %% tags=["parameters"]
 import os
@@ -60,6 +62,7 @@ GPU_SIZE_M: int = 256  # parameter count (millions) of the GPU targets
 # %%
 import glob
 import json
+import statistics
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -67,13 +70,14 @@ import pandas as pd
 import seaborn as sns
 
 from lionlib.companion.paths import REPO
-from lionlib.companion.report import Report, setup_plotting
+from lionlib.companion.report import Protocol, Report, setup_plotting
 
 setup_plotting()
 report = Report("09_fused_update", out_dir=OUT_DIR)
 files = sorted(map(Path, glob.glob(RESULTS))) if RESULTS else sorted((REPO / "benchmarks" / "results").glob("*.json"))
 runs = [json.loads(f.read_text()) | {"file": f.name} for f in files]
-print(f"{len(runs)} result file(s)")
+runs = [r for r in runs if "results" in r and "device" in r]  # step results only (bench_train.py writes others)
+print(f"{len(runs)} step result file(s)")
 
 # %% [markdown]
 # ## Where and how the numbers were measured
@@ -119,17 +123,37 @@ if len(df):
     plt.show()
 
 # %% [markdown]
-# ## The targets of issue 5
+# ## The targets of issue 5, as findings about this machine
 #
 # On the CPU at 64M parameters, the default lionlib path should reach at least 80% of the
 # streaming limit, be at least 5x faster than `lion_pytorch.Lion`'s default, and take at most 0.8x
 # the time of `torch.optim.AdamW(fused=True)` (Lion moves 20/28 = 0.71 of AdamW's bytes, so 0.8x
 # is what a bandwidth-bound Lion should manage). On a GPU at 256M parameters, the Triton kernel
-# should reach 85% of the streaming limit and beat fused AdamW. The table lists the numbers each
-# verdict is based on.
-
+# should reach 85% of the streaming limit and beat fused AdamW.
+#
+# **Protocol (fixed before reading the files).** Hypothesis: each target holds on the machine of
+# the file. Metric: per benchmark round r (every implementation timed `repeats` times in turn, so a
+# round pairs them), the median step time of each implementation in that round; the effect of a
+# round is its margin over the target (speed-up - 5; 0.8 - time ratio; share of stream - 0.8), so
+# the hypothesis predicts > 0. Rounds play the role of seeds (at least 5 for a verdict). Decision:
+# the 95 % t interval over rounds above 0 -> reproduced, below 0 -> not reproduced, else
+# inconclusive. Caveat: rounds of one run share the machine's state of that hour; the interval
+# says nothing about another hour or another machine.
 
 # %%
+def per_round(row, key: str, repeats: int) -> list[float]:
+    """Median of each round's timings (`key` is step_s_all or stream_s_all, in round order)."""
+    xs = row[key]
+    return [statistics.median(xs[i:i + repeats]) for i in range(0, len(xs), repeats)]
+
+
+def target_finding(where: str, claim: str, effects: list[float], metric: str, rounds: int) -> str:
+    protocol = Protocol(hypothesis=f"{where}: {claim}", metric=metric, seeds=range(rounds), design="paired",
+                        source="companion (issue 5's speed targets)",
+                        choices="GPT-like tensor list; median of each round's timed steps; see benchmarks/bench_step.py")
+    return report.finding("Fused kernel", f"{where}: {claim}", effects, protocol=protocol)
+
+
 def at_size(file: str, size_m: float) -> pd.DataFrame:
     """Rows of one result file at the measured size within 25% of size_m (empty if none)."""
     sub = df[df["file"] == file]
@@ -139,38 +163,46 @@ def at_size(file: str, size_m: float) -> pd.DataFrame:
 
 target_rows = {}
 for r in runs:
+    size = CPU_SIZE_M if r["device"] == "cpu" else GPU_SIZE_M
+    rows_at = at_size(r["file"], size)
+    if not len(rows_at):
+        continue
+    reps, n_rounds = r["repeats"], r["rounds"]
     if r["device"] == "cpu":
-        rows_cpu = at_size(r["file"], CPU_SIZE_M)
-        if not len(rows_cpu):
-            continue
         threads = r["machine"]["torch_threads"]
         where = f"CPU ({threads} thread{'s' if threads > 1 else ''}), {CPU_SIZE_M}M params"
-        default = rows_cpu.loc["lionlib.default"]
+        default = rows_at.loc["lionlib.default"]
         print(f"{where}: lionlib's default path is {default['backend']!r}")
-        report.check("Fused kernel", f"{where}: default lionlib step reaches 80% of the streaming limit",
-                     default["fraction_of_stream"], ">=", 0.8, stable=False)
-        lion_pytorch = rows_cpu.loc["lion_pytorch.default"]
-        report.check("Fused kernel", f"{where}: default lionlib step >= 5x faster than lion_pytorch.Lion",
-                     lion_pytorch["step_s"] / default["step_s"], ">=", 5, stable=False)
-        # What 5x asks for, next to the time it takes to stream lionlib's bytes (measured beside it).
-        print(f"  5x needs a step of at most {lion_pytorch['step_s'] / 5 * 1e3:.1f} ms (lion_pytorch.Lion: "
-              f"{lion_pytorch['step_s'] * 1e3:.1f} ms, {lion_pytorch['fraction_of_stream']:.0%} of its limit); lionlib "
-              f"takes {default['step_s'] * 1e3:.1f} ms, and streaming its bytes {default['stream_s'] * 1e3:.1f} ms")
-        report.check("Fused kernel", f"{where}: default lionlib step <= 0.8x torch AdamW(fused=True)",
-                     default["step_s"] / rows_cpu.loc["torch.AdamW.fused", "step_s"], "<=", 0.8, stable=False)
-        target_rows[where] = rows_cpu
-    elif r["device"] == "cuda":
-        rows_gpu = at_size(r["file"], GPU_SIZE_M)
-        if not len(rows_gpu):
-            continue
+        report.check("Fused kernel", f"{where}: the default path on CPU is the C++ kernel",
+                     float(default["backend"] == "cpp"), "==", 1)
+        lib = per_round(default, "step_s_all", reps)
+        stream = per_round(default, "stream_s_all", reps)
+        lp = per_round(rows_at.loc["lion_pytorch.default"], "step_s_all", reps)
+        adamw = per_round(rows_at.loc["torch.AdamW.fused", :], "step_s_all", reps)
+        target_finding(where, "default lionlib step reaches 80% of the streaming limit",
+                       [s / t - 0.8 for s, t in zip(stream, lib)], "share of the add_ stream - 0.8, per round", n_rounds)
+        target_finding(where, "default lionlib step >= 5x faster than lion_pytorch.Lion",
+                       [a / b - 5 for a, b in zip(lp, lib)], "speed-up over lion_pytorch - 5, per round", n_rounds)
+        target_finding(where, "default lionlib step <= 0.8x torch AdamW(fused=True)",
+                       [0.8 - b / a for a, b in zip(adamw, lib)], "0.8 - (lionlib / fused AdamW time), per round",
+                       n_rounds)
+        print(f"  per round: {', '.join(f'{a / b:.2f}x' for a, b in zip(lp, lib))} over lion_pytorch; "
+              f"{', '.join(f'{b / a:.2f}' for a, b in zip(adamw, lib))} of fused AdamW's time")
+    else:
         where = f"GPU, {GPU_SIZE_M}M params"
-        report.check("Fused kernel", f"{where}: Triton step reaches 85% of the streaming limit",
-                     rows_gpu.loc["lionlib.triton", "fraction_of_stream"], ">=", 0.85, stable=False)
-        report.check("Fused kernel", f"{where}: Triton step faster than torch AdamW(fused=True)",
-                     rows_gpu.loc["torch.AdamW.fused", "step_s"] / rows_gpu.loc["lionlib.triton", "step_s"], ">", 1,
-                     stable=False)
-        target_rows[where] = rows_gpu
+        tri = per_round(rows_at.loc["lionlib.triton"], "step_s_all", reps)
+        stream = per_round(rows_at.loc["lionlib.triton"], "stream_s_all", reps)
+        adamw = per_round(rows_at.loc["torch.AdamW.fused"], "step_s_all", reps)
+        target_finding(where, "Triton step reaches 85% of the streaming limit",
+                       [s / t - 0.85 for s, t in zip(stream, tri)], "share of the add_ stream - 0.85, per round", n_rounds)
+        target_finding(where, "Triton step faster than torch AdamW(fused=True)",
+                       [a / t - 1 for a, t in zip(adamw, tri)], "fused AdamW time / Triton time - 1, per round", n_rounds)
+    target_rows[where] = rows_at
 print("GPU results:", "present" if any(w.startswith("GPU") for w in target_rows) else "none (no GPU run committed)")
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+report.findings()
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -180,7 +212,7 @@ pd.concat({w: t[cols] for w, t in target_rows.items()}, names=["where"]) if targ
 # %% [markdown]
 # ## Claims
 #
-# Every number above, then the verdicts (timings: verdicts only, since they depend on the machine).
+# The checks (the speed targets are findings, in the table above and in the manifest).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
