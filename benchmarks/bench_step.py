@@ -39,6 +39,8 @@ from typing import Callable
 
 import torch
 
+from lionlib.companion.manifest import cpu_model  # one CPU description for results and manifests
+
 RESULTS = Path(__file__).resolve().parent / "results"
 LR, WD = 1e-4, 0.1
 
@@ -235,16 +237,6 @@ def _baselines(n: int, device: str):
     except Exception as e:  # a missing compiler must not stop the benchmark
         print(f"  baselines skipped: {type(e).__name__}: {e}")
         return None
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine_description(device: str) -> dict:

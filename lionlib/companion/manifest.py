@@ -27,7 +27,7 @@ from pathlib import Path
 from lionlib.companion.paths import BUILD, PAPER_FIGURES, REPO
 
 __all__ = ["SCALES", "COMMITTED_SCALE", "results_dir", "environment", "git_commit", "run_record", "write_atomic",
-           "promote", "folder_scales", "MixedScales", "write_manifest", "clear_staging"]
+           "promote", "folder_scales", "MixedScales", "write_manifest", "clear_staging", "cpu_model"]
 
 SCALES = ("smoke", "cpu", "paper")  # problem sizes of every notebook: CI, this 2-core CPU, a GPU
 COMMITTED_SCALE = "cpu"  # the scale whose results are committed in paper_figures/
@@ -39,7 +39,8 @@ def results_dir(scale: str, committed: Path = PAPER_FIGURES, build: Path = BUILD
     return committed if scale == COMMITTED_SCALE else build / "paper_figures" / scale
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), for recording where numbers were measured."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -69,7 +70,7 @@ def environment() -> dict:
         "mkl": mkl,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the SIMD kernels torch dispatches to
         "mkldnn": torch.backends.mkldnn.is_available(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
         "system": platform.system(),

@@ -95,20 +95,6 @@ def discover(notebooks_dir: Path = NOTEBOOKS) -> list[Path]:
     return sorted(paths, key=lambda p: registry_entry(p.stem).reads_manifest)
 
 
-def registry_entry(stem: str) -> Entry:
-    """The registry entry of a notebook file; `07_cifar10` matches `cifar10`. Unknown notebooks still run."""
-    for e in REGISTRY:
-        if stem == e.name or (stem.split("_", 1)[-1] == e.name and stem.split("_", 1)[0].isdigit()):
-            return e
-    return Entry(stem, ())
-
-
-def discover(notebooks_dir: Path = NOTEBOOKS) -> list[Path]:
-    """Every `NN_name.py` notebook, in run order: by name, manifest readers (the index) last."""
-    paths = sorted(notebooks_dir.glob("*.py"))
-    return sorted(paths, key=lambda p: registry_entry(p.stem).reads_manifest)
-
-
 @dataclass
 class Result:
     name: str
