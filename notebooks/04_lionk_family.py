@@ -87,9 +87,18 @@ table = pd.DataFrame([{"name": K.describe(), "K(x)": f"${K.latex[0]}$", "∇K(x)
                        "K*(y)": f"${K.latex[2]}$", "implied problem on x": K.constraint, "norm": K.is_norm,
                        "smooth": K.smooth, "elementwise": K.elementwise} for K in Ks])
 
+def table_cell(v) -> str:
+    """A cell without a bare `|`, which would end the cell: TeX bars become \\vert / \\Vert, text bars
+    are escaped."""
+    v = str(v)
+    if v.startswith("$"):
+        return v.replace(r"\|", r"\Vert ").replace("|", r"\vert ")
+    return v.replace("|", r"\|")
+
+
 def markdown_table(df):
     """A GitHub-markdown table (pandas' to_markdown would need the extra package tabulate)."""
-    cells = [[str(v) for v in row] for row in df.itertuples(index=False)]
+    cells = [[table_cell(v) for v in row] for row in df.itertuples(index=False)]
     lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in cells])
 
