@@ -77,19 +77,9 @@ def test_find_source_order(tmp_path, monkeypatch):
         cifar_data.find_source(download=False)
 
 
-def _image_folder(root, per_class=2, seed=0):
-    rng = np.random.default_rng(seed)
-    for split in ("train", "test"):
-        for c in cifar_data.CLASSES:
-            (root / split / c).mkdir(parents=True)
-            for i in range(per_class):
-                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / split / c / f"{i:04d}.jpg")
-    return root
-
-
 @pytest.mark.parametrize("damage", ["flip_byte", "truncate", "drop_sidecar", "garbage"])
-def test_corrupt_cache_is_rebuilt(tmp_path, capsys, damage):
-    src = _image_folder(tmp_path / "imgs")
+def test_corrupt_cache_is_rebuilt(tmp_path, capsys, damage, image_folder):
+    src = image_folder(tmp_path / "imgs")
     first = cifar_data.load_cifar10(src, cache_dir=tmp_path / "cache")
     (path,) = (tmp_path / "cache").glob("*.pt")
     raw = path.read_bytes()

@@ -11,10 +11,8 @@ from dataclasses import replace
 import signal
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from lionlib.experiments import checkpoint, cifar, cifar_data, gpt, gpt_data
 from lionlib.experiments.checkpoint import CheckpointError, Interrupted
@@ -43,16 +41,6 @@ def one_line(err: str) -> str:
     assert len(lines) == 1, err
     assert "Traceback" not in err
     return lines[0]
-
-
-def image_folder(root: Path, per_class: int = 2, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    for split in ("train", "test"):
-        for c in cifar_data.CLASSES:
-            (root / split / c).mkdir(parents=True)
-            for i in range(per_class):
-                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / split / c / f"{i:04d}.jpg")
-    return root
 
 
 @pytest.fixture
@@ -100,7 +88,7 @@ def test_misspelt_data_dir_is_an_error_not_created(tmp_path, monkeypatch, capsys
     assert not wrong.exists() and not (tmp_path / "run").exists()
 
 
-def test_partial_copy_is_an_error_or_a_warning(tmp_path):
+def test_partial_copy_is_an_error_or_a_warning(tmp_path, image_folder):
     src = image_folder(tmp_path / "imgs", per_class=2)
     with pytest.raises(DataError, match=r"incomplete: test/airplane/ has 2 images, 3 asked"):
         cifar_data.load_cifar10(src, train_per_class=3, test_per_class=3, cache_dir=tmp_path / "cache")
@@ -118,7 +106,7 @@ def test_user_archive_is_checksummed_and_kept(tmp_path):
     assert archive.read_bytes() == b"not the CIFAR-10 archive"  # reported, never deleted
 
 
-def test_corrupt_jpeg_is_named(tmp_path):
+def test_corrupt_jpeg_is_named(tmp_path, image_folder):
     src = image_folder(tmp_path / "imgs", per_class=2)
     bad = src / "train" / "cat" / "0001.jpg"
     bad.write_bytes(bad.read_bytes()[:200])  # truncated
@@ -294,7 +282,7 @@ def test_ctrl_c_on_the_command_line_is_one_line_and_status_130(tmp_path, capsys,
     assert lines[-1].endswith("saved; continue with --resume (resume=True)") and "step 3 of 12" in lines[-1]
 
 
-def test_cifar_ctrl_c_resume_says_so_and_is_identical(tmp_path, capsys, monkeypatch):
+def test_cifar_ctrl_c_resume_says_so_and_is_identical(tmp_path, image_folder, capsys, monkeypatch):
     """The CIFAR command line: Ctrl-C in epoch 2 keeps epoch 1's checkpoint; --resume says what it
     resumes and ends bit-identical to an uninterrupted run."""
     src = image_folder(tmp_path / "imgs", per_class=4)
@@ -325,7 +313,7 @@ def test_notebooks_show_a_data_error_as_one_line(capsys):
     assert one_line(out) == "DataError: CIFAR-10 not found: x"
 
 
-def test_cifar_grid_keeps_its_runs_in_out_dir_and_reads_them_back(tmp_path, capsys, monkeypatch):
+def test_cifar_grid_keeps_its_runs_in_out_dir_and_reads_them_back(tmp_path, image_folder, capsys, monkeypatch):
     src = image_folder(tmp_path / "imgs", per_class=2)
     argv = ["--grid", "--data-dir", src, "--train-per-class", 2, "--test-per-class", 2, "--widths", 4, 4, 4,
             "--epochs", 1, "--batch-size", 20, "--threads", 1, "--no-progress", "--no-verbose", "--out-dir", tmp_path / "g"]
