@@ -107,6 +107,7 @@ def test_non_inferiority_is_a_shifted_one_sided_test():
     (dict(p_support=0.001, p_against=0.99, n=5), stats.REPRODUCED),
     (dict(p_support=0.99, p_against=0.001, n=5), stats.NOT_REPRODUCED),
     (dict(p_support=0.2, p_against=0.3, n=5), stats.INCONCLUSIVE),
+    (dict(p_support=0.001, p_against=0.001, n=5), stats.NOT_REPRODUCED),  # real, but below the SESOI
     (dict(p_support=0.001, p_against=0.99, n=4), stats.INCONCLUSIVE),  # too few seeds, however clear
     (dict(p_support=0.001, p_against=0.99, n=5, mde=2.0, sesoi=1.0), stats.NOT_TESTABLE),
     (dict(p_support=0.001, p_against=0.99, n=5, mde=0.5, sesoi=1.0), stats.REPRODUCED),

@@ -19,9 +19,10 @@ one-sided p-value for H0: mean <= b is below ALPHA" are the same statement:
 
 `decide` turns them into one of `DECISIONS`: "not testable at this scale" when the design cannot
 detect the smallest effect of interest (MDE > SESOI) or the regime checks fail, "reproduced" when the
-support test rejects, "not reproduced" when the test against the hypothesis rejects, else
-"inconclusive". The older `verdict`/`VERDICTS` (interval above / below 0) stay for the notebooks that
-still use them.
+support test rejects and the test against the hypothesis does not, "not reproduced" when the test
+against it rejects (for superiority: H0 effect >= SESOI, so a real but smaller-than-interesting effect
+is not reproduced), else "inconclusive". The older `verdict`/`VERDICTS` (interval above / below 0)
+stay for the notebooks that still use them.
 """
 
 from __future__ import annotations
@@ -162,14 +163,16 @@ def decide(p_support: float, p_against: float, *, n: int, mde: float | None = No
            checks_pass: bool = True, min_seeds: int = MIN_SEEDS, alpha: float = ALPHA) -> str:
     """The verdict of one finding, from the p-value of the test of the hypothesis (`p_support`) and of
     the test against it (`p_against`), in this order: fewer than `min_seeds` seeds -> inconclusive;
-    a failed regime check or MDE > SESOI -> not testable at this scale; p_support < alpha ->
-    reproduced; p_against < alpha -> not reproduced; else inconclusive."""
+    a failed regime check or MDE > SESOI -> not testable at this scale; p_against < alpha -> not
+    reproduced; p_support < alpha -> reproduced; else inconclusive. The test against a superiority
+    hypothesis is H0: effect >= SESOI, so when both reject (the interval lies between 0 and the SESOI)
+    the effect is real but smaller than the smallest of interest, and the verdict is not reproduced."""
     if n < min_seeds:
         return INCONCLUSIVE
     if not checks_pass or (mde is not None and sesoi is not None and mde > sesoi):
         return NOT_TESTABLE
-    if p_support < alpha:
-        return REPRODUCED
     if p_against < alpha:
         return NOT_REPRODUCED
+    if p_support < alpha:
+        return REPRODUCED
     return INCONCLUSIVE

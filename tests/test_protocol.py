@@ -1,0 +1,183 @@
+"""Protocols as data, the regime checks, tuning and the analysis, on synthetic run records made to
+produce each verdict (`lionlib.companion.protocol*`)."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from lionlib.companion import stats
+from lionlib.companion.protocol import (PROTOCOL_DIR, Arm, Check, Contrast, Hypothesis, Metric, Protocol, ProtocolChanged,
+                                        Tuning, check_registered, register, registered, stamp)
+from lionlib.companion.protocol_analysis import analyse, sentence
+from lionlib.companion.protocol_library import PROTOCOLS, lambda_tradeoff
+from lionlib.companion.protocol_records import (bytes_to_target, plan, plateau_change, plateau_loss, smooth,
+                                                steps_to_plateau, tuned_lrs)
+
+STEPS = 1000
+SPEC = dict(task="cifar", scale="tiny", model="resnet8", schedule="constant", warmup=0, steps=STEPS, batch_size=50,
+            n_train=2000, n_val=200, split_seed=0, p=None, betas=[0.9, 0.99])
+
+
+def record(spec, *, plateau=1.0, tau=100.0, start=3.0, final=None, box0=0.5, noise=0.0, rng=None):
+    """A run record of the contract's shape: loss plateau + (start - plateau) exp(-t / tau) at 200
+    points, the monitor of a constant lr (sum lr lambda = lr lambda t), the box violation decaying."""
+    t = np.linspace(STEPS / 200, STEPS, 200)
+    loss = plateau + (start - plateau) * np.exp(-t / tau)
+    if noise:
+        loss = loss + (rng or np.random.default_rng(0)).normal(0, noise, size=loss.shape)
+    lam = spec.get("weight_decay", 1.0)
+    m = np.linspace(0, STEPS, 21)
+    s = spec["lr"] * lam * m
+    full = {**SPEC, **spec}
+    h = f"{abs(hash(json.dumps(full, sort_keys=True))):016x}"[:16]
+    return {"schema": "lionlib.run/1", "task": full["task"], "spec": full, "spec_hash": h,
+            "train": {"step": t.tolist(), "loss": loss.tolist()},
+            "eval": {"step": [STEPS], "test_acc": [(final or {}).get("test_acc", 0.6)]},
+            "monitor": {"step": m.tolist(), "sum_lr_lambda": s.tolist(), "box_violation": (box0 * np.exp(-s) - 1e-4).tolist()},
+            "final": {"test_acc": 0.6, "val_acc": 0.6, **(final or {})}, "wall_seconds": 1.0}
+
+
+def simple(sesoi=1.0, pilot_sd=None, test="superiority", primary=True, name="simple", checks=()):
+    """Two tuned arms A and B; effect = test accuracy (pp) of B - A."""
+    arms = [Arm("A", {"task": "cifar", "optimizer": "lion"}, lr=1e-3), Arm("B", {"task": "cifar", "optimizer": "lion_lp"}, lr=1e-3)]
+    c = Contrast("B - A", Metric("final", "test_acc", "pp", scale=100.0), (("B", 1.0), ("A", -1.0)), sesoi=sesoi, pilot_sd=pilot_sd)
+    return Protocol(name, "cifar", "B beats A", "companion", arms,
+                    Tuning((100,), Metric("final", "val_acc"), "max", initial=3, max_points=5), range(5),
+                    [Hypothesis("b_beats_a", "B ends more accurate than A", test, (c,), primary=primary, checks=[k.name for k in checks])],
+                    checks)
+
+
+def val_acc(lr, best):
+    return 0.6 - 0.01 * math.log2(lr / best) ** 2
+
+
+def world(protocol, outcome, best=None, mark=True):
+    """Run `plan` until nothing is left, making each run's record from outcome(arm, spec) (eval) or
+    the validation score of its lr (tune; optimum at `best[arm]`, default 1e-3)."""
+    recs, best = [], best or {}
+    for _ in range(20):
+        todo = plan(protocol, recs)
+        if not todo:
+            return recs
+        for spec in todo:
+            arm = next(a for a in protocol.arms if all(spec.get(k) == v for k, v in a.partial.items()))
+            if spec["role"] == "tune":
+                r = record(spec, final={"val_acc": val_acc(spec["lr"], best.get(arm.name, 1e-3))})
+            else:
+                r = record(spec, **outcome(arm.name, spec))
+            recs.append(stamp(r, protocol) if mark else r)
+    raise AssertionError("plan did not converge")
+
+
+def accs(effects):
+    """outcome giving B - A = effects[seed] percentage points."""
+    return lambda arm, spec: dict(final={"test_acc": 0.5 + (effects[spec["seed"]] / 100 if arm == "B" else 0.0)})
+
+
+def one(protocol, recs, **kw):
+    out = analyse(protocol, recs, folder=None, **kw)
+    assert len(out["findings"]) == 1
+    return out["findings"][0], out
+
+
+# ---------------------------------------------------------------- verdicts end to end
+
+@pytest.mark.parametrize("effects,sesoi,pilot,verdict", [
+    ([2.0, 2.5, 1.8, 2.2, 2.4], 1.0, None, stats.REPRODUCED),
+    ([0.1, -0.1, 0.05, -0.05, 0.0], 1.0, None, stats.NOT_REPRODUCED),  # an effect of interest is excluded
+    ([1.2, -0.2, 0.9, 0.1, 0.0], 1.0, 0.3, stats.INCONCLUSIVE),  # powered (MDE < SESOI), interval holds 0 and SESOI
+    ([3.0, -2.0, 4.0, -1.0, 1.0], 1.0, None, stats.NOT_TESTABLE),  # MDE (from the SD) > SESOI
+    ([2.0, 2.5, 1.8, 2.2, 2.4], 1.0, 5.0, stats.NOT_TESTABLE),  # the pilot said the design cannot detect 1 pp
+])
+def test_each_verdict_happens(effects, sesoi, pilot, verdict):
+    p = simple(sesoi, pilot)
+    f, out = one(p, world(p, accs(effects)))
+    assert f["verdict"] == verdict == f["verdict_holm"]  # a family of one: Holm changes nothing
+    assert f["effect"] == pytest.approx(np.mean(effects)) and f["n"] == 5 and f["units"] == "pp"
+    ci = stats.t_interval(f["effects"])
+    assert (f["ci_low"], f["ci_high"]) == pytest.approx((ci.low, ci.high))
+    assert f["mde"] == pytest.approx(stats.mde(pilot if pilot is not None else np.std(effects, ddof=1), 5))
+    for key in ("primary", "mde", "sesoi", "verdict", "verdict_holm", "effect", "ci_low", "ci_high", "units"):
+        assert key in f
+    line = sentence(f)
+    assert f["verdict"] in line and f"{f['effect']:.3g}" in line and f"{f['mde']:.3g}" in line
+    if verdict == stats.NOT_TESTABLE:
+        assert f"MDE = {f['mde']:.3g}" in line
+
+
+def test_non_inferiority_verdicts():
+    for effects, verdict in (([-0.3, -0.2, -0.4, -0.25, -0.35], stats.REPRODUCED),
+                             ([-2.0, -2.2, -1.8, -2.1, -1.9], stats.NOT_REPRODUCED)):
+        p = simple(1.0, test="non-inferiority")
+        f, _ = one(p, world(p, accs(effects)))
+        assert f["verdict"] == verdict and f["margin"] == 1.0
+
+
+def test_holm_across_the_primary_family():
+    """Two primaries each significant alone (p < 0.025) whose Holm-adjusted p-values are not: raw
+    reproduced, Holm-adjusted inconclusive; an exploratory finding gets no adjusted verdict."""
+    effects = [1.0, 0.3, 1.9, 1.1, 0.5]  # p = 0.013 one-sided
+    assert 0.0125 < stats.p_greater(effects) < stats.ALPHA
+    protos = [simple(1.5, pilot_sd=0.5, name=n) for n in ("one", "two")] + [simple(1.5, 0.5, primary=False, name="three")]
+    recs = [r for p in protos for r in world(p, accs(effects))]
+    out = analyse(protos, recs, folder=None)
+    f1, f2, f3 = out["findings"]
+    assert f1["verdict"] == f2["verdict"] == stats.REPRODUCED
+    assert f1["verdict_holm"] == f2["verdict_holm"] == stats.INCONCLUSIVE
+    assert f1["p_holm"] == pytest.approx(2 * f1["p"])
+    assert f3["verdict"] == stats.REPRODUCED and f3["verdict_holm"] is None and "Holm" not in sentence(f3)
+
+
+# ---------------------------------------------------------------- the lambda trade-off, from curves
+
+def lam_world(faster=True, worse=True, lr_best=1e-3, box0=0.5):
+    p = lambda_tradeoff("resnet", "tiny")
+    rng = np.random.default_rng(0)
+
+    def outcome(arm, spec):
+        strong = arm in ("lambda10", "lambda30")
+        tau = (60.0 if faster else 100.0) * (1 + 0.03 * rng.standard_normal()) if strong else 100.0 * (1 + 0.03 * rng.standard_normal())
+        plateau = (1.1 if worse else 1.0) + 0.005 * rng.standard_normal() if strong else 1.0 + 0.005 * rng.standard_normal()
+        return dict(tau=tau, plateau=plateau, final={"test_acc": 0.55}, box0=box0)
+
+    return p, world(p, outcome, best={"lambda1": 1e-3, "lambda10": 4 * lr_best, "lambda30": 4 * lr_best})
+
+
+def test_lambda_tradeoff_reproduced_from_curves():
+    p, recs = lam_world()
+    out = analyse(p, recs, folder=None)
+    assert all(c["passed"] for c in out["checks"]), [c for c in out["checks"] if not c["passed"]]
+    f = {x["name"]: x for x in out["findings"]}
+    main = f["lambda30_vs_lambda1"]
+    assert main["primary"] and main["test"] == "intersection-union" and main["verdict"] == stats.REPRODUCED
+    faster, worse = main["components"]
+    assert faster["units"] == "steps" and faster["effect"] > 50 and worse["effect"] == pytest.approx(0.1, abs=0.02)
+    assert main["p"] == max(faster["p"], worse["p"])
+    # tuning grew the grid at its top edge until the optimum (4 x centre) was interior
+    t = out["tuning"][p.name]["lambda30"]
+    assert t["lr"] == pytest.approx(4e-3) and t["interior"] and t["ks"] == [-1, 0, 1, 2, 3]
+    assert out["tuning"][p.name]["lambda1_at_lr30"]["lr"] == pytest.approx(4e-3)
+
+
+def test_lambda_tradeoff_not_reproduced_when_not_faster():
+    p, recs = lam_world(faster=False)
+    f = analyse(p, recs, folder=None)["findings"][0]
+    assert f["verdict"] == stats.NOT_REPRODUCED and f["label"] == "faster"
+
+
+def test_phase1_check_failing_makes_it_not_testable():
+    """At a small tuned lr the strong arms' sum lr_t lambda stays below 5 by the early read-out."""
+    p, recs = lam_world(lr_best=1e-4)
+    out = analyse(p, recs, folder=None)
+    bad = {c["check"] for c in out["checks"] if not c["passed"]}
+    assert any("phase 1" in c for c in bad)
+    f = out["findings"][0]
+    assert f["verdict"] == stats.NOT_TESTABLE and "phase 1" in f["reason"] and "phase 1" in sentence(f)
+
+
+def test_starting_inside_the_box_fails_its_check():
+    p, recs = lam_world(box0=-0.2)
+    bad = {c["check"] for c in analyse(p, recs, folder=None)["checks"] if not c["passed"]}
+    assert bad == {"strong arms start outside their box (lambda ||x_0||_inf > 1)"}
