@@ -181,3 +181,126 @@ def test_starting_inside_the_box_fails_its_check():
     p, recs = lam_world(box0=-0.2)
     bad = {c["check"] for c in analyse(p, recs, folder=None)["checks"] if not c["passed"]}
     assert bad == {"strong arms start outside their box (lambda ||x_0||_inf > 1)"}
+
+
+# ---------------------------------------------------------------- hashing, registration, refusal
+
+def test_committed_protocols_are_the_library_ones():
+    """Every protocol of the library is registered under paper_figures/protocols with its current
+    hash: changing one in code without registering the change fails here."""
+    for name, p in PROTOCOLS.items():
+        check_registered(p)
+        assert registered(name) == p
+    assert {f.stem for f in PROTOCOL_DIR.glob("*.json")} == set(PROTOCOLS)
+
+
+def test_hash_is_canonical_and_changes_with_any_field():
+    p = simple()
+    assert Protocol.from_dict(json.loads(json.dumps(p.to_dict()))).hash == p.hash
+    assert len(p.hash) == 16 and p.canonical() == simple().canonical()
+    assert simple(sesoi=1.5).hash != p.hash and simple(name="other").hash != p.hash
+    lam = PROTOCOLS["lambda_tradeoff_resnet_cpu"]
+    assert lambda_tradeoff("resnet", "cpu").hash == lam.hash != lambda_tradeoff("gpt", "cpu").hash
+
+
+def test_register_refuses_a_changed_protocol(tmp_path):
+    register(simple(), tmp_path)
+    check_registered(simple(), tmp_path)
+    with pytest.raises(ProtocolChanged, match="replace=True"):
+        register(simple(sesoi=2.0), tmp_path)
+    with pytest.raises(ProtocolChanged, match="committed one"):
+        check_registered(simple(sesoi=2.0), tmp_path)
+    register(simple(sesoi=2.0), tmp_path, replace=True)
+    assert registered("simple", tmp_path).hash == simple(sesoi=2.0).hash
+    with pytest.raises(ProtocolChanged, match="not registered"):
+        check_registered(simple(name="nobody"), tmp_path)
+    path = tmp_path / "simple.json"  # a hand edit of the file is caught by its own hash
+    path.write_text(path.read_text().replace('"sesoi": 2.0', '"sesoi": 3.0'))
+    with pytest.raises(ProtocolChanged, match="edited by hand"):
+        registered("simple", tmp_path)
+    with pytest.raises(ProtocolChanged):
+        analyse(simple(), [], folder=tmp_path)
+
+
+def test_analysis_refuses_records_of_another_hash_and_ignores_unstamped_ones():
+    old, new = simple(sesoi=2.0), simple()
+    recs = world(old, accs([1.0] * 5))
+    with pytest.raises(ProtocolChanged, match="protocol changed"):
+        analyse(new, recs, folder=None)
+    unstamped = world(new, accs([1.0] * 5), mark=False)
+    with pytest.raises(ValueError, match=r"runs missing.*records match its arms without its stamp"):
+        analyse(new, unstamped, folder=None)
+    assert analyse(new, unstamped, folder=None, require_stamp=False)["findings"][0]["n"] == 5
+
+
+def test_missing_spec_keys_and_off_grid_lrs_are_errors():
+    p = simple()
+    recs = world(p, accs([1.0] * 5))
+    broken = json.loads(json.dumps(recs))
+    del broken[0]["spec"]["optimizer"]
+    with pytest.raises(KeyError, match="no spec key"):
+        analyse(p, broken, folder=None)
+    off = json.loads(json.dumps(recs))
+    off[0]["spec"]["lr"] *= 3
+    with pytest.raises(ValueError, match="not on the grid"):
+        plan(p, off)
+
+
+@pytest.mark.parametrize("change,match", [
+    (lambda: dict(eval_seeds=range(4)), ">= 5 distinct evaluation seeds"),
+    (lambda: dict(eval_seeds=range(100, 105)), "must differ from tuning seeds"),
+    (lambda: dict(checks=[Check("the lr is fine", "interior", ("A",), 1.0)]), "named with the words 'interior'"),
+    (lambda: dict(checks=[Check("plateau reached", "plateau", ("C",), 0.02)]), "unknown arms"),
+])
+def test_protocol_validation(change, match):
+    base = simple()
+    kw = {f: getattr(base, f) for f in ("name", "task", "claim", "source", "arms", "tuning", "eval_seeds", "hypotheses", "checks")}
+    with pytest.raises(ValueError, match=match):
+        Protocol(**{**kw, **change()})
+
+
+def test_arm_validation():
+    with pytest.raises(ValueError, match="grid centre"):
+        Arm("a", {"optimizer": "lion"})
+    with pytest.raises(ValueError, match="seed and role"):
+        Arm("a", {"seed": 0}, lr=1e-3)
+    with pytest.raises(ValueError, match="one contrast"):
+        Hypothesis("h", "t", "superiority", (), primary=True)
+
+
+# ---------------------------------------------------------------- metrics and checks from records
+
+def test_plateau_metrics_on_a_known_curve():
+    r = record({"lr": 1e-3}, plateau=1.0, tau=100.0, start=3.0)
+    assert plateau_loss(r) == pytest.approx(1.0, abs=1e-3)
+    # within 10 % of the plateau once 2 exp(-t / 100) <= 0.1: t = 100 ln 20 = 300 (+ the smoothing window)
+    assert steps_to_plateau(r) == pytest.approx(300, abs=20)
+    assert plateau_change(r) < 0.02
+    young = record({"lr": 1e-3}, tau=600.0)  # still falling over its last 20 %
+    assert plateau_change(young) > 0.02
+    assert smooth([0.0, 0.0, 3.0, 0.0, 0.0], share=0.6) == pytest.approx([0.0, 1.0, 1.0, 1.0, 0.0])
+
+
+def test_bytes_to_target_interpolates_between_evaluations():
+    r = {"spec_hash": "x", "eval": {"step": [0, 10, 20], "val_loss": [4.0, 2.0, 1.0], "bytes": [0.0, 100.0, 200.0]}}
+    assert bytes_to_target(r, "val_loss", 1.5) == pytest.approx(150.0)
+    assert bytes_to_target(r, "val_loss", 4.0) == 0.0 and math.isinf(bytes_to_target(r, "val_loss", 0.5))
+
+
+def test_interior_fails_when_the_grid_stops_at_its_edge():
+    """The optimum beyond max_points: the grid stops growing and the check says so."""
+    p = simple(checks=[Check("tuned lr interior", "interior", ("A", "B"), 1.0)])
+    out = analyse(p, world(p, accs([1.0] * 5), best={"A": 1e-3, "B": 1e-3 * 2 ** 6}), folder=None)
+    res = {c["arm"]: c for c in out["checks"]}
+    assert res["A"]["passed"] and not res["B"]["passed"]
+    assert out["tuning"]["simple"]["B"]["ks"] == [-1, 0, 1, 2, 3] and not out["tuning"]["simple"]["B"]["interior"]
+    assert out["findings"][0]["verdict"] == stats.NOT_TESTABLE and "interior" in out["findings"][0]["reason"]
+
+
+def test_tuning_uses_tuning_seeds_only():
+    p = simple()
+    recs = world(p, accs([1.0] * 5))
+    lrs = tuned_lrs(p, recs)
+    assert lrs["A"]["lr"] == pytest.approx(1e-3) and lrs["A"]["interior"]
+    assert {r["spec"]["seed"] for r in recs if r["spec"]["role"] == "tune"} == set(p.tuning.seeds)
+    assert {r["spec"]["seed"] for r in recs if r["spec"]["role"] == "eval"} == set(p.eval_seeds)

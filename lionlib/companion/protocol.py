@@ -191,7 +191,7 @@ class Check:
         object.__setattr__(self, "arms", tuple(self.arms))
         _need(self.kind in CHECKS, f"check {self.name!r}: kind must be one of {sorted(CHECKS)}, got {self.kind!r}")
         word = CHECK_WORDS.get(self.kind)
-        _need(word is None or word in self.name, f"check {self.name!r}: a {self.kind} check is named with the words {word!r}")
+        _need(word is None or word in self.name, f"check {self.name!r}: a check of kind {self.kind} is named with the words {word!r}")
         _need(0 < self.at <= 1, f"check {self.name!r}: at must be in (0, 1], got {self.at}")
 
 
@@ -235,7 +235,10 @@ class Protocol:
         return next(a for a in self.arms if a.name == name)
 
     def to_dict(self) -> dict:
-        return json.loads(json.dumps(asdict(self)))  # tuples -> lists, spec pairs -> [[key, value], ...]
+        d = json.loads(json.dumps(asdict(self)))  # tuples -> lists
+        for a in d["arms"]:
+            a["spec"] = dict(a["spec"])  # stored as sorted (key, value) pairs; written as the partial spec it is
+        return d
 
     def canonical(self) -> str:
         """The hashed form: sorted keys, no whitespace, floats as Python's repr, ASCII."""
@@ -255,7 +258,7 @@ class Protocol:
 
         return cls(
             name=d["name"], task=d["task"], claim=d["claim"], source=d["source"], notes=d.get("notes", ""),
-            arms=[build(Arm, {**a, "spec": dict(tuple(kv) for kv in a["spec"])}) for a in d["arms"]],
+            arms=[build(Arm, a) for a in d["arms"]],
             tuning=build(Tuning, {**d["tuning"], "metric": metric(d["tuning"]["metric"])}),
             eval_seeds=d["eval_seeds"],
             hypotheses=[build(Hypothesis, {**h, "contrasts": [build(Contrast, {**c, "metric": metric(c["metric"])})
