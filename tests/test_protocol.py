@@ -11,7 +11,7 @@ from lionlib.companion import stats
 from lionlib.companion.protocol import (PROTOCOL_DIR, Arm, Check, Contrast, Hypothesis, Metric, Protocol, ProtocolChanged,
                                         Tuning, check_registered, register, registered, stamp)
 from lionlib.companion.protocol_analysis import analyse, sentence
-from lionlib.companion.protocol_library import PROTOCOLS, lambda_tradeoff
+from lionlib.companion.protocol_library import PROTOCOLS, architecture_p, distributed_lion, lambda_tradeoff, muon_spectral
 from lionlib.companion.protocol_records import (bytes_to_target, plan, plateau_change, plateau_loss, smooth,
                                                 steps_to_plateau, tuned_lrs)
 
@@ -20,9 +20,10 @@ SPEC = dict(task="cifar", scale="tiny", model="resnet8", schedule="constant", wa
             n_train=2000, n_val=200, split_seed=0, p=None, betas=[0.9, 0.99])
 
 
-def record(spec, *, plateau=1.0, tau=100.0, start=3.0, final=None, box0=0.5, noise=0.0, rng=None):
+def record(spec, *, plateau=1.0, tau=100.0, start=3.0, final=None, box0=0.5, box_end=-1e-4, noise=0.0, rng=None, evals=None):
     """A run record of the contract's shape: loss plateau + (start - plateau) exp(-t / tau) at 200
-    points, the monitor of a constant lr (sum lr lambda = lr lambda t), the box violation decaying."""
+    points, the monitor of a constant lr (sum lr lambda = lr lambda t), the box violation going from
+    box0 to box_end as exp(-sum lr lambda)."""
     t = np.linspace(STEPS / 200, STEPS, 200)
     loss = plateau + (start - plateau) * np.exp(-t / tau)
     if noise:
@@ -34,8 +35,9 @@ def record(spec, *, plateau=1.0, tau=100.0, start=3.0, final=None, box0=0.5, noi
     h = f"{abs(hash(json.dumps(full, sort_keys=True))):016x}"[:16]
     return {"schema": "lionlib.run/1", "task": full["task"], "spec": full, "spec_hash": h,
             "train": {"step": t.tolist(), "loss": loss.tolist()},
-            "eval": {"step": [STEPS], "test_acc": [(final or {}).get("test_acc", 0.6)]},
-            "monitor": {"step": m.tolist(), "sum_lr_lambda": s.tolist(), "box_violation": (box0 * np.exp(-s) - 1e-4).tolist()},
+            "eval": evals or {"step": [STEPS], "test_acc": [(final or {}).get("test_acc", 0.6)]},
+            "monitor": {"step": m.tolist(), "sum_lr_lambda": s.tolist(),
+                        "box_violation": (box_end + (box0 - box_end) * np.exp(-s)).tolist()},
             "final": {"test_acc": 0.6, "val_acc": 0.6, **(final or {})}, "wall_seconds": 1.0}
 
 
@@ -64,7 +66,8 @@ def world(protocol, outcome, best=None, mark=True):
         for spec in todo:
             arm = next(a for a in protocol.arms if all(spec.get(k) == v for k, v in a.partial.items()))
             if spec["role"] == "tune":
-                r = record(spec, final={"val_acc": val_acc(spec["lr"], best.get(arm.name, 1e-3))})
+                acc = val_acc(spec["lr"], best.get(arm.name, 1e-3))
+                r = record(spec, final={"val_acc": acc, "val_loss": 2.0 - acc})
             else:
                 r = record(spec, **outcome(arm.name, spec))
             recs.append(stamp(r, protocol) if mark else r)
@@ -304,3 +307,65 @@ def test_tuning_uses_tuning_seeds_only():
     assert lrs["A"]["lr"] == pytest.approx(1e-3) and lrs["A"]["interior"]
     assert {r["spec"]["seed"] for r in recs if r["spec"]["role"] == "tune"} == set(p.tuning.seeds)
     assert {r["spec"]["seed"] for r in recs if r["spec"]["role"] == "eval"} == set(p.eval_seeds)
+
+
+# ---------------------------------------------------------------- the other protocols of the library, end to end
+
+def test_architecture_p_not_testable_at_this_scale():
+    """Seed noise of 3 pp: the interaction's MDE is far above its 1 pp SESOI, and the sentence says so."""
+    p = architecture_p("tiny")
+    rng = np.random.default_rng(3)
+    f = analyse(p, world(p, lambda arm, spec: dict(final={"test_acc": 0.6 + 0.03 * rng.standard_normal()})),
+                folder=None)["findings"]
+    main = next(x for x in f if x["primary"])
+    assert main["name"] == "interaction" and main["verdict"] == main["verdict_holm"] == stats.NOT_TESTABLE
+    assert main["mde"] > main["sesoi"] == 1.0 and main["units"] == "pp"
+    assert main["checks_pass"] and sentence(main).startswith(
+        f"{main['hypothesis']} [primary, superiority]: not testable at this scale (MDE = {main['mde']:.3g} pp > SESOI = 1 pp")
+    assert sum(x["primary"] for x in f) == 1
+
+
+def test_muon_overshoot_and_the_exact_msign_check():
+    p = muon_spectral("tiny")
+    rng = np.random.default_rng(4)
+    out = analyse(p, world(p, lambda arm, spec: dict(box0=1.0, box_end=-1e-4 if arm == "muon_exact" else 0.05 + 0.002 * rng.standard_normal())),
+                  folder=None)
+    assert all(c["passed"] for c in out["checks"]), out["checks"]
+    f = out["findings"][0]
+    assert f["verdict"] == stats.REPRODUCED and f["effect"] == pytest.approx(0.05, abs=0.01)
+    # an exact msign that ends past 1/lambda fails its check, and the finding is then not testable
+    out = analyse(p, world(p, lambda arm, spec: dict(box0=1.0, box_end=0.01)), folder=None)
+    bad = [c for c in out["checks"] if not c["passed"]]
+    assert [c["check"] for c in bad] == ["exact msign inside 1/lambda after phase 1 (lambda sigma_max - 1 <= 1e-3)"]
+    assert out["findings"][0]["verdict"] == stats.NOT_TESTABLE
+
+
+def test_distributed_lion_equal_steps_and_bytes():
+    p = distributed_lion("tiny")
+    rng = np.random.default_rng(5)
+    n = 100_000
+    per_step = {"global": 2 * 3 / 4 * 4 * n, "mavo": 3 * n / 8, "avg": 3 * n / 8}
+    steps = np.linspace(0, STEPS, 21)
+
+    def outcome(arm, spec):
+        tau = 150.0 * (1 + 0.05 * rng.standard_normal())
+        val = 1.5 + 2.5 * np.exp(-steps / tau)
+        return dict(tau=tau, final={"val_loss": float(val[-1])},
+                    evals={"step": steps.tolist(), "val_loss": val.tolist(), "bytes": (steps * per_step[arm]).tolist()})
+
+    out = analyse(p, world(p, outcome), folder=None)
+    assert all(c["passed"] for c in out["checks"]), [c for c in out["checks"] if not c["passed"]]
+    f = {x["name"]: x for x in out["findings"]}
+    assert f["mavo_equal_steps"]["verdict"] == stats.REPRODUCED and f["mavo_equal_steps"]["test"] == "non-inferiority"
+    b = f["mavo_bytes"]
+    assert b["verdict"] == stats.REPRODUCED and b["units"] == "log10 bytes"
+    assert b["effect"] == pytest.approx(math.log10(per_step["global"] / per_step["mavo"]), abs=0.2)
+
+
+def test_plan_runs_an_lr_matched_control_once_when_it_is_another_arms_run():
+    """lambda 30 tuned to lambda 1's lr: the control (lambda 1 at lambda 30's lr) is lambda 1's run."""
+    p = lambda_tradeoff("resnet", "tiny")
+    recs = [r for r in world(p, lambda arm, spec: {}) if r["spec"]["role"] == "tune"]
+    todo = plan(p, recs)
+    assert len(todo) == 3 * len(p.eval_seeds)  # lambda 1, 10, 30; the control adds no run
+    assert len({json.dumps(t, sort_keys=True) for t in todo}) == len(todo)

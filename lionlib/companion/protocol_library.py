@@ -168,7 +168,7 @@ def distributed_lion(scale: str = "cpu") -> Protocol:
     """Distributed Lion (majority vote, average) against global Lion: loss at equal steps, bytes to a target."""
     b = dict(task="distributed", scale=scale, model=MODELS[scale]["gpt"], workers=4, weight_decay=1.0)
     lr = LR[scale]["gpt_lion"]
-    arms = [Arm("global", {**b, "optimizer": "lion"}, lr=lr), Arm("mavo", {**b, "optimizer": "distributed_lion", "vote": "majority"}, lr=lr),
+    arms = [Arm("global", {**b, "optimizer": "lion", "vote": None}, lr=lr), Arm("mavo", {**b, "optimizer": "distributed_lion", "vote": "majority"}, lr=lr),
             Arm("avg", {**b, "optimizer": "distributed_lion", "vote": "average"}, lr=lr)]
     names = [a.name for a in arms]
     checks = [Check("at least 1,000 steps", "min_steps", names, 1000.0), _plateau(names), _interior(names)]

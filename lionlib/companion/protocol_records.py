@@ -14,6 +14,7 @@ at the start and the end of the last 20 % of the steps.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 
@@ -262,5 +263,7 @@ def plan(protocol: Protocol, records) -> list[dict]:
     if todo:
         return todo
     runs = eval_records(protocol, records, lrs)
-    return [{**a.partial, "lr": lrs[a.name]["lr"], "seed": s, "role": "eval"}
+    todo = [{**a.partial, "lr": lrs[a.name]["lr"], "seed": s, "role": "eval"}
             for a in protocol.arms for s in protocol.eval_seeds if (a.name, s) not in runs]
+    unique = {json.dumps(t, sort_keys=True): t for t in todo}  # an lr-matched control may be another arm's run
+    return list(unique.values())
