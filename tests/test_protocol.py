@@ -254,6 +254,8 @@ def test_missing_spec_keys_and_off_grid_lrs_are_errors():
     (lambda: dict(eval_seeds=range(100, 105)), "must differ from tuning seeds"),
     (lambda: dict(checks=[Check("the lr is fine", "interior", ("A",), 1.0)]), "named with the words 'interior'"),
     (lambda: dict(checks=[Check("plateau reached", "plateau", ("C",), 0.02)]), "unknown arms"),
+    (lambda: dict(arms=[*simple().arms, Arm("C", {"optimizer": "adamw"}, tune=False, lr_from="A")],
+                  checks=[Check("tuned lr interior", "interior", ("C",), 1.0)]), "only tuned arms have a grid"),
 ])
 def test_protocol_validation(change, match):
     base = simple()
@@ -369,3 +371,13 @@ def test_plan_runs_an_lr_matched_control_once_when_it_is_another_arms_run():
     todo = plan(p, recs)
     assert len(todo) == 3 * len(p.eval_seeds)  # lambda 1, 10, 30; the control adds no run
     assert len({json.dumps(t, sort_keys=True) for t in todo}) == len(todo)
+
+
+def test_tuning_ties_go_to_the_centre():
+    """A flat score: every grid point ties, and the centre (k = 0) is chosen, for min and max goals."""
+    for goal in ("min", "max"):
+        p = simple()
+        p = Protocol.from_dict({**p.to_dict(), "tuning": {**p.to_dict()["tuning"], "goal": goal}})
+        recs = [stamp(record({**a.partial, "lr": a.lr * 2.0 ** k, "seed": 100, "role": "tune"},
+                             final={"val_acc": 0.5}), p) for a in p.arms for k in (-1, 0, 1)]
+        assert tuned_lrs(p, recs)["A"]["k"] == 0

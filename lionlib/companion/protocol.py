@@ -223,8 +223,11 @@ class Protocol:
             _need(not a.lr_from or a.lr_from in names, f"arm {a.name!r}: lr_from {a.lr_from!r} is not an arm of {self.name!r}")
         checks = [c.name for c in self.checks]
         _need(len(set(checks)) == len(checks), f"protocol {self.name!r}: check names must be unique")
+        tuned = {a.name for a in self.arms if a.tune}
         for c in self.checks:
             _need(set(c.arms) <= set(names), f"check {c.name!r}: unknown arms {sorted(set(c.arms) - set(names))}")
+            _need(c.kind != "interior" or set(c.arms) <= tuned, f"check {c.name!r}: only tuned arms have a grid, not "
+                  f"{sorted(set(c.arms) - tuned)}")
         for h in self.hypotheses:
             _need(set(h.checks) <= set(checks), f"hypothesis {h.name!r}: unknown checks {sorted(set(h.checks) - set(checks))}")
             for c in h.contrasts:

@@ -166,7 +166,8 @@ def tuning_state(protocol: Protocol, arm: Arm, records) -> dict:
         mean = {k: sum(scores[k].values()) / len(t.seeds) for k in ks if k not in todo}
         if todo:
             return dict(ks=ks, scores=mean, todo=todo, k=None, lr=None, interior=None)
-        pick = (min if t.goal == "min" else max)(ks, key=lambda k: (mean[k], abs(k)))
+        sign = 1.0 if t.goal == "min" else -1.0  # ties go to the point nearer the grid's centre
+        pick = min(ks, key=lambda k: (sign * mean[k], abs(k)))
         if pick in (ks[0], ks[-1]) and len(ks) < t.max_points:
             ks = [ks[0] - 1, *ks] if pick == ks[0] else [*ks, ks[-1] + 1]
             continue
