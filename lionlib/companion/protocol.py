@@ -34,19 +34,20 @@ TASKS = ("cifar", "gpt", "distributed")
 METRICS = {  # kind -> what it reads from a run record (lionlib.companion.protocol_records.metric_value)
     "final": "record['final'][key]",
     "plateau_loss": "mean training loss over the last `window` of the steps",
-    "steps_to_plateau": "first step from which the smoothed training loss stays within `tol` of the plateau loss",
+    "steps_to_plateau": "first step from which the smoothed training loss stays within `tol` of the plateau loss, "
+                        "as a fraction of the run's steps",
     "monitor_end": "record['monitor'][key] at the last monitored step",
     "bytes_to_target": "bytes sent when record['eval'][key] first reaches the target (the contrast's largest final key)",
 }
 TESTS = ("superiority", "non-inferiority", "intersection-union")
 CHECKS = {  # kind -> (op, what the value is): lionlib.companion.protocol_records.run_check
     "phase1_by": (">=", "smallest sum of lr_t * lambda over the arm's runs at fraction `at` of the steps"),
-    "starts_outside": (">", "smallest box violation (lambda ||x|| - 1) at the first monitored step"),
+    "starts_outside": (">", "smallest monitor[key] (lambda ||x||, largest over tensors) at the first monitored step"),
     "plateau": ("<=", "largest relative change of the smoothed training loss over the last `at` of the steps"),
     "interior": (">=", "grid points between the tuned lr and the nearer edge of its grid"),
     "final_at_least": (">=", "smallest record['final'][key] over the arm's runs"),
     "final_at_most": ("<=", "largest record['final'][key] over the arm's runs"),
-    "inside_after_phase1": ("<=", "largest box violation at monitored steps where sum lr_t * lambda >= 5"),
+    "inside_after_phase1": ("<=", "largest monitor[key] (lambda ||x||) at monitored steps where sum lr_t * lambda >= 5"),
     "min_steps": (">=", "fewest training steps of the arm's runs"),
 }
 CHECK_WORDS = {"phase1_by": "phase 1", "inside_after_phase1": "phase 1", "plateau": "plateau", "interior": "interior"}
@@ -72,13 +73,14 @@ def _need(cond: bool, msg: str) -> None:
 
 @dataclass(frozen=True)
 class Metric:
-    """How one number is computed from a run record (`kind` in METRICS), in `units` after `scale`
-    (and `log10`)."""
+    """How one number is computed from a run record (`kind` in METRICS): (raw + offset) x scale, then
+    log10 if asked, in `units`."""
 
     kind: str
     key: str = "loss"
     units: str = ""
     scale: float = 1.0  # 100: a fraction in percentage points
+    offset: float = 0.0  # -1: lambda ||x|| - 1, the distance past the box
     window: float = 0.1  # plateau: the last 10 % of the steps
     tol: float = 0.1  # steps_to_plateau: within 10 % of the arm's own plateau loss
     log10: bool = False  # report log10 of the value (after scale): byte counts, ratios

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 
 from lionlib.companion import stats
 from lionlib.companion.protocol import PROTOCOL_DIR, Contrast, Hypothesis, Protocol, ProtocolChanged, check_registered
-from lionlib.companion.protocol_records import eval_records, matches, metric_value, plan, run_check, tuned_lrs
+from lionlib.companion.protocol_records import as_dicts, eval_records, matches, metric_value, plan, run_check, tuned_lrs
 
 __all__ = ["analyse", "sentence", "admitted"]
 
@@ -94,10 +94,11 @@ def analyse(protocols: Protocol | Iterable[Protocol], records: Iterable[dict], *
             require_stamp: bool = True) -> dict:
     """Findings and regime checks of `protocols` from `records` (see the module docstring).
 
-    Returns {"findings": [...], "checks": [...], "tuning": {protocol: {arm: {lr, interior, ...}}}}.
+    `records`: JSON dicts or record objects with `to_json()`. Returns {"findings": [...], "checks":
+    [...], "tuning": {protocol: {arm: {lr, interior, ...}}}}.
     `folder=None` skips the registration check (tests of unregistered protocols)."""
     protocols = [protocols] if isinstance(protocols, Protocol) else list(protocols)
-    records = list(records)
+    records = as_dicts(records)
     findings, all_checks, tuning = [], [], {}
     for pr in protocols:
         if folder is not None:

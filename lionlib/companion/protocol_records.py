@@ -2,13 +2,14 @@
 
 Pure functions of the JSON run records that `lionlib.experiments` writes (schema "lionlib.run/1":
 `spec`, `train` {step, loss}, `eval` {step, <metric>...}, `monitor` {step, sum_lr_lambda,
-box_violation, ...}, `final`). A record matches an arm when its `spec` holds every key of the arm's
+max_constraint, ...}, `final`); a monitor value of None (not defined for that optimizer) reads as NaN,
+which fails any check. A record matches an arm when its `spec` holds every key of the arm's
 partial spec with an equal value (floats compared to 1e-9 relative); a key the record lacks is an
 error, never a default. Curves are the record's <= 200 points, each the mean over its window of steps.
 
 Smoothing (`smooth`) is a centred moving mean over 5 % of the points (at least 1); the plateau loss
 is the mean training loss over the last 10 % of the steps; "steps to plateau" is the first step from
-which the smoothed loss stays within 10 % of that plateau; "plateau reached" compares the smoothed loss
+which the smoothed loss stays within 10 % of that plateau, as a fraction of the run's steps; "plateau reached" compares the smoothed loss
 at the start and the end of the last 20 % of the steps.
 """
 
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 
 from lionlib.companion.protocol import CHECKS, Arm, Check, Metric, Protocol
 
-__all__ = ["PHASE1_SUM", "SMOOTH", "matches", "curve", "smooth", "metric_value", "tuning_state", "tuned_lrs",
+__all__ = ["PHASE1_SUM", "SMOOTH", "as_dicts", "matches", "curve", "smooth", "metric_value", "tuning_state", "tuned_lrs",
            "eval_records", "run_check", "plan"]
 
 PHASE1_SUM = 5.0  # sum of lr_t * lambda after which phase 1 counts as over: prod(1 - lr lambda) <= e^-5 < 0.7 %
@@ -37,6 +38,11 @@ def _same(a, b) -> bool:
     return a == b
 
 
+def as_dicts(records) -> list[dict]:
+    """Records as JSON dicts: dicts as they are, record objects through their `to_json()`."""
+    return [r if isinstance(r, dict) else r.to_json() for r in records]
+
+
 def matches(record: dict, partial: dict) -> bool:
     """True when `record['spec']` holds `partial`; a key of `partial` missing from the spec is an error."""
     spec = record["spec"]
@@ -51,7 +57,7 @@ def curve(record: dict, section: str, key: str) -> tuple[list[float], list[float
     """(steps, values) of `record[section][key]` (section: train, eval or monitor)."""
     try:
         part = record[section]
-        steps, values = [float(s) for s in part["step"]], [float(v) for v in part[key]]
+        steps, values = [float(s) for s in part["step"]], [math.nan if v is None else float(v) for v in part[key]]
     except KeyError as e:
         raise KeyError(f"run record {record.get('spec_hash', '?')} has no {section}[{e.args[0]!r}]") from None
     if len(steps) != len(values) or not steps:
@@ -87,7 +93,7 @@ def steps_to_plateau(record: dict, window: float = 0.1, tol: float = 0.1) -> flo
         if s[i] > threshold:
             break
         first = i
-    return steps[min(first, len(s) - 1)]
+    return steps[min(first, len(s) - 1)] / record["spec"]["steps"]
 
 
 def plateau_change(record: dict, share: float = 0.2) -> float:
@@ -133,7 +139,7 @@ def metric_value(metric: Metric, record: dict, target: float | None = None) -> f
         value = bytes_to_target(record, metric.key, target)
     else:
         raise ValueError(f"unknown metric kind {metric.kind!r}")
-    value *= metric.scale
+    value = (value + metric.offset) * metric.scale
     return math.log10(value) if metric.log10 else value
 
 
@@ -235,7 +241,7 @@ def _check_value(check: Check, recs: list[dict]) -> float:
     if kind == "phase1_by":
         return min(_monitor_at(r, "sum_lr_lambda", check.at) for r in recs)
     if kind == "starts_outside":
-        return min(curve(r, "monitor", "box_violation")[1][0] for r in recs)
+        return min(curve(r, "monitor", check.key)[1][0] for r in recs)
     if kind == "plateau":
         return max(plateau_change(r, check.at) for r in recs)
     if kind in ("final_at_least", "final_at_most"):
@@ -244,7 +250,7 @@ def _check_value(check: Check, recs: list[dict]) -> float:
     if kind == "inside_after_phase1":
         after = []
         for r in recs:
-            box, phase = curve(r, "monitor", "box_violation")[1], curve(r, "monitor", "sum_lr_lambda")[1]
+            box, phase = curve(r, "monitor", check.key)[1], curve(r, "monitor", "sum_lr_lambda")[1]
             after += [b for b, s in zip(box, phase) if s >= PHASE1_SUM]
         return max(after) if after else math.nan  # no monitored step after phase 1: the check fails
     if kind == "min_steps":
@@ -256,6 +262,7 @@ def plan(protocol: Protocol, records) -> list[dict]:
     """The partial specs of the runs still to make, tuning first: arm spec + lr + seed + role. The
     engine completes them from the scale; run them, record them (stamped), and plan again until empty
     (a grid grows at an edge only once its points are run, so tuning takes several rounds)."""
+    records = as_dicts(records)
     lrs = tuned_lrs(protocol, records)
     todo = [{**a.partial, "lr": a.lr * protocol.tuning.factor ** k, "seed": s, "role": "tune"}
             for a in protocol.arms if a.tune for k in lrs[a.name]["todo"] for s in protocol.tuning.seeds
