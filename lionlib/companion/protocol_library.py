@@ -1,7 +1,7 @@
 """The protocols of the paper's network claims (issue 22), one builder per claim and per scale.
 
-`PROTOCOLS` holds them for the cpu, paper and tiny (the paper's models, tiny sizes) scales; `python -m lionlib.companion.protocol_library`
-registers them (writes `paper_figures/protocols/<name>.json` with its hash; `--replace` for a
+`PROTOCOLS` holds them for the cpu, paper and tiny (the engine's smallest models: the paper path run end
+to end on a CPU) scales; `python -m lionlib.companion.protocol_library` registers them (writes `paper_figures/protocols/<name>.json` with its hash; `--replace` for a
 deliberate change). Every number below is a choice made before the runs and is part of the hash:
 
 - tuning: each tuned arm on lr_arm x 2^k, k in {-1, 0, 1} first, extended at an edge until the optimum

@@ -9,8 +9,8 @@ error, never a default. Curves are the record's <= 200 points, each the mean ove
 
 Smoothing (`smooth`) is a centred moving mean over 5 % of the points (at least 1); the plateau loss
 is the mean training loss over the last 10 % of the steps; "steps to plateau" is the first step from
-which the smoothed loss stays within 10 % of that plateau, as a fraction of the run's steps; "plateau reached" compares the smoothed loss
-at the start and the end of the last 20 % of the steps.
+which the smoothed loss stays within 10 % of that plateau, as a fraction of the run's steps;
+"plateau reached" compares the smoothed loss at the start and the end of the last 20 % of the steps.
 """
 
 from __future__ import annotations
@@ -119,7 +119,8 @@ def bytes_to_target(record: dict, key: str, target: float) -> float:
 
 
 def metric_value(metric: Metric, record: dict, target: float | None = None) -> float:
-    """The number `metric` reads from `record`, times `metric.scale`."""
+    """The number `metric` reads from `record`: (raw + offset) x scale, then log10 if the metric says so.
+    `target`: the loss a bytes_to_target metric waits for."""
     if metric.kind == "final":
         try:
             value = float(record["final"][metric.key])
