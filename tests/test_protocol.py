@@ -390,3 +390,16 @@ def test_tuning_ties_go_to_the_centre():
         recs = [stamp(record({**a.partial, "lr": a.lr * 2.0 ** k, "seed": 100, "role": "tune"},
                              final={"val_acc": 0.5}), p) for a in p.arms for k in (-1, 0, 1)]
         assert tuned_lrs(p, recs)["A"]["k"] == 0
+
+
+def test_the_decision_rule_is_part_of_the_protocol():
+    """alpha, power and the rule's text are hashed; a looser alpha decides what the default does not."""
+    effects = [1.0, 0.3, 1.9, 1.1, 0.5]  # one-sided p = 0.013
+    strict = simple(1.5, pilot_sd=0.5)
+    loose = Protocol.from_dict({**strict.to_dict(), "alpha": 0.005})
+    assert loose.hash != strict.hash and strict.rule == stats.RULE
+    assert one(strict, world(strict, accs(effects)))[0]["verdict"] == stats.REPRODUCED
+    f = one(loose, world(loose, accs(effects)))[0]
+    assert f["verdict"] == stats.INCONCLUSIVE and f["mde"] == pytest.approx(stats.mde(0.5, 5, alpha=0.005))
+    with pytest.raises(ValueError, match="one alpha"):
+        analyse([strict, Protocol.from_dict({**loose.to_dict(), "name": "other"})], [], folder=None)

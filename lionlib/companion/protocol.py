@@ -6,7 +6,8 @@ arm's learning rate is tuned (`Tuning`: a x2-spaced grid around the arm's `lr`, 
 until its optimum is interior, on tuning seeds and the validation split), the evaluation seeds (at
 least 5, none of them a tuning seed), the hypotheses it tests (`Hypothesis`: the contrasts of arms,
 the metric each reads from a record, the smallest effect of interest, the test, primary or
-exploratory) and the regime checks they rest on (`Check`).
+exploratory), the regime checks they rest on (`Check`), and the decision rule (`alpha`, `power`, the
+rule in words; `lionlib.companion.stats.decide`).
 
 Its canonical JSON (sorted keys, no spaces, floats as Python's repr) is hashed (the first 16 hex
 digits of its sha256, as the run records' `spec_hash`) and committed as
@@ -24,6 +25,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from lionlib.companion import stats
 from lionlib.companion.paths import PAPER_FIGURES
 
 __all__ = ["TASKS", "METRICS", "TESTS", "CHECKS", "CHECK_WORDS", "PROTOCOL_DIR", "Metric", "Arm", "Tuning",
@@ -209,8 +211,12 @@ class Protocol:
     hypotheses: tuple
     checks: tuple = ()
     notes: str = ""  # the companion's own choices the result depends on
+    alpha: float = stats.ALPHA  # one-sided level of every test
+    power: float = stats.POWER  # of the MDE
+    rule: str = stats.RULE  # the decision rule in words (stats.decide), hashed with the rest
 
     def __post_init__(self):
+        _need(0 < self.alpha < 0.5 and 0 < self.power < 1, f"protocol {self.name!r}: alpha in (0, 0.5), power in (0, 1)")
         for f in ("arms", "hypotheses", "checks"):
             object.__setattr__(self, f, tuple(getattr(self, f)))
         object.__setattr__(self, "eval_seeds", tuple(int(s) for s in self.eval_seeds))
@@ -262,7 +268,8 @@ class Protocol:
             return build(Metric, m)
 
         return cls(
-            name=d["name"], task=d["task"], claim=d["claim"], source=d["source"], notes=d.get("notes", ""),
+            name=d["name"], task=d["task"], claim=d["claim"], source=d["source"], notes=d["notes"],
+            alpha=d["alpha"], power=d["power"], rule=d["rule"],
             arms=[build(Arm, a) for a in d["arms"]],
             tuning=build(Tuning, {**d["tuning"], "metric": metric(d["tuning"]["metric"])}),
             eval_seeds=d["eval_seeds"],

@@ -48,20 +48,20 @@ def _effects(c: Contrast, runs: dict, seeds: list[int]) -> list[float]:
     return [sum(w * metric_value(c.metric, runs[a, s], target) for a, w in c.weights) for s in seeds]
 
 
-def _component(test: str, c: Contrast, effects: list[float]) -> dict:
+def _component(pr: Protocol, test: str, c: Contrast, effects: list[float]) -> dict:
     n, ci, spread = len(effects), stats.t_interval(effects), stats.sd(effects)
     if test == "non-inferiority":  # H: effect > -margin; against: effect < -margin
         p, p_against = stats.p_greater(effects, -c.sesoi), stats.p_less(effects, -c.sesoi)
     else:  # H: effect > 0; against: effect < SESOI (no effect of interest in the predicted direction)
         p, p_against = stats.p_greater(effects, 0.0), stats.p_less(effects, c.sesoi)
     return dict(label=c.label, effect=ci.mean, ci_low=ci.low, ci_high=ci.high, level=ci.level, units=c.metric.units,
-                n=n, effects=effects, sd=spread, sesoi=c.sesoi, mde=stats.mde(c.pilot_sd if c.pilot_sd is not None else spread, n),
+                n=n, effects=effects, sd=spread, sesoi=c.sesoi, mde=stats.mde(c.pilot_sd if c.pilot_sd is not None else spread, n, pr.alpha, pr.power),
                 mde_from="pilot" if c.pilot_sd is not None else "evaluation runs", p=p, p_against=p_against)
 
 
 def _finding(pr: Protocol, h: Hypothesis, runs: dict, checks: dict) -> dict:
     seeds = list(pr.eval_seeds)
-    comps = [_component(h.test, c, _effects(c, runs, seeds)) for c in h.contrasts]
+    comps = [_component(pr, h.test, c, _effects(c, runs, seeds)) for c in h.contrasts]
     if h.test == "intersection-union":  # "A and B": shown when each is; refuted when either is (Bonferroni over them)
         p, p_against = stats.intersection_union([c["p"] for c in comps]), min(1.0, len(comps) * min(c["p_against"] for c in comps))
     else:
@@ -74,7 +74,7 @@ def _finding(pr: Protocol, h: Hypothesis, runs: dict, checks: dict) -> dict:
               ([f"regime check failed: {', '.join(failed)}"] if failed else []) + \
               [f"MDE = {c['mde']:.3g} {c['units']} > SESOI = {c['sesoi']:.3g} {c['units']} ({c['label']})" for c in untestable]
     finding = dict(
-        protocol=pr.name, protocol_hash=pr.hash, name=h.name, hypothesis=h.text, claim=pr.claim, source=pr.source,
+        protocol=pr.name, protocol_hash=pr.hash, alpha=pr.alpha, name=h.name, hypothesis=h.text, claim=pr.claim, source=pr.source,
         test=h.test, primary=h.primary, seeds=seeds, **{k: head[k] for k in ("label", "effect", "ci_low", "ci_high", "level",
                                                                           "units", "n", "effects", "sd", "mde", "mde_from", "sesoi")},
         margin=head["sesoi"] if h.test == "non-inferiority" else None, p=p, p_against=p_against,
@@ -87,7 +87,7 @@ def _finding(pr: Protocol, h: Hypothesis, runs: dict, checks: dict) -> dict:
 
 def _decide(f: dict, p: float, p_against: float) -> str:
     head_mde = max((c["mde"] / c["sesoi"] for c in f["components"]), default=0.0)
-    return stats.decide(p, p_against, n=len(f["seeds"]), mde=head_mde, sesoi=1.0, checks_pass=f["checks_pass"])
+    return stats.decide(p, p_against, n=len(f["seeds"]), mde=head_mde, sesoi=1.0, checks_pass=f["checks_pass"], alpha=f["alpha"])
 
 
 def analyse(protocols: Protocol | Iterable[Protocol], records: Iterable[dict], *, folder=PROTOCOL_DIR,
@@ -98,6 +98,8 @@ def analyse(protocols: Protocol | Iterable[Protocol], records: Iterable[dict], *
     [...], "tuning": {protocol: {arm: {lr, interior, ...}}}}.
     `folder=None` skips the registration check (tests of unregistered protocols)."""
     protocols = [protocols] if isinstance(protocols, Protocol) else list(protocols)
+    if len({p.alpha for p in protocols if any(h.primary for h in p.hypotheses)}) > 1:
+        raise ValueError("one primary family takes one alpha: analyse protocols of different alpha in separate calls")
     records = as_dicts(records)
     findings, all_checks, tuning = [], [], {}
     for pr in protocols:

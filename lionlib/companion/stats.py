@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = ["MIN_SEEDS", "Interval", "t_interval", "verdict", "VERDICTS",
-           "ALPHA", "POWER", "REPRODUCED", "NOT_REPRODUCED", "INCONCLUSIVE", "NOT_TESTABLE", "DECISIONS",
+           "ALPHA", "POWER", "REPRODUCED", "NOT_REPRODUCED", "INCONCLUSIVE", "NOT_TESTABLE", "DECISIONS", "RULE",
            "sd", "p_greater", "p_less", "mde", "intersection_union", "holm", "decide"]
 
 MIN_SEEDS = 5  # below this a finding is never decided
@@ -43,6 +43,13 @@ POWER = 0.8  # the power at which the minimum detectable effect is stated
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_TESTABLE = (
     "reproduced", "not reproduced", "inconclusive", "not testable at this scale")
 DECISIONS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_TESTABLE)
+RULE = ("per-seed effects signed so the hypothesis predicts > 0; one-sided t tests at alpha (the two-sided "
+        "1 - 2 alpha interval): fewer than 5 seeds -> inconclusive; a failed regime check or MDE (at the stated "
+        "power, from the pilot SD, else the evaluation runs' SD) > SESOI -> not testable at this scale; the test "
+        "against the hypothesis (superiority: H0 effect >= SESOI; non-inferiority: H0 effect >= -margin) rejects "
+        "-> not reproduced; the test of the hypothesis (H0 effect <= 0, or <= -margin) rejects -> reproduced; "
+        "else inconclusive; intersection-union: the largest component p for, twice the smallest against; "
+        "Holm-Bonferroni over the primary family for verdict_holm")
 
 
 @dataclass(frozen=True)
