@@ -218,7 +218,7 @@ def sharded_step(params, grads, exp_avgs, *, backend: str, step: Callable, kappa
         likes = [p for p, _, _ in shards]
         cs = [_blend(lm, lg, hyper["beta1"], hyper["maximize"]) for _, lg, lm in local]
         owned = [i for i, p in enumerate(likes) if _owned(p)]
-        rest = [i for i in range(len(likes)) if i not in set(owned)]
+        rest = [i for i, p in enumerate(likes) if not _owned(p)]
         directions = dict(zip(owned, owner_directions(kappa, [likes[i] for i in owned], [cs[i] for i in owned])))
         directions.update(zip(rest, gathered_directions(kappa, [likes[i] for i in rest], [cs[i] for i in rest])))
         for i, (lp, lg, lm) in enumerate(local):

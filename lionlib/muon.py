@@ -31,8 +31,6 @@ from lionlib.optim import LionK
 __all__ = ["Muon", "muon_step", "muon_groups", "radius"]
 
 _LOW_PRECISION = (torch.bfloat16, torch.float16)
-_MUON_KEYS = ("momentum", "nesterov", "adjust_lr_fn", "ns_coefficients", "ns_steps", "eps", "ns_dtype", "exact_svd",
-              "cautious", "cautious_weight_decay")
 
 
 def radius(shape, weight_decay: float, adjust_lr_fn: str | None = None) -> float:
@@ -137,8 +135,9 @@ class Muon(LionK):
       S' in about [0.7, 1.2], a K that is no longer exactly the nuclear norm.
     - `cautious=True` (C-Muon): the update masked where it disagrees in sign with the gradient and
       rescaled by numel / kept; `cautious_weight_decay=True`: decay only where update and parameter
-      agree in sign (u p >= 0). Both leave Lion-K's theory: the decay no longer contracts every
-      coordinate, so the phase-1 bound is not guaranteed.
+      agree in sign (u p >= 0). Both leave Lion-K's theory: the rescaled masked update can have
+      sigma_max above s (it is no longer grad K of anything in dom K*), and cautious decay no longer
+      contracts every coordinate, so neither keeps the phase-1 bound guaranteed.
     - `process_group` (DDP replicas): each matrix's Newton-Schulz on one owner rank, broadcast.
       Under FSDP2 the same sharing is automatic (`lionlib.distributed`).
     LionK's keywords (`implicit_decay`, `maximize`, `momentum_dtype`) apply. The group's `kappa`
@@ -208,6 +207,19 @@ class Muon(LionK):
                       implicit_decay=group["implicit_decay"], maximize=group["maximize"], cautious=group["cautious"],
                       cautious_weight_decay=group["cautious_weight_decay"])
         return loss
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """As LionK's, and a torch.optim.Muon checkpoint loads too: its `momentum_buffer` is this
+        `exp_avg` exactly (module docstring), its group keys are these, and its adjust_lr_fn=None
+        means "original". Settings it lacks (ns_dtype, cautious, ...) come from this optimizer."""
+        if any("kappa" not in g for g in state_dict["param_groups"]):  # not a LionK checkpoint: torch's
+            state = {pid: {("exp_avg" if k == "momentum_buffer" else k): v for k, v in s.items()}
+                     for pid, s in state_dict["state"].items()}
+            groups = [{**g, "adjust_lr_fn": g.get("adjust_lr_fn") or "original"} for g in state_dict["param_groups"]]
+            state_dict = {**state_dict, "state": state, "param_groups": groups}
+        super().load_state_dict(state_dict)
+        for group in self.param_groups:
+            group["kappa"], group["betas"] = _nuclear(group), _betas(group)
 
 
 def muon_groups(

@@ -43,6 +43,8 @@ def build(model: str, dtype: torch.dtype) -> nn.Module:
     torch.manual_seed(0)
     if model == "mlp":  # 5 output rows: uneven shards on 2 ranks, an empty one on 4
         net = nn.Sequential(nn.Linear(12, 24), nn.Tanh(), nn.Linear(24, 24), nn.Tanh(), nn.Linear(24, 5))
+    elif model == "conv":  # a 4-D kernel of 5 output channels: Muon reads it as the 5 x 27 matrix
+        net = nn.Sequential(nn.Conv2d(3, 5, 3), nn.Tanh(), nn.Flatten(), nn.Linear(80, 5))
     else:
         from lionlib.experiments.gpt_model import GPT, GPTConfig
 
@@ -52,22 +54,23 @@ def build(model: str, dtype: torch.dtype) -> nn.Module:
 
 def batch(model: str, step: int, dtype: torch.dtype):
     g = torch.Generator().manual_seed(100 + step)
-    if model == "mlp":
-        return torch.randn(8, 12, generator=g, dtype=dtype), torch.randn(8, 5, generator=g, dtype=dtype)
+    if model in ("mlp", "conv"):
+        x = torch.randn(8, 12, generator=g, dtype=dtype) if model == "mlp" else torch.randn(8, 3, 6, 6, generator=g, dtype=dtype)
+        return x, torch.randn(8, 5, generator=g, dtype=dtype)
     idx = torch.randint(0, 32, (4, 9), generator=g)
     return idx[:, :-1], idx[:, 1:]
 
 
 def loss_of(model: str, net: nn.Module, x, y):
-    if model == "mlp":
+    if model in ("mlp", "conv"):
         return F.mse_loss(net(x), y)
     logits, _ = net(x)  # the loss in the model's dtype (GPT.forward's own casts to fp32)
     return F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
 
 
 def make_opt(net: nn.Module, kappa: str) -> LionK:
-    matrices = [p for p in net.parameters() if p.dim() == 2]
-    others = [p for p in net.parameters() if p.dim() != 2]
+    matrices = [p for p in net.parameters() if p.dim() >= 2]
+    others = [p for p in net.parameters() if p.dim() < 2]
     if kappa.startswith("Muon"):  # lionlib.Muon on the matrices only; "-ddp": Newton-Schulz by owner ranks
         import torch.distributed as dist
 
@@ -88,7 +91,7 @@ def make_opt(net: nn.Module, kappa: str) -> LionK:
 def shard(net: nn.Module, model: str) -> None:
     from torch.distributed.fsdp import fully_shard
 
-    parts = [m for m in net if isinstance(m, nn.Linear)] if model == "mlp" else list(net.transformer.h)
+    parts = [m for m in net if isinstance(m, (nn.Linear, nn.Conv2d))] if model != "gpt" else list(net.transformer.h)
     for m in parts:
         fully_shard(m)
     fully_shard(net)
@@ -201,8 +204,8 @@ DDP64 = [dict(model="mlp", kappa=k, dtype="float64") for k in KAPPAS]
 # Sharded Newton-Schulz: float32, the same batch on every rank (an exact gradient average), so a
 # difference from one process can only come from the sharing of the orthogonalisations.
 OWNER_FSDP = [dict(model="mlp", kappa=k, dtype="float32", same_data=True, count=True)
-              for k in ("muon", "Muon", "Muon-cautious")] + [dict(model="gpt", kappa="Muon", dtype="float32", same_data=True,
-                                                                   count=True)]
+              for k in ("muon", "Muon", "Muon-cautious")] + [dict(model=m, kappa="Muon", dtype="float32", same_data=True,
+                                                                   count=True) for m in ("gpt", "conv")]
 OWNER_DDP = [dict(model="mlp", kappa=k, dtype="float32", same_data=True, count=True) for k in ("Muon-ddp", "Muon-cautious-ddp")]
 DDP32 = [dict(model="mlp", kappa=k, dtype="float32", steps=1, backend=b)
          for b in ("forloop", "foreach", "cpp") for k in (KAPPAS if b != "cpp" else ELEMENTWISE)]

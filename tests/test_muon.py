@@ -52,7 +52,8 @@ def test_follows_torch_muon_step_for_step(shape, adjust):
 
 
 def test_parity_check_can_fail():
-    """Without the shape factor (lionlib's default None: s = 1) a 32x16 matrix is 1.8 % off torch."""
+    """Without the shape factor (lionlib's default None: s = 1) a 32x16 matrix leaves the tolerance,
+    and so does Muon without Nesterov."""
     err = run_pair((32, 16), lambda ps: Muon(ps, lr=0.02, momentum=0.95, weight_decay=0.1, ns_dtype=torch.bfloat16),
                    lambda ps: torch.optim.Muon(ps, lr=0.02, momentum=0.95, weight_decay=0.1))
     assert err > 3e-3, err
@@ -60,6 +61,32 @@ def test_parity_check_can_fail():
                                              ns_dtype=torch.bfloat16),
                    lambda ps: torch.optim.Muon(ps, lr=0.02, momentum=0.95, weight_decay=0.1))
     assert err > 3e-3, err
+
+
+def test_a_torch_muon_checkpoint_resumes_in_lionlib():
+    """torch.optim.Muon's momentum_buffer is exp_avg and its None is "original": 10 steps in torch,
+    then 10 more in each, within bf16 rounding (and more than that apart if the buffer were dropped)."""
+    torch.manual_seed(5)
+    w0 = torch.randn(32, 16)
+    grads = [torch.randn(32, 16) for _ in range(20)]
+    a = w0.clone().requires_grad_()
+    theirs = torch.optim.Muon([a], lr=0.02, weight_decay=0.1)
+    for g in grads[:10]:
+        a.grad = g.clone()
+        theirs.step()
+    b = a.detach().clone().requires_grad_()
+    ours = Muon([b], lr=0.5, weight_decay=0.0, ns_dtype=torch.bfloat16)  # lr, decay, scale: from the checkpoint
+    ours.load_state_dict(theirs.state_dict())
+    assert ours.param_groups[0]["adjust_lr_fn"] == "original" and ours.param_groups[0]["lr"] == 0.02
+    fresh = Muon([b.detach().clone().requires_grad_()], lr=0.02, weight_decay=0.1, adjust_lr_fn="original",
+                 ns_dtype=torch.bfloat16)
+    for g in grads[10:]:
+        a.grad, b.grad, fresh.param_groups[0]["params"][0].grad = g.clone(), g.clone(), g.clone()
+        theirs.step()
+        ours.step()
+        fresh.step()
+    assert rel(b.detach(), a.detach()) <= 3e-3
+    assert rel(fresh.param_groups[0]["params"][0].detach(), a.detach()) > 3e-3
 
 
 @pytest.mark.parametrize("nesterov", [True, False])

@@ -118,6 +118,12 @@ class Nuclear(Norm):
     def check_tensor(self, x: Tensor) -> None:
         as_matrix(x)
 
+    def describe(self) -> str:
+        """method and ns_steps, then only the settings that differ from their defaults."""
+        extra = [f"{k}={getattr(self, k)}" for k, v in (("ns_coefficients", NS_COEFFICIENTS), ("eps", 1e-7),
+                                                      ("ns_dtype", None), ("scale", None)) if getattr(self, k) != v]
+        return f"{self.name}({', '.join([f'method={self.method}', f'ns_steps={self.ns_steps}', *extra])})"
+
     def radius(self, shape, weight_decay: float) -> float:
         """s/lambda: the bound on sigma_max of a weight of this shape after phase 1."""
         return shape_scale(shape, self.scale) / weight_decay
