@@ -260,7 +260,7 @@ def test_radius_names_bad_input():
 # 6. Cautious Muon
 
 
-def cautious_reference(w0, grads, *, lr, mu, wd, cautious, cwd):
+def cautious_reference(w0, grads, *, lr, mu, wd, cautious, cwd, implicit=False):
     """Plain tensors: torch's EMA form, exact msign, then the two masks as the C-Optim and CWD papers."""
     w, buf, path = w0.clone(), torch.zeros_like(w0), []
     for g in grads:
@@ -270,23 +270,28 @@ def cautious_reference(w0, grads, *, lr, mu, wd, cautious, cwd):
             mask = (u * g > 0).double()
             u = u * mask * (mask.numel() / max(float(mask.sum()), 1.0))
         decay = (u * w >= 0).double() if cwd else torch.ones_like(w)
-        w = w - lr * (u + wd * decay * w)
+        if implicit:  # decay at the new iterate, where the mask (taken at the old one) allows
+            w = torch.where(decay > 0, (w - lr * u) / (1 + lr * wd), w - lr * u)
+        else:
+            w = w - lr * (u + wd * decay * w)
         buf = buf_new
         path.append(w)
     return path
 
 
-@pytest.mark.parametrize("cautious,cwd", [(True, False), (False, True), (True, True)])
-def test_cautious_options_follow_the_reference(cautious, cwd):
+@pytest.mark.parametrize("cautious,cwd,implicit", [(True, False, False), (False, True, False), (True, True, False),
+                                                   (False, True, True)])
+def test_cautious_options_follow_the_reference(cautious, cwd, implicit):
     torch.manual_seed(4)
     lr, mu, wd = 0.05, 0.9, 0.8
     w0 = torch.randn(6, 5, dtype=torch.float64)
     grads = [torch.randn(6, 5, dtype=torch.float64) for _ in range(12)]
-    expected = cautious_reference(w0, grads, lr=lr, mu=mu, wd=wd, cautious=cautious, cwd=cwd)
-    plain = cautious_reference(w0, grads, lr=lr, mu=mu, wd=wd, cautious=False, cwd=False)
+    expected = cautious_reference(w0, grads, lr=lr, mu=mu, wd=wd, cautious=cautious, cwd=cwd, implicit=implicit)
+    plain = cautious_reference(w0, grads, lr=lr, mu=mu, wd=wd, cautious=False, cwd=False, implicit=implicit)
     assert rel(expected[-1], plain[-1]) > 1e-2  # the options change the path: the comparison can fail
     p = w0.clone().requires_grad_()
-    opt = Muon([p], lr=lr, momentum=mu, weight_decay=wd, exact_svd=True, cautious=cautious, cautious_weight_decay=cwd)
+    opt = Muon([p], lr=lr, momentum=mu, weight_decay=wd, exact_svd=True, cautious=cautious, cautious_weight_decay=cwd,
+               implicit_decay=implicit)
     for g, w in zip(grads, expected):
         p.grad = g.clone()
         opt.step()
