@@ -2,6 +2,8 @@
 
 **DDP** needs nothing here: `DistributedDataParallel` averages the gradients before `step`, so
 every replica runs the same `LionK` step (tests/test_distributed.py compares it with one process).
+Every replica then also computes every Newton-Schulz; `replicated_step` (what `lionlib.Muon` runs
+when given a `process_group`) has each matrix's owner rank compute it and broadcast the result.
 
 **FSDP2** (`torch.distributed.fsdp.fully_shard`) turns parameters, gradients and the momentum into
 DTensors sharded over ranks. `sharded_step` (called by `lionlib.optim.lionk_step` when it meets a
@@ -10,10 +12,14 @@ DTensor) runs Lion-K on them with the same result as one process holding the who
   paths (the C++ / Triton kernels get the plain local tensor; a DTensor never reaches a kernel);
 - lp and l2: grad K needs the norm of the whole tensor: each shard's partial max and partial
   p-th power sum are all-reduced (two numbers per tensor), and the direction is computed locally;
-- the other whole-tensor K (linf, relativistic_norm, logsumexp, nuclear = Muon): the momentum
-  blend c is all-gathered, grad K is computed on the full matrix (the same on every rank), and each
-  rank keeps its own slice. That costs one all-gather and the full tensor's memory per parameter,
-  as Muon under FSDP does in practice; a sharded Newton-Schulz is not implemented.
+- the other whole-tensor K (linf, relativistic_norm, logsumexp, nuclear = Muon's Newton-Schulz):
+  grad K of each tensor is computed once, by an owner rank (round-robin over the tensors of the
+  step): every rank sends its shard of the momentum blend c to the owner (gather), each owner
+  computes grad K on its full tensors, and sends each rank its slice back (scatter)
+  (`owner_directions`). Per tensor of n entries on N ranks that moves 2 n (N - 1)/N entries in
+  all and runs grad K once, against n (N - 1) entries and N evaluations when every rank
+  all-gathers c and computes grad K itself (`gathered_directions`, kept for meshes of more than
+  one dimension, e.g. HSDP). benchmarks/bench_sharded_ns.py measures both.
 `full_tensor` gives the global tensor, which `ConstraintMonitor` uses to report the global lambda ||x||.
 
 **Distributed Lion** (Liu, Chen, Liang, Liu, 2024, arXiv 2404.00438): `DistributedLion` trains
@@ -39,8 +45,8 @@ from torch.optim import Optimizer
 
 from lionlib import kappa as kappa_lib
 
-__all__ = ["is_dtensor", "has_dtensor", "full_tensor", "sharded_step", "DistributedLion", "pack_signs", "unpack_signs"]
-
+__all__ = ["is_dtensor", "has_dtensor", "full_tensor", "sharded_step", "replicated_step", "owner_directions",
+           "gathered_directions", "DistributedLion", "pack_signs", "unpack_signs"]
 
 
 def _dtensor_module():
@@ -117,12 +123,83 @@ class _GlobalK:
         return _dtensor_module().distribute_tensor(full, mesh, placements, src_data_rank=None).to_local()  # own slice, no traffic
 
 
+def _blend(m: Tensor, g: Tensor, beta1: float, maximize: bool) -> Tensor:
+    """c = beta1 m + (1 - beta1) g of eq. (2) (-g if maximize), in fp32 for a low-precision momentum,
+    as `lionlib.optim`'s step forms it."""
+    work = m.float() if m.dtype in (torch.bfloat16, torch.float16) else m
+    return work.mul(beta1).add_(g.to(work.dtype), alpha=-(1 - beta1) if maximize else 1 - beta1)
+
+
+def _direction(kappa: kappa_lib.Kappa, c: Tensor) -> Tensor:
+    """What the step adds times -lr: grad K(c), or -grad K(-c) for a K that is not symmetric."""
+    return kappa.grad(c) if kappa.symmetric else kappa.grad(-c)
+
+
+class _Given:
+    """A K whose grad at this step's c is already known (computed by the tensor's owner rank).
+    `sum_over_shards` adds a per-shard count over the ranks that shard `like` (for cautious masks)."""
+
+    elementwise = False
+
+    def __init__(self, kappa: kappa_lib.Kappa, direction: Tensor, like: Tensor | None = None):
+        self.kappa, self.direction, self.like, self.symmetric = kappa, direction, like, kappa.symmetric
+
+    def grad(self, x: Tensor) -> Tensor:
+        return self.direction.to(x.dtype)
+
+    def sum_over_shards(self, t: Tensor) -> Tensor:
+        return t if self.like is None else _GlobalK(self.kappa, self.like)._all_reduce(t, dist.ReduceOp.SUM)
+
+
+def _owned(like: Tensor) -> bool:
+    """Whether the owner scheme covers this DTensor: a 1-D mesh that shards one dim (FSDP2)."""
+    return like.device_mesh.ndim == 1 and like.placements[0].is_shard()
+
+
+def gathered_directions(kappa: kappa_lib.Kappa, likes: list[Tensor], cs: list[Tensor]) -> list[Tensor]:
+    """Local shards of grad K(c) for the DTensors `likes` (c given as local shards): every rank
+    all-gathers each c and computes grad K on all of them (the reference `owner_directions` saves)."""
+    return [_GlobalK(kappa, like).grad(c) if kappa.symmetric else _GlobalK(kappa, like).grad(-c)
+            for like, c in zip(likes, cs)]
+
+
+def owner_directions(kappa: kappa_lib.Kappa, likes: list[Tensor], cs: list[Tensor]) -> list[Tensor]:
+    """As `gathered_directions`, but tensor i's grad K is computed only on rank i mod N of its mesh:
+    its shards of c, padded to the chunk size of the sharded dim, are gathered there, and its result
+    is scattered back. All gathers, then each owner's grad K, then all scatters: owners compute in
+    parallel. Every rank must call this with the same tensors in the same order."""
+    def pad(t, dim, size):
+        return torch.nn.functional.pad(t, [0, 0] * (t.dim() - 1 - dim) + [0, size - t.shape[dim]]).contiguous()
+
+    plan = []
+    for i, (like, c) in enumerate(zip(likes, cs)):
+        group, dim = like.device_mesh.get_group(0), like.placements[0].dim
+        world, owner = group.size(), i % group.size()
+        padded = pad(c, dim, -(-like.shape[dim] // world))
+        parts = [torch.empty_like(padded) for _ in range(world)] if group.rank() == owner else None
+        src = dist.get_global_rank(group, owner)
+        plan.append((like, c, group, src, dim, padded, parts, dist.gather(padded, parts, dst=src, group=group, async_op=True)))
+    for *_, work in plan:
+        work.wait()
+    scatters = []
+    for like, c, group, src, dim, padded, parts, _ in plan:
+        pieces = None
+        if parts is not None:  # the owner: grad K of the whole tensor, cut into the ranks' padded slices
+            d = _direction(kappa, torch.cat(parts, dim).narrow(dim, 0, like.shape[dim]))
+            pieces = [t.contiguous() for t in pad(d, dim, padded.shape[dim] * len(parts)).chunk(len(parts), dim)]
+        mine = torch.empty_like(padded)
+        scatters.append((mine.narrow(dim, 0, c.shape[dim]), dist.scatter(mine, pieces, src=src, group=group, async_op=True)))
+    for _, work in scatters:
+        work.wait()
+    return [mine for mine, _ in scatters]
+
+
 def sharded_step(params, grads, exp_avgs, *, backend: str, step: Callable, kappa, **hyper) -> None:
     """One Lion-K step on a list that holds DTensors (see the module docstring).
 
-    `step` is `lionlib.optim.lionk_step`, applied to plain tensors: the non-DTensor entries, then
-    the local shards. Every rank of the mesh must call this with the same parameters (the
-    whole-tensor K communicate)."""
+    `step` is `lionlib.optim.lionk_step` (or `lionlib.muon`'s step), applied to plain tensors: the
+    non-DTensor entries, then the local shards. Every rank of the mesh must call this with the
+    same parameters (the whole-tensor K communicate)."""
     plain = [(p, g, m) for p, g, m in zip(params, grads, exp_avgs) if not is_dtensor(p)]
     shards = [(p, _placed_like(g, p), _placed_like(m, p)) for p, g, m in zip(params, grads, exp_avgs) if is_dtensor(p)]
     if plain:
@@ -133,9 +210,43 @@ def sharded_step(params, grads, exp_avgs, *, backend: str, step: Callable, kappa
         local = [(p.to_local(), g.to_local(), m.to_local()) for p, g, m in shards]
         if kappa.elementwise:
             step(*map(list, zip(*local)), backend=backend, kappa=kappa, **hyper)
-        else:
+            return
+        if kappa.name in ("lp", "l2"):  # two all-reduced numbers per tensor, no gather
             for (p, _, _), (lp, lg, lm) in zip(shards, local):
                 step([lp], [lg], [lm], backend="forloop", kappa=_GlobalK(kappa, p), **hyper)
+            return
+        likes = [p for p, _, _ in shards]
+        cs = [_blend(lm, lg, hyper["beta1"], hyper["maximize"]) for _, lg, lm in local]
+        owned = [i for i, p in enumerate(likes) if _owned(p)]
+        rest = [i for i, p in enumerate(likes) if not _owned(p)]
+        directions = dict(zip(owned, owner_directions(kappa, [likes[i] for i in owned], [cs[i] for i in owned])))
+        directions.update(zip(rest, gathered_directions(kappa, [likes[i] for i in rest], [cs[i] for i in rest])))
+        for i, (lp, lg, lm) in enumerate(local):
+            step([lp], [lg], [lm], backend="forloop", kappa=_Given(kappa, directions[i], likes[i]), **hyper)
+
+
+def replicated_step(params, grads, exp_avgs, *, step: Callable, kappa, process_group, **hyper) -> None:
+    """One step on data-parallel replicas (DDP: the same tensors and averaged gradients on every
+    rank of `process_group`) in which grad K of tensor i is computed only on rank i mod N and
+    broadcast to the others: N times less grad K work (Newton-Schulz for Muon) for one broadcast
+    of the result. Elementwise K need no exchange. Every rank must call it with the same tensors."""
+    world = dist.get_world_size(process_group)
+    if kappa.elementwise or world == 1 or not params:
+        return step(params, grads, exp_avgs, backend="forloop", kappa=kappa, **hyper)
+    rank = dist.get_rank(process_group)
+    with torch.no_grad():
+        directions, works = [], []
+        for i, (g, m) in enumerate(zip(grads, exp_avgs)):
+            c = _blend(m, g, hyper["beta1"], hyper["maximize"])
+            d = _direction(kappa, c).contiguous() if i % world == rank else torch.empty_like(c)
+            directions.append(d)
+        for i, d in enumerate(directions):
+            src = dist.get_global_rank(process_group, i % world) if process_group is not None else i % world
+            works.append(dist.broadcast(d, src=src, group=process_group, async_op=True))
+        for work in works:
+            work.wait()
+        for p, g, m, d in zip(params, grads, exp_avgs, directions):
+            step([p], [g], [m], backend="forloop", kappa=_Given(kappa, d), **hyper)
 
 
 # ----------------------------------------------------------------------------------------------

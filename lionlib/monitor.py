@@ -100,6 +100,27 @@ class ConstraintMonitor:
                 row["kkt_rel"] = s / k_neg_g if k_neg_g > 0 else math.nan
             self.rows.append(row)
 
+    def describe(self) -> str:
+        """One line per param group: its name (a "name" key, as `lionlib.muon_groups` sets), K,
+        lr, lambda, and the constraint it solves, with the radius of each tensor shape where the
+        K has one (s/lambda for a shape-scaled nuclear K)."""
+        lines = []
+        for gi, group in enumerate(self.optimizer.param_groups):
+            K, lam = self._kappa(group), float(group.get("weight_decay", 0.0))
+            line = (f"{group.get('name', f'group {gi}')}: K = {K.name}, lr = {float(group['lr']):g}, lambda = {lam:g}, "
+                    f"{len(group['params'])} tensors: ")
+            if lam <= 0:
+                lines.append(line + "no decay, no constraint")
+                continue
+            line += K.constraint
+            if hasattr(K, "radius"):
+                radii = sorted({(tuple(p.shape), K.radius(p.shape, lam)) for p in group["params"]})
+                line += "; " + ", ".join(f"{'x'.join(map(str, s))}: {r:.4g}" for s, r in radii)
+            elif K.is_norm:
+                line += f" (1/lambda = {1 / lam:.4g})"
+            lines.append(line)
+        return "\n".join(lines)
+
     def state_dict(self) -> dict:
         """What a checkpoint needs so that a resumed run continues the same bound and history."""
         return dict(factor=list(self._factor), start=list(self._start), calls=self._calls, rows=list(self.rows))

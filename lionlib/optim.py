@@ -1,4 +1,4 @@
-"""Lion, Lion-K and Muon as `torch.optim` optimizers.
+"""Lion and Lion-K as `torch.optim` optimizers (Muon, Lion-K with the nuclear norm: `lionlib.muon`).
 
 One update rule, the paper's eq. (2), written in PyTorch's sign convention. The state `exp_avg`
 is the EMA of +grad (the paper's m is -exp_avg), and for every K:
@@ -41,7 +41,7 @@ from lionlib import kappa as kappa_lib
 from lionlib import validate
 from lionlib.kappa import Kappa
 
-__all__ = ["LionK", "Lion", "Muon", "lionk_step", "lp_scale"]
+__all__ = ["LionK", "Lion", "lionk_step", "lp_scale"]
 
 BACKENDS = ("forloop", "foreach", "cpp", "triton")
 _LOW_PRECISION = (torch.bfloat16, torch.float16)
@@ -326,32 +326,3 @@ class Lion(LionK):
         **kwargs: Any,
     ):
         super().__init__(params, "l1", lr, betas, weight_decay, **kwargs)
-
-
-class Muon(LionK):
-    """Muon as Lion-K with the nuclear norm ("Muon is a Nuclear Lion King", PAPER.md 2.4, 10).
-
-    Muon's buffer B <- mu B + g with the Nesterov input g + mu B is proportional to Lion-K's c with
-    beta1 = mu^2 and beta2 = mu, and msign is scale invariant, so this is Muon exactly (up to the
-    Newton-Schulz approximation; `exact_svd=True` uses the true polar factor U V^T). With decoupled
-    weight decay lambda it keeps every weight's spectral norm at or below 1/lambda after phase 1.
-    Muon's optional shape factor sqrt(max(1, rows/cols)) is not applied: it would rescale K and
-    hence the constraint radius. Only 2-D parameters are accepted.
-    """
-
-    def __init__(
-        self,
-        params: Iterable[Tensor] | Iterable[dict[str, Any]],
-        lr: float = 0.02,
-        momentum: float = 0.95,
-        weight_decay: float = 0.0,
-        *,
-        ns_steps: int = 5,
-        exact_svd: bool = False,
-        **kwargs: Any,
-    ):
-        if not 0.0 <= validate.real("momentum", momentum) <= 1.0:
-            raise ValueError(f"Invalid momentum: {momentum!r} (need 0 <= momentum <= 1)")
-        kappa = kappa_lib.get("nuclear", method="svd" if exact_svd else "newton_schulz", ns_steps=ns_steps)
-        momentum = validate.real("momentum", momentum)
-        super().__init__(params, kappa, lr, (momentum**2, momentum), weight_decay, **kwargs)  # checks 2-D

@@ -10,6 +10,10 @@ Exactness, and where it ends:
 - DDP, float64: 5 steps within 1e-10. DDP, float32, one step: the gradient average differs from one
   process in the last bits, which sign() turns into a full step where the momentum is near 0; so
   the momentum is compared to 1e-6 and the update only where |c| > 1e-3 max |c|.
+- Sharded Newton-Schulz (LionK nuclear and lionlib.Muon under FSDP2, Muon(process_group=...) under
+  DDP; MLP, GPT and a conv net), float32, the same batch on every rank: within 1e-6 of one process
+  on 2 and 4 processes (bit-equal in practice: the owner runs the same Newton-Schulz on the same
+  c), and the Newton-Schulz calls of all ranks add up to one process's.
 One `spawn` per world size runs all cases (process start-up dominates on 2 cores).
 """
 
@@ -43,6 +47,8 @@ def build(model: str, dtype: torch.dtype) -> nn.Module:
     torch.manual_seed(0)
     if model == "mlp":  # 5 output rows: uneven shards on 2 ranks, an empty one on 4
         net = nn.Sequential(nn.Linear(12, 24), nn.Tanh(), nn.Linear(24, 24), nn.Tanh(), nn.Linear(24, 5))
+    elif model == "conv":  # a 4-D kernel of 5 output channels: Muon reads it as the 5 x 27 matrix
+        net = nn.Sequential(nn.Conv2d(3, 5, 3), nn.Tanh(), nn.Flatten(), nn.Linear(80, 5))
     else:
         from lionlib.experiments.gpt_model import GPT, GPTConfig
 
@@ -52,22 +58,32 @@ def build(model: str, dtype: torch.dtype) -> nn.Module:
 
 def batch(model: str, step: int, dtype: torch.dtype):
     g = torch.Generator().manual_seed(100 + step)
-    if model == "mlp":
-        return torch.randn(8, 12, generator=g, dtype=dtype), torch.randn(8, 5, generator=g, dtype=dtype)
+    if model in ("mlp", "conv"):
+        x = torch.randn(8, 12, generator=g, dtype=dtype) if model == "mlp" else torch.randn(8, 3, 6, 6, generator=g, dtype=dtype)
+        return x, torch.randn(8, 5, generator=g, dtype=dtype)
     idx = torch.randint(0, 32, (4, 9), generator=g)
     return idx[:, :-1], idx[:, 1:]
 
 
 def loss_of(model: str, net: nn.Module, x, y):
-    if model == "mlp":
+    if model in ("mlp", "conv"):
         return F.mse_loss(net(x), y)
     logits, _ = net(x)  # the loss in the model's dtype (GPT.forward's own casts to fp32)
     return F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
 
 
 def make_opt(net: nn.Module, kappa: str) -> LionK:
-    matrices = [p for p in net.parameters() if p.dim() == 2]
-    others = [p for p in net.parameters() if p.dim() != 2]
+    matrices = [p for p in net.parameters() if p.dim() >= 2]
+    others = [p for p in net.parameters() if p.dim() < 2]
+    if kappa.startswith("Muon"):  # lionlib.Muon on the matrices only; "-ddp": Newton-Schulz by owner ranks
+        import torch.distributed as dist
+
+        from lionlib.muon import Muon
+
+        group = dist.group.WORLD if kappa.endswith("-ddp") and dist.is_initialized() else None
+        cautious = "cautious" in kappa
+        return Muon(matrices, lr=LR, weight_decay=WD, adjust_lr_fn="original", cautious=cautious,
+                    cautious_weight_decay=cautious, process_group=group)
     if kappa in ("nuclear", "muon"):
         k = kappa_lib.get("nuclear", method="svd" if kappa == "nuclear" else "newton_schulz")
         groups = [{"params": matrices, "kappa": k}, {"params": others, "kappa": "l1"}]
@@ -79,7 +95,7 @@ def make_opt(net: nn.Module, kappa: str) -> LionK:
 def shard(net: nn.Module, model: str) -> None:
     from torch.distributed.fsdp import fully_shard
 
-    parts = [m for m in net if isinstance(m, nn.Linear)] if model == "mlp" else list(net.transformer.h)
+    parts = [m for m in net if isinstance(m, (nn.Linear, nn.Conv2d))] if model != "gpt" else list(net.transformer.h)
     for m in parts:
         fully_shard(m)
     fully_shard(net)
@@ -109,8 +125,15 @@ def train(case: dict, rank: int = 0, world: int = 1, mode: str = "single") -> di
     if case.get("broken"):  # on purpose: grad K of each shard alone (a local norm) instead of the global one
         import lionlib.distributed as distributed
 
-        true_grad = distributed._GlobalK.grad
+        true_grad, true_owner = distributed._GlobalK.grad, distributed.owner_directions
         distributed._GlobalK.grad = lambda self, x: self.kappa.grad(x)
+        distributed.owner_directions = lambda kappa, likes, cs: [distributed._direction(kappa, c) for c in cs]
+    ns_calls = []  # how many Newton-Schulz / SVD evaluations this rank ran
+    if case.get("count"):
+        from lionlib.kappa import matrix
+
+        true_nuclear = matrix.Nuclear.grad
+        matrix.Nuclear.grad = lambda self, x: (ns_calls.append(tuple(x.shape)), true_nuclear(self, x))[1]
     opt = make_opt(net, case["kappa"])
     monitor = ConstraintMonitor(opt, net.named_parameters()) if case.get("monitor") else None
     taken = []
@@ -142,12 +165,14 @@ def train(case: dict, rank: int = 0, world: int = 1, mode: str = "single") -> di
     if taken is not None and mode == "fsdp" and case.get("spy"):
         fused.cpp_step = original
     if case.get("broken"):
-        distributed._GlobalK.grad = true_grad
+        distributed._GlobalK.grad, distributed.owner_directions = true_grad, true_owner
+    if case.get("count"):
+        matrix.Nuclear.grad = true_nuclear
     module = net.module if mode == "ddp" else net
     params = {n: full_tensor(p.detach()).clone() for n, p in module.named_parameters()}
-    momenta = {n: full_tensor(opt.state[p]["exp_avg"]).clone() for n, p in module.named_parameters()}
+    momenta = {n: full_tensor(opt.state[p]["exp_avg"]).clone() for n, p in module.named_parameters() if p in opt.state}
     frame = monitor.frame()[["constraint", "kkt"]].to_numpy() if monitor else None
-    return dict(params=params, momenta=momenta, monitor=frame, taken=taken, per_step=per_step)
+    return dict(params=params, momenta=momenta, monitor=frame, taken=taken, per_step=per_step, ns_calls=ns_calls)
 
 
 def reference_step(opt: LionK) -> list:
@@ -180,6 +205,12 @@ FOUR = [c for c in FSDP64 if c["kappa"] in ("l1", "l2", "linf", "nuclear", "muon
 BROKEN = [dict(model="mlp", kappa=k, dtype="float64", broken=True) for k in ("l2", "nuclear")]
 MONITOR = [dict(model="mlp", kappa=k, dtype="float64", monitor=True) for k in ("l1", "l2")]
 DDP64 = [dict(model="mlp", kappa=k, dtype="float64") for k in KAPPAS]
+# Sharded Newton-Schulz: float32, the same batch on every rank (an exact gradient average), so a
+# difference from one process can only come from the sharing of the orthogonalisations.
+OWNER_FSDP = [dict(model="mlp", kappa=k, dtype="float32", same_data=True, count=True)
+              for k in ("muon", "Muon", "Muon-cautious")] + [dict(model=m, kappa="Muon", dtype="float32", same_data=True,
+                                                                   count=True) for m in ("gpt", "conv")]
+OWNER_DDP = [dict(model="mlp", kappa=k, dtype="float32", same_data=True, count=True) for k in ("Muon-ddp", "Muon-cautious-ddp")]
 DDP32 = [dict(model="mlp", kappa=k, dtype="float32", steps=1, backend=b)
          for b in ("forloop", "foreach", "cpp") for k in (KAPPAS if b != "cpp" else ELEMENTWISE)]
 DDP32 += [dict(model="mlp", kappa="l1", dtype="float32", steps=1, backend="triton")]
@@ -193,8 +224,9 @@ def name(case: dict) -> str:
 
 def world_jobs(rank: int, world: int, tmp: str) -> dict:
     """All cases of this file for one world size (run by test_distributed_common.results)."""
-    fsdp = FSDP64 + FSDP32 + MONITOR + BROKEN if world == 2 else FOUR
+    fsdp = (FSDP64 + FSDP32 + MONITOR + BROKEN if world == 2 else FOUR) + OWNER_FSDP
     out = {name(c): train(c, rank, world, "fsdp") for c in fsdp}
+    out.update({"ddp-" + name(c): train(c, rank, world, "ddp") for c in OWNER_DDP})
     if world == 2:
         out.update({"ddp-" + name(c): train(c, rank, world, "ddp") for c in DDP64 + DDP32})
         out["dcp"] = dcp_job(rank, world, Path(tmp) / "checkpoint")
@@ -346,7 +378,27 @@ def test_the_fsdp2_comparison_fails_when_the_norm_is_taken_per_shard(world2, cas
         assert max(rel_err(got["params"][n], ref["params"][n]) for n in ref["params"]) > 1e-3
 
 
+@pytest.mark.parametrize("world", [2, 4])
+@pytest.mark.parametrize("case", OWNER_FSDP + OWNER_DDP, ids=name)
+def test_sharded_newton_schulz_runs_once_per_matrix_and_equals_one_process(world2, world4, case, world):
+    """Each matrix's Newton-Schulz runs on one rank (the evaluations of all ranks add up to one
+    process's), and the parameters equal one process's within 1e-6 (float32)."""
+    results = world2 if world == 2 else world4
+    key = ("ddp-" if case["kappa"].endswith("-ddp") else "") + name(case)
+    ref = train(case)
+    assert len(ref["ns_calls"]) > 0
+    assert sum(len(res[key]["ns_calls"]) for res in results) == len(ref["ns_calls"])
+    assert all(len(res[key]["ns_calls"]) > 0 for res in results[:2]), "the work is spread over the ranks"
+    init = build(case["model"], torch.float32).state_dict()
+    for rank, res in enumerate(results):
+        for n, p in ref["params"].items():
+            if p.dim() >= 2:
+                assert rel_err(res[key]["params"][n], p) <= 1e-6, f"rank {rank} {n}"
+                assert rel_err(p, init[n]) > 1e-4, n
+
+
 def test_case_ids_are_unique():
     """Results are keyed by these ids: two cases with one id would read each other's results."""
-    ids = [name(c) for c in FSDP64 + FSDP32 + MONITOR + BROKEN + FOUR] + ["ddp-" + name(c) for c in DDP64 + DDP32]
-    assert len(set(ids)) == len(set(map(str, FSDP64 + FSDP32 + MONITOR + BROKEN + FOUR))) + len(DDP64 + DDP32)
+    fsdp, ddp = FSDP64 + FSDP32 + MONITOR + BROKEN + FOUR + OWNER_FSDP, DDP64 + DDP32 + OWNER_DDP
+    ids = [name(c) for c in fsdp] + ["ddp-" + name(c) for c in ddp]
+    assert len(set(ids)) == len(set(map(str, fsdp))) + len(ddp)

@@ -122,5 +122,5 @@ def test_top_level_is_the_library_and_the_rooms():
     rooms = {p.name for p in ROOT.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
     assert rooms == {"fused", "kappa", *ROOMS}, rooms
     library = {p.name for p in ROOT.glob("*.py")}
-    assert library <= {"__init__.py", "optim.py", "validate.py", "monitor.py", "distributed.py"}, library
+    assert library <= {"__init__.py", "optim.py", "muon.py", "validate.py", "monitor.py", "distributed.py"}, library
     assert top <= library | rooms, top - library - rooms

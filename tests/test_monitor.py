@@ -97,3 +97,14 @@ def test_state_dict_resumes_the_bound_and_history():
     assert resumed.frame().equals(straight.frame())
     with pytest.raises(ValueError, match="1 tensors, this optimizer 0"):
         ConstraintMonitor(Lion([torch.nn.Parameter(torch.ones(2))])).load_state_dict(first.state_dict())
+
+
+def test_describe_names_each_groups_constraint():
+    a, b = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(2))
+    opt = LionK([dict(params=[a], weight_decay=0.5, name="box"), dict(params=[b], kappa=kappa.get("lp", p=1.5))],
+                weight_decay=0.0)
+    lines = ConstraintMonitor(opt).describe().splitlines()
+    assert lines[0].startswith("box: K = l1") and "1/lambda = 2" in lines[0], lines
+    assert lines[1].startswith("group 1: K = lp") and "no decay, no constraint" in lines[1], lines
+    adamw = ConstraintMonitor(torch.optim.AdamW([a], weight_decay=0.1)).describe()
+    assert "K = l1" in adamw and "1/lambda = 10" in adamw  # the default geometry, as the rows use

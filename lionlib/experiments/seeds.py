@@ -102,7 +102,8 @@ def make_optimizer(model: torch.nn.Module, run: CifarRun) -> list[torch.optim.Op
     """The run's optimizers (Muon needs a second one for the 1-D tensors). Weight decay applies to
     tensors with >= 2 dims (conv kernels, linear weights, ViT positions); biases and norms are free."""
     from lionlib import kappa
-    from lionlib.optim import Lion, LionK, Muon, lp_scale
+    from lionlib.muon import Muon
+    from lionlib.optim import Lion, LionK, lp_scale
 
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     mats = [(n, p) for n, p in named if p.dim() >= 2]
