@@ -42,7 +42,7 @@ from pathlib import Path
 from lionlib.companion.manifest import (COMMITTED_SCALE, SCALES, MixedScales, clear_staging, promote, results_dir,
                                         write_atomic, write_manifest)
 from lionlib.companion.params import ParameterError, check_overrides, notebook_parameters, parse_value
-from lionlib.companion.paths import BUILD, NOTEBOOKS, PAPER_FIGURES
+from lionlib.companion.paths import BUILD, NOTEBOOKS, PAPER_FIGURES, require_notebooks
 from lionlib.companion.sync import DROP_TAGS, RUN_METADATA, check_sync, clean_executed, sync_parameters_cell, to_ipynb
 
 __all__ = ["SCALES", "DEFAULT_THREADS", "REGISTRY", "Entry", "Result", "discover", "registry_entry",
@@ -254,6 +254,10 @@ def main(argv=None) -> int:
     parser.add_argument("--notebooks-dir", type=Path, default=NOTEBOOKS, help=argparse.SUPPRESS)
     parser.add_argument("--committed-dir", type=Path, default=PAPER_FIGURES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    missing = None if args.write_manifest else require_notebooks(args.notebooks_dir)
+    if missing:  # an installed lionlib, or a wrong folder: say so, never "nothing to do"
+        print(f"{parser.prog}: {missing}", file=sys.stderr)
+        return 2
 
     if args.check_sync:
         problems = check_sync(args.notebooks_dir)
