@@ -23,7 +23,7 @@ from pathlib import Path
 
 from lionlib.experiments.home import checkout
 
-__all__ = ["REPO", "NOTEBOOKS", "PAPER_FIGURES", "BUILD", "IN_CHECKOUT", "require_notebooks"]
+__all__ = ["REPO", "NOTEBOOKS", "PAPER_FIGURES", "BUILD", "IN_CHECKOUT", "require_notebooks", "unwritable"]
 
 IN_CHECKOUT = checkout() is not None  # False for a pip-installed lionlib
 REPO = checkout() or Path.cwd()
@@ -39,3 +39,34 @@ def require_notebooks(notebooks_dir: Path = NOTEBOOKS) -> str | None:
     where = "this lionlib is installed, not a clone, and " if not IN_CHECKOUT else ""
     return (f"no notebooks in {notebooks_dir}: {where}the companion's notebooks come with the repository; "
             f"clone it (git clone <the lionlib repository>) and run this from the clone's root")
+
+
+def unwritable(folder: Path) -> str | None:
+    """None if `folder` exists as a writable folder or can be created, else why not (one line).
+
+    Tried, not guessed from permission bits (root passes every `os.access` test, /proc refuses all):
+    the folder is created if missing, a file written and removed, and the folders this call created
+    are removed again, so a run that is refused later leaves nothing behind.
+    """
+    import os
+    import tempfile
+
+    folder = Path(folder).expanduser().absolute()
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder" + ("" if existing == folder else f", so {folder} cannot be made")
+    created = [d for d in (folder, *folder.parents) if d != existing and existing in d.parents]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        return f"cannot write in {folder} ({e.strerror or e})"
+    finally:
+        for d in sorted(created, key=lambda d: len(d.parts), reverse=True):
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+    return None

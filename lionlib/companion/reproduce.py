@@ -43,6 +43,7 @@ from lionlib.companion.manifest import (COMMITTED_SCALE, SCALES, MixedScales, cl
                                         write_atomic, write_manifest)
 from lionlib.companion.params import ParameterError, check_overrides, notebook_parameters, parse_value
 from lionlib.companion.paths import BUILD, NOTEBOOKS, PAPER_FIGURES, require_notebooks
+from lionlib.companion.preflight import OneLineParser, check_environment, check_folders, positive
 from lionlib.companion.sync import DROP_TAGS, RUN_METADATA, check_sync, clean_executed, sync_parameters_cell, to_ipynb
 
 __all__ = ["SCALES", "DEFAULT_THREADS", "REGISTRY", "Entry", "Result", "discover", "registry_entry",
@@ -187,6 +188,8 @@ def run_notebook(py: Path, parameters: dict, build_dir: Path, *, update: bool = 
                 result.promoted = True
             except MixedScales as e:
                 result.error = str(e)
+            except OSError as e:  # a results folder that went away or filled up during the run
+                result.error = f"could not copy the results into {out_dir}: {e}"
         if update and result.error is None:
             nb = nbformat.read(output, as_version=4)
             clean_executed(nb)
@@ -227,7 +230,7 @@ def _print_results(results: list[Result], args, out_dir: Path, manifest: Path | 
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lionlib.companion.reproduce", description=__doc__.split("\n\n")[0],
+    parser = OneLineParser(prog="python -m lionlib.companion.reproduce", description=__doc__.split("\n\n")[0],
                                      epilog="\n\n".join(__doc__.split("\n\n")[1:]),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--list", action="store_true", help="list notebooks, paper elements and parameters")
@@ -239,12 +242,12 @@ def main(argv=None) -> int:
                         help="write the executed notebooks back to notebooks/X.ipynb (cpu scale only)")
     parser.add_argument("--verify", action="store_true", help="re-run at the committed scale into build/ and "
                         "compare the claims with the committed ones (exit 1 on a difference)")
-    parser.add_argument("--threads", type=int, default=None, help="threads of every kernel (default: per notebook, "
+    parser.add_argument("--threads", type=positive, default=None, help="threads of every kernel (default: per notebook, "
                         f"{DEFAULT_THREADS})")
     parser.add_argument("--build-dir", type=Path, default=BUILD / "notebooks")
     parser.add_argument("--out-dir", type=Path, default=None, help="results folder (default: paper_figures/ for "
                         "the cpu scale without -p, else build/paper_figures/<scale>/)")
-    parser.add_argument("--cell-timeout", type=int, default=None, help="seconds per cell (default: none)")
+    parser.add_argument("--cell-timeout", type=positive, default=None, help="seconds per cell (default: none)")
     parser.add_argument("--log-output", action="store_true", help="stream cell outputs while running")
     parser.add_argument("--check-sync", action="store_true", help="check each notebooks/X.ipynb against its X.py")
     parser.add_argument("--write-manifest", action="store_true", help="only rebuild the results folder's "
@@ -303,6 +306,7 @@ def main(argv=None) -> int:
             value = overrides.pop("OUT_DIR")
             args.out_dir = Path(value) if value else args.out_dir
         check_overrides(overrides, declared)
+        check_environment(overrides)
     except ParameterError as e:
         parser.error(str(e))
     if args.update_notebooks and (overrides or args.scale != COMMITTED_SCALE):
@@ -318,6 +322,8 @@ def main(argv=None) -> int:
     if args.verify:
         from lionlib.companion.verify import verify_notebooks
 
+        check_folders(parser, {"--build-dir": args.build_dir})
+
         return verify_notebooks(paths, args, registry_entry, run_notebook)
     if args.out_dir:
         out_dir = args.out_dir
@@ -325,6 +331,7 @@ def main(argv=None) -> int:
         out_dir = args.committed_dir  # paper_figures/: the committed results
     else:
         out_dir = args.build_dir.parent / "paper_figures" / args.scale  # build/paper_figures/<scale>/
+    check_folders(parser, {"--build-dir": args.build_dir, "--out-dir": out_dir})
     return _run_all(paths, declared, overrides, out_dir, args)
 
 
