@@ -39,6 +39,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lionlib.companion.children import Terminated, end_groups, record_group, signals_as_interrupt
 from lionlib.companion.manifest import (COMMITTED_SCALE, SCALES, MixedScales, clear_staging, promote, results_dir,
                                         write_atomic, write_manifest)
 from lionlib.companion.params import ParameterError, check_overrides, notebook_parameters, parse_value
@@ -132,6 +133,10 @@ def _ipc_kernel_manager(socket_dir: str):
         def _ip_default(self):
             return str(Path(socket_dir) / "kernel")
 
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+            record_group(getattr(self.provisioner, "pgid", None))  # ended with the driver (children.py)
+
     return IPCKernelManager
 
 
@@ -173,6 +178,7 @@ def run_notebook(py: Path, parameters: dict, build_dir: Path, *, update: bool = 
             except Exception as e:  # dead kernel, timeout, bad notebook: still report and keep going
                 error = f"{type(e).__name__}: {e}"
     finally:
+        end_groups()  # what is left of the kernel's process group (a worker that outlived it)
         for k, v in saved.items():
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
     result = Result(py.stem, time.perf_counter() - start, error, staging=staging)
@@ -324,7 +330,8 @@ def main(argv=None) -> int:
 
         check_folders(parser, {"--build-dir": args.build_dir})
 
-        return verify_notebooks(paths, args, registry_entry, run_notebook)
+        with signals_as_interrupt():
+            return verify_notebooks(paths, args, registry_entry, run_notebook)
     if args.out_dir:
         out_dir = args.out_dir
     elif args.scale == COMMITTED_SCALE and not overrides:
@@ -332,7 +339,8 @@ def main(argv=None) -> int:
     else:
         out_dir = args.build_dir.parent / "paper_figures" / args.scale  # build/paper_figures/<scale>/
     check_folders(parser, {"--build-dir": args.build_dir, "--out-dir": out_dir})
-    return _run_all(paths, declared, overrides, out_dir, args)
+    with signals_as_interrupt():  # SIGTERM and SIGHUP end the kernels as Ctrl-C does
+        return _run_all(paths, declared, overrides, out_dir, args)
 
 
 def _run_all(paths, declared, overrides, out_dir: Path, args) -> int:
@@ -356,12 +364,12 @@ def _run_all(paths, declared, overrides, out_dir: Path, args) -> int:
             tqdm.write(f"{'ok  ' if r.error is None and not r.failed_claims else 'FAIL'}  {py.stem:28s} "
                        f"{r.seconds:7.1f} s" + (f"  (expected ~{expected * 60:.0f} s)" if expected else ""), file=sys.stdout)
             results.append(r)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         done = [r.name for r in results if r.promoted]
-        print(f"\ninterrupted: the notebook that was running wrote nothing to {out_dir}; "
+        print(f"\ninterrupted{f' ({e})' if isinstance(e, Terminated) else ''}: the notebook that was running wrote nothing to {out_dir}; "
               f"notebooks finished before it: {', '.join(done) or 'none'}", file=sys.stderr)
         _manifest_or_none(out_dir)
-        return 130
+        return 128 + e.signum if isinstance(e, Terminated) else 130
     manifest = _manifest_or_none(out_dir)
     code = _print_results(results, args, out_dir, manifest)
     return code if manifest is not None else 1
