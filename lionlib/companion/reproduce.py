@@ -45,7 +45,7 @@ from lionlib.companion.manifest import (COMMITTED_SCALE, SCALES, MixedScales, cl
 from lionlib.companion.params import ParameterError, check_overrides, notebook_parameters, parse_value
 from lionlib.companion.paths import BUILD, NOTEBOOKS, PAPER_FIGURES, require_notebooks
 from lionlib.companion.preflight import OneLineParser, check_environment, check_folders, positive
-from lionlib.companion.sync import DROP_TAGS, RUN_METADATA, check_sync, clean_executed, sync_parameters_cell, to_ipynb
+from lionlib.companion.sync import DROP_TAGS, RUN_METADATA, check_outputs, check_sync, clean_executed, sync_parameters_cell, to_ipynb
 
 __all__ = ["SCALES", "DEFAULT_THREADS", "REGISTRY", "Entry", "Result", "discover", "registry_entry",
            "notebook_parameters", "parse_overrides", "kernel_environment", "run_notebook", "check_sync",
@@ -255,7 +255,8 @@ def main(argv=None) -> int:
                         "the cpu scale without -p, else build/paper_figures/<scale>/)")
     parser.add_argument("--cell-timeout", type=positive, default=None, help="seconds per cell (default: none)")
     parser.add_argument("--log-output", action="store_true", help="stream cell outputs while running")
-    parser.add_argument("--check-sync", action="store_true", help="check each notebooks/X.ipynb against its X.py")
+    parser.add_argument("--check-sync", action="store_true", help="check each notebooks/X.ipynb against its X.py "
+                        "(inputs) and its claims file (outputs)")
     parser.add_argument("--write-manifest", action="store_true", help="only rebuild the results folder's "
                         "manifest.json from its claims/*.json (after merging claims files)")
     parser.add_argument("--sync-parameters-cells", action="store_true", help="copy each X.py's parameters cell "
@@ -269,7 +270,7 @@ def main(argv=None) -> int:
         return 2
 
     if args.check_sync:
-        problems = check_sync(args.notebooks_dir)
+        problems = check_sync(args.notebooks_dir) + check_outputs(args.notebooks_dir, args.committed_dir / "claims")
         for p in problems:
             print(f"OUT OF SYNC  {p}")
         print(f"{len(problems)} problem(s) in {len(list(args.notebooks_dir.glob('*.py')))} notebook pairs")

@@ -33,6 +33,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from lionlib.companion.paths import BUILD, NOTEBOOKS, PAPER_FIGURES, REPO
+from lionlib.companion.sync import output_problems
 
 __all__ = ["SITE", "SOURCE", "claim_kind", "claim_rows", "figure_notebooks", "write_sources", "build", "check_site", "main"]
 
@@ -235,6 +236,9 @@ def write_sources(src: Path = SOURCE) -> Path:
     notebooks = sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb"))
     if not notebooks:
         raise SystemExit(f"no executed notebooks in {NOTEBOOKS}: nothing to render")
+    empty = [p for nb in notebooks for p in output_problems(NOTEBOOKS / f"{nb}.ipynb")]
+    if empty:  # a page without outputs would render as an empty page, silently
+        raise SystemExit("site: refusing pages without outputs:\n  " + "\n  ".join(empty))
     figures = sorted(p.name for p in PAPER_FIGURES.iterdir() if p.suffix in FIGURE_SUFFIXES)
     missing = sorted({f for e in manifest["elements"].values() for f in e["figures"]} - set(figures))
     if missing:
