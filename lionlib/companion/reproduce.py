@@ -142,11 +142,12 @@ def _ipc_kernel_manager(socket_dir: str):
 
 def run_notebook(py: Path, parameters: dict, build_dir: Path, *, update: bool = False, out_dir: Path | None = None,
                  cell_timeout: int | None = None, log_output: bool = False, threads: int | None = None,
-                 promote_results: bool = True) -> Result:
+                 promote_results: bool = True, progress: dict | bool = False) -> Result:
     """Execute one notebook into `build_dir/<name>.ipynb`, its figures and claims into a staging folder,
     and, if it ran to its end, copy them into `out_dir` (and, with `update`, write the executed notebook
     back next to its `.py`). An error, a dead kernel or Ctrl-C leaves `out_dir` untouched. A failed
-    check is a result, not a failure to run: it is copied (the reader must see it) and reported."""
+    check is a result, not a failure to run: it is copied (the reader must see it) and reported.
+    `progress`: papermill's cell bar (True, or tqdm's arguments), on the driver's stderr."""
     import nbformat
     import papermill as pm
 
@@ -167,7 +168,7 @@ def run_notebook(py: Path, parameters: dict, build_dir: Path, *, update: bool = 
             source = to_ipynb(py, Path(tmp) / f"{py.stem}.ipynb")
             try:
                 pm.execute_notebook(source, output, parameters=parameters, kernel_name="python3", cwd=str(py.parent),
-                                    progress_bar=False, log_output=log_output, execution_timeout=cell_timeout,
+                                    progress_bar=progress, log_output=log_output, execution_timeout=cell_timeout,
                                     kernel_manager_class=_ipc_kernel_manager(tmp))
             except pm.PapermillExecutionError as e:
                 executed = nbformat.read(output, as_version=4)
@@ -358,10 +359,10 @@ def _run_all(paths, declared, overrides, out_dir: Path, args) -> int:
                 write_manifest(out_dir, REGISTRY)
                 if "MANIFEST" in declared[py.stem]:
                     params["MANIFEST"] = str(out_dir / "manifest.json")
+            expected = entry.minutes.get(args.scale)
             r = run_notebook(py, params, args.build_dir, update=args.update_notebooks, out_dir=out_dir,
                              cell_timeout=args.cell_timeout, log_output=args.log_output,
-                             threads=args.threads or entry.threads)
-            expected = entry.minutes.get(args.scale)
+                             threads=args.threads or entry.threads, progress=_cell_bar(py.stem, expected))
             tqdm.write(f"{'ok  ' if r.error is None and not r.failed_claims else 'FAIL'}  {py.stem:28s} "
                        f"{r.seconds:7.1f} s" + (f"  (expected ~{expected * 60:.0f} s)" if expected else ""), file=sys.stdout)
             results.append(r)
@@ -374,6 +375,13 @@ def _run_all(paths, declared, overrides, out_dir: Path, args) -> int:
     manifest = _manifest_or_none(out_dir)
     code = _print_results(results, args, out_dir, manifest)
     return code if manifest is not None else 1
+
+
+def _cell_bar(stem: str, minutes: float | None) -> dict:
+    """tqdm's arguments for one notebook's bar: cells done / total, elapsed, and the registry's estimate."""
+    estimate = f"~{minutes * 60:.0f} s expected" if minutes else "no estimate recorded"
+    return {"desc": f"{stem} ({estimate})", "file": sys.stderr, "leave": False, "mininterval": 1.0,
+            "bar_format": "{desc}: {n_fmt}/{total_fmt} cells, {elapsed} elapsed |{bar:20}|"}
 
 
 def _manifest_or_none(out_dir: Path) -> Path | None:
