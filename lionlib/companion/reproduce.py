@@ -340,6 +340,7 @@ def main(argv=None) -> int:
         out_dir = args.committed_dir  # paper_figures/: the committed results
     else:
         out_dir = args.build_dir.parent / "paper_figures" / args.scale  # build/paper_figures/<scale>/
+    out_dir = Path(out_dir).expanduser().absolute()  # the kernels run in notebooks/: a relative path would move
     check_folders(parser, {"--build-dir": args.build_dir, "--out-dir": out_dir})
     with signals_as_interrupt():  # SIGTERM and SIGHUP end the kernels as Ctrl-C does
         return _run_all(paths, declared, overrides, out_dir, args)
