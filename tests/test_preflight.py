@@ -10,7 +10,7 @@ import pytest
 
 from lionlib.companion import reproduce
 from lionlib.companion.params import NUMERIC, RANGES, check_range, in_range, notebook_parameters, parse_value
-from lionlib.companion.paths import NOTEBOOKS, unwritable
+from lionlib.companion.paths import NOTEBOOKS, PAPER_FIGURES, unwritable
 
 NB = '''\
     # %% tags=["parameters"]
@@ -107,3 +107,18 @@ def test_in_range(value, interval, ok):
     assert in_range(value, interval) is ok
     with pytest.raises(ValueError, match="bad interval"):
         in_range(1, "0..1")
+
+
+def test_results_from_a_tree_with_local_changes_are_not_promoted_into_paper_figures(driver, tmp_path, capsys,
+                                                                                      monkeypatch):
+    from lionlib.companion.preflight import dirty_promotion
+
+    dirty = {"commit": "0123456789abcdef", "dirty": True}
+    monkeypatch.setattr(reproduce, "git_commit", lambda: dirty)
+    line = _error(driver, capsys, "--out-dir", str(PAPER_FIGURES))
+    assert "the tree has local changes (git status)" in line and "commit 0123456789" in line and "--out-dir" in line
+    committed, nbs = tmp_path / "pf", tmp_path / "nbs"
+    assert "commit or stash them before writing" in dirty_promotion(committed, False, nbs, dirty, committed, nbs)
+    assert "the committed" in dirty_promotion(tmp_path / "build", True, nbs, dirty, committed, nbs)
+    assert dirty_promotion(tmp_path / "build", False, nbs, dirty, committed, nbs) is None  # smoke, -p: build/ is fine
+    assert dirty_promotion(committed, True, nbs, {"commit": "0123", "dirty": False}, committed, nbs) is None

@@ -11,9 +11,9 @@ import argparse
 from pathlib import Path
 
 from lionlib.companion.params import ParameterError
-from lionlib.companion.paths import unwritable
+from lionlib.companion.paths import NOTEBOOKS, PAPER_FIGURES, unwritable
 
-__all__ = ["OneLineParser", "positive", "check_folders", "check_environment"]
+__all__ = ["OneLineParser", "positive", "check_folders", "check_environment", "dirty_promotion"]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -67,3 +67,18 @@ def check_environment(overrides: dict) -> None:
         if not available[kind]:
             raise ParameterError(f"-p DEVICE {device}: this torch has no {kind} device ({torch.__version__}); "
                                  "use -p DEVICE cpu or auto, or install a torch build with it")
+
+
+def dirty_promotion(out_dir: Path, update_notebooks: bool, notebooks_dir: Path, state: dict,
+                    committed: Path = PAPER_FIGURES, notebooks: Path = NOTEBOOKS) -> str | None:
+    """Why this run may not write the committed results, or None: results in `paper_figures/` (and the
+    committed notebooks' outputs) must trace to a commit, so they are made from a tree without local
+    changes to the code (`state`: `manifest.git_commit()`). Any other folder (build/, --out-dir) is fine."""
+    targets = [t for t, hit in ((f"{committed}/", Path(out_dir).resolve() == Path(committed).resolve()),
+                                (f"the committed {notebooks}/*.ipynb",
+                                 update_notebooks and Path(notebooks_dir).resolve() == Path(notebooks).resolve())) if hit]
+    if not targets or not state.get("dirty"):
+        return None
+    return (f"the tree has local changes (git status), so results made now would not trace to commit "
+            f"{(state.get('commit') or '?')[:10]}: commit or stash them before writing {' and '.join(targets)}, "
+            "or write elsewhere with --out-dir (smoke and other scales go to build/ anyway)")

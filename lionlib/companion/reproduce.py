@@ -40,11 +40,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lionlib.companion.children import Terminated, end_groups, record_group, signals_as_interrupt
-from lionlib.companion.manifest import (COMMITTED_SCALE, SCALES, MixedScales, clear_staging, promote, results_dir,
-                                        write_atomic, write_manifest)
+from lionlib.companion.manifest import (COMMITTED_SCALE, SCALES, MixedScales, clear_staging, git_commit, promote,
+                                        results_dir, write_atomic, write_manifest)
 from lionlib.companion.params import ParameterError, check_overrides, notebook_parameters, parse_value
 from lionlib.companion.paths import BUILD, NOTEBOOKS, PAPER_FIGURES, require_notebooks
-from lionlib.companion.preflight import OneLineParser, check_environment, check_folders, positive
+from lionlib.companion.preflight import OneLineParser, check_environment, check_folders, dirty_promotion, positive
 from lionlib.companion.sync import DROP_TAGS, RUN_METADATA, check_outputs, check_sync, clean_executed, sync_parameters_cell, to_ipynb
 
 __all__ = ["SCALES", "DEFAULT_THREADS", "REGISTRY", "Entry", "Result", "discover", "registry_entry",
@@ -342,6 +342,8 @@ def main(argv=None) -> int:
         out_dir = args.build_dir.parent / "paper_figures" / args.scale  # build/paper_figures/<scale>/
     out_dir = Path(out_dir).expanduser().absolute()  # the kernels run in notebooks/: a relative path would move
     check_folders(parser, {"--build-dir": args.build_dir, "--out-dir": out_dir})
+    if problem := dirty_promotion(out_dir, args.update_notebooks, args.notebooks_dir, git_commit()):
+        parser.error(problem)
     with signals_as_interrupt():  # SIGTERM and SIGHUP end the kernels as Ctrl-C does
         return _run_all(paths, declared, overrides, out_dir, args)
 
