@@ -2,6 +2,7 @@
 (issue 21): a bad `--out-dir`, an out-of-range parameter, `--threads 0`, a missing device or an empty
 data variable is one line naming the fix, and no notebook starts."""
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -122,3 +123,19 @@ def test_results_from_a_tree_with_local_changes_are_not_promoted_into_paper_figu
     assert "the committed" in dirty_promotion(tmp_path / "build", True, nbs, dirty, committed, nbs)
     assert dirty_promotion(tmp_path / "build", False, nbs, dirty, committed, nbs) is None  # smoke, -p: build/ is fine
     assert dirty_promotion(committed, True, nbs, {"commit": "0123", "dirty": False}, committed, nbs) is None
+
+
+def test_the_manifest_records_the_commit_of_each_notebooks_results(tmp_path):
+    from lionlib.companion.manifest import git_commit, write_manifest
+    from lionlib.companion.report import Report
+
+    for nb in ("01_a", "02_b"):
+        r = Report(nb, out_dir=tmp_path, scale="cpu", parameters={})
+        r.check("Figure 1", "c", 1, "<=", 2)
+        r.summary()
+    record = json.loads((tmp_path / "claims" / "02_b.json").read_text())
+    record["run"] |= {"commit": "f" * 40, "dirty": True}  # made elsewhere, from a tree with local changes
+    (tmp_path / "claims" / "02_b.json").write_text(json.dumps(record))
+    manifest = json.loads(write_manifest(tmp_path, []).read_text())
+    assert manifest["commits"] == {git_commit()["commit"]: ["01_a"], "f" * 40: ["02_b"]}
+    assert manifest["dirty"] == sorted(["02_b"] + (["01_a"] if git_commit()["dirty"] else []))
