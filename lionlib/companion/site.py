@@ -155,13 +155,23 @@ def _paper_map(manifest: dict, notebooks: list[str], figures: list[str]) -> list
     return lines
 
 
+def _provenance(manifest: dict) -> str:
+    """Which commits the results were made at, and how many from a tree with local changes."""
+    commits = manifest.get("commits")
+    if commits is None:
+        return "The manifest does not record commits (written before it did): see each notebook's run record."
+    made = "; ".join(f"`{c[:10]}` ({len(nbs)} notebooks)" for c, nbs in sorted(commits.items()))
+    dirty = manifest.get("dirty") or []
+    return f"Results made at commit {made}" + (f"; {len(dirty)} of them from a tree with local changes." if dirty else ".")
+
+
 def _landing(manifest: dict, notebooks: list[str], figures: list[str]) -> str:
     from lionlib.companion.index import kinds, summary
 
     checks, findings = claim_rows(manifest)
     lines = ["# lionlib: Lion secretly solves constrained optimization", "",
              "```{raw} html", f'<p id="summary" class="summary"><strong>What reproduced: {html.escape(summary(manifest))}.'
-             "</strong></p>", "```", "",
+             "</strong></p>", "```", "", _provenance(manifest), "",
              "The runnable companion to *Lion Secretly Solves Constrained Optimization: As Lyapunov Predicts* "
              "(Chen, Liu, Liang, Liu; ICLR 2024), rendered from the committed executed notebooks and "
              "`paper_figures/manifest.json` (nothing was re-run to build this page). A *finding* is an empirical "
