@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from lionlib.companion.stats import MIN_SEEDS
 
 __all__ = ["MapEntry", "SECTION_5", "PAPER_MAP", "NOT_ELEMENTS", "KNOWN_NAMES", "KIND_ORDER", "FINDING_COLUMNS",
-           "paper_position", "unknown_elements", "map_rows", "kinds", "summary", "VERDICTS", "count_verdicts", "effect_unit", "effect_text", "check_rows", "finding_rows",
+           "paper_position", "unknown_elements", "map_rows", "kinds", "summary", "VERDICTS", "count_verdicts", "provenance", "effect_unit", "effect_text", "check_rows", "finding_rows",
            "run_rows", "index_checks"]
 
 
@@ -149,6 +149,16 @@ def count_verdicts(verdicts: list[str]) -> str:
     """"2 reproduced, 1 not reproduced": the finding verdicts counted, in `VERDICTS` order."""
     order = [v for v in VERDICTS if v in verdicts] + sorted(set(verdicts) - set(VERDICTS))
     return ", ".join(f"{verdicts.count(v)} {v}" for v in order)
+
+
+def provenance(manifest: dict) -> str:
+    """Which commits the results were made at, and how many from a tree with local changes."""
+    commits = manifest.get("commits")
+    if commits is None:
+        return "The manifest does not record commits (written before it did): see each notebook's run record."
+    made = "; ".join(f"`{c[:10]}` ({len(nbs)} notebooks)" for c, nbs in sorted(commits.items()))
+    dirty = manifest.get("dirty") or []
+    return f"Results made at commit {made}" + (f"; {len(dirty)} of them from a tree with local changes." if dirty else ".")
 
 
 def _plural(kind: str) -> str:

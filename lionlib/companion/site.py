@@ -124,11 +124,11 @@ def _claims_table(rows: list[dict], table_id: str, notebooks: list[str], value_h
     return "\n".join(out)
 
 
-_KIND_TITLES = {"check": "Checks", "identity": "Identities", "sanity": "Sanity checks", "illustration": "Illustrations"}
-_KIND_ABOUT = {"check": "properties the maths or the code guarantees: each must pass",
-               "identity": "equalities the theory states, verified to round-off",
-               "sanity": "training works (the loss fell): no statement of the paper",
-               "illustration": "what a figure shows, checked as it is drawn"}
+_KINDS = {  # kind -> (section title, table id, what it means)
+    "check": ("Checks", "checks", "properties the maths or the code guarantees: each must pass"),
+    "identity": ("Identities", "identities", "equalities the theory states, verified to round-off"),
+    "sanity": ("Sanity checks", "sanity", "training works (the loss fell): no statement of the paper"),
+    "illustration": ("Illustrations", "illustrations", "what a figure shows, checked as it is drawn")}
 
 
 def _paper_map(manifest: dict, notebooks: list[str], figures: list[str]) -> list[str]:
@@ -155,23 +155,13 @@ def _paper_map(manifest: dict, notebooks: list[str], figures: list[str]) -> list
     return lines
 
 
-def _provenance(manifest: dict) -> str:
-    """Which commits the results were made at, and how many from a tree with local changes."""
-    commits = manifest.get("commits")
-    if commits is None:
-        return "The manifest does not record commits (written before it did): see each notebook's run record."
-    made = "; ".join(f"`{c[:10]}` ({len(nbs)} notebooks)" for c, nbs in sorted(commits.items()))
-    dirty = manifest.get("dirty") or []
-    return f"Results made at commit {made}" + (f"; {len(dirty)} of them from a tree with local changes." if dirty else ".")
-
-
 def _landing(manifest: dict, notebooks: list[str], figures: list[str]) -> str:
-    from lionlib.companion.index import kinds, summary
+    from lionlib.companion.index import kinds, provenance, summary
 
     checks, findings = claim_rows(manifest)
     lines = ["# lionlib: Lion secretly solves constrained optimization", "",
              "```{raw} html", f'<p id="summary" class="summary"><strong>What reproduced: {html.escape(summary(manifest))}.'
-             "</strong></p>", "```", "", _provenance(manifest), "",
+             "</strong></p>", "```", "", provenance(manifest), "",
              "The runnable companion to *Lion Secretly Solves Constrained Optimization: As Lyapunov Predicts* "
              "(Chen, Liu, Liang, Liu; ICLR 2024), rendered from the committed executed notebooks and "
              "`paper_figures/manifest.json` (nothing was re-run to build this page). A *finding* is an empirical "
@@ -185,10 +175,8 @@ def _landing(manifest: dict, notebooks: list[str], figures: list[str]) -> str:
               "is reproduced and its verdicts.", ""] + _paper_map(manifest, notebooks, figures)
     for kind in [k for k in kinds(manifest) if k != "finding"] or ["check"]:
         rows = [r for r in checks if r["kind"] == kind]
-        title = _KIND_TITLES.get(kind, f"Claims of kind {kind!r}")
-        table_id = {"check": "checks", "identity": "identities", "sanity": "sanity", "illustration": "illustrations"}.get(
-            kind, f"kind-{_slug(kind)}")
-        about = _KIND_ABOUT.get(kind, "as the notebooks recorded them")
+        title, table_id, about = _KINDS.get(kind, (f"Claims of kind {kind!r}", f"kind-{_slug(kind)}",
+                                                   "as the notebooks recorded them"))
         lines += [f"## {title}", "", f"{about[0].upper()}{about[1:]}: {sum(r['verdict'] == 'PASS' for r in rows)} of "
                   f"{len(rows)} pass.", "",
                   "```{raw} html", _claims_table(rows, table_id, notebooks, "value op threshold"), "```", ""]
