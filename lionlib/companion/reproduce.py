@@ -45,7 +45,8 @@ from lionlib.companion.manifest import (COMMITTED_SCALE, SCALES, MixedScales, cl
 from lionlib.companion.params import ParameterError, check_overrides, notebook_parameters, parse_value
 from lionlib.companion.paths import BUILD, NOTEBOOKS, PAPER_FIGURES, require_notebooks
 from lionlib.companion.preflight import OneLineParser, check_environment, check_folders, dirty_promotion, positive
-from lionlib.companion.sync import DROP_TAGS, RUN_METADATA, check_outputs, check_sync, clean_executed, sync_parameters_cell, to_ipynb
+from lionlib.companion.sync import (DROP_TAGS, RUN_METADATA, check_outputs, check_sync, clean_executed,
+                                    sync_parameters_cell, to_ipynb)
 
 __all__ = ["SCALES", "DEFAULT_THREADS", "REGISTRY", "Entry", "Result", "discover", "registry_entry",
            "notebook_parameters", "parse_overrides", "kernel_environment", "run_notebook", "check_sync",
@@ -238,8 +239,8 @@ def _print_results(results: list[Result], args, out_dir: Path, manifest: Path | 
 
 def main(argv=None) -> int:
     parser = OneLineParser(prog="python -m lionlib.companion.reproduce", description=__doc__.split("\n\n")[0],
-                                     epilog="\n\n".join(__doc__.split("\n\n")[1:]),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                           epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--list", action="store_true", help="list notebooks, paper elements and parameters")
     parser.add_argument("--only", default="", help="comma-separated notebook names (default: all)")
     parser.add_argument("--scale", choices=SCALES, default=None, help="problem sizes (default: cpu)")
@@ -331,7 +332,6 @@ def main(argv=None) -> int:
         from lionlib.companion.verify import verify_notebooks
 
         check_folders(parser, {"--build-dir": args.build_dir})
-
         with signals_as_interrupt():
             return verify_notebooks(paths, args, registry_entry, run_notebook)
     if args.out_dir:
