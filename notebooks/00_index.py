@@ -84,10 +84,30 @@ def md_table(rows, columns, fmt=None):
     return Markdown("\n".join(lines))
 
 # %% [markdown]
+# ## What reproduced
+#
+# The verdicts in one line (the index's own checks left out), then every finding: the mean effect over
+# seeds with its unit (signed so that the hypothesis predicts > 0), its 95 % t interval, the number of
+# seeds, the verdict, what was measured, and the protocol written before the runs.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+display(Markdown(f"**{index.summary(manifest)}.**"))
+findings = sorted(index.finding_rows(manifest), key=lambda f: index.paper_position(f["element"]))
+for f in findings:
+    claim = next(c for c in manifest["elements"][f["element"]]["claims"]
+                 if c.get("kind") == "finding" and c["claim"] == f["claim"] and c["notebook"] == f["notebook"])
+    f["effect [95 % CI]"] = index.effect_text(claim)
+    f["protocol"] = (f"{f['hypothesis']}; {f['design']}, seeds {f['seeds']}; source: {f['source']}"
+                     + (f"; choices: {f['choices']}" if f["choices"] else ""))
+display(md_table(findings, ["verdict", "element", "notebook", "claim", "effect [95 % CI]", "n", "metric", "protocol"]))
+
+# %% [markdown]
 # ## The map
 #
-# One row per paper element: the notebooks that reproduce it (*not yet covered* when none exists yet),
-# its checks (passed / recorded), its findings by verdict, and its figures.
+# One row per element of the paper the companion covers, in the paper's order (the closed list
+# `lionlib.companion.index.PAPER_MAP`): the notebooks that reproduce it, its checks (passed /
+# recorded), its findings by verdict, and its figures. The elements no notebook covers yet follow.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -97,9 +117,9 @@ def link(stem):
 
 rows = index.map_rows(manifest, REGISTRY, stems, registry_entry)
 lines = ["| element | what it shows | notebooks | checks | findings | figures |", "|---|---|---|---|---|---|"]
-for r in rows:
+for r in (r for r in rows if r["covered"]):
     figures = ", ".join(f"[{f}](../paper_figures/{f})" for f in r["figures"]) or "-"
-    notebooks = ", ".join(link(n) for n in r["notebooks"]) or "*not yet covered*"
+    notebooks = ", ".join(link(n) for n in r["notebooks"])
     lines.append(f"| {r['element']} | {r['about']} | {notebooks} | {r['checks']} | {r['findings']} | {figures} |")
 display(Markdown("\n".join(lines)))
 uncovered = [r["element"] for r in rows if not r["covered"]]
@@ -118,44 +138,30 @@ runs = [r for r in index.run_rows(manifest) if r["notebook"] not in readers]  # 
 display(md_table(runs, ["notebook", "scale", "threads", "torch", "blas", "simd", "cpu", "commit"]))
 
 # %% [markdown]
-# ## Checks
+# ## Checks, and each other kind of claim
 #
-# Every check, with the number behind it (machine-dependent numbers such as float64 round-off or
-# training losses included here; the notebooks' own checked summaries omit them).
+# Every claim that is not a finding, one table per kind the manifest holds (checks, identities, sanity
+# checks, illustrations, ...), with the number behind it (machine-dependent numbers such as float64
+# round-off or training losses included here; the notebooks' own checked summaries omit them).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-checks = [r for r in index.check_rows(manifest) if r["notebook"] not in readers]
-print(f"{len(checks)} checks, {sum(r['verdict'] == 'PASS' for r in checks)} pass "
-      f"({sum(r['kind'] == 'sanity' for r in checks)} of them sanity checks)")
+checks = sorted((r for r in index.check_rows(manifest) if r["notebook"] not in readers),
+                key=lambda r: index.paper_position(r["element"]))
 number = lambda v: f"{v:.4g}"
-display(md_table(checks, ["verdict", "element", "notebook", "claim", "kind", "value", "op", "threshold"],
-                 {"value": number, "threshold": number}))
-
-# %% [markdown]
-# ## Findings
-#
-# Every finding: the mean effect over seeds (signed so that the hypothesis predicts > 0), its 95 % t
-# interval, the number of seeds, the verdict, and the protocol written before the runs.
-
-# %%
-# NBVAL_IGNORE_OUTPUT
-findings = index.finding_rows(manifest)
-verdicts = [f["verdict"] for f in findings]
-print(f"{len(findings)} findings" + "".join(f"; {verdicts.count(v)} {v}" for v in sorted(set(verdicts))))
-for f in findings:
-    f["95 % CI"] = f"({f['ci_low']:.3g}, {f['ci_high']:.3g})" if f["ci_low"] is not None else None
-    f["protocol"] = (f"{f['hypothesis']}; metric: {f['metric']}; {f['design']}, seeds {f['seeds']}; "
-                     f"source: {f['source']}" + (f"; choices: {f['choices']}" if f["choices"] else ""))
-display(md_table(findings, ["verdict", "element", "notebook", "claim", "effect", "95 % CI", "n", "protocol"],
-                 {"effect": number}))
+for kind in [k for k in index.kinds(manifest) if k != "finding"]:
+    of = [r for r in checks if r["kind"] == kind]
+    display(Markdown(f"**{kind}**: {sum(r['verdict'] == 'PASS' for r in of)} of {len(of)} pass"))
+    display(md_table(of, ["verdict", "element", "notebook", "claim", "value", "op", "threshold"],
+                     {"value": number, "threshold": number}))
 
 # %% [markdown]
 # ## The index's own checks
 #
 # About the map and the manifest, not about the paper: every notebook is registered and has results,
 # the results are of one scale, every check passes, every finding has a complete protocol (and at the
-# cpu scale at least 5 seeds), and no results are left from notebooks that no longer exist.
+# cpu scale at least 5 seeds), no results are left from notebooks that no longer exist, and every
+# element name the notebooks record is in the paper map's closed list (a typo fails here).
 
 # %%
 problems = index.index_checks(manifest, REGISTRY, stems, registry_entry, readers=readers)

@@ -8,8 +8,9 @@
 - `write_atomic` / `promote`: a file is replaced in one `os.replace`, never truncated in place; the
   driver runs a notebook into a staging folder and promotes its figures and claims only when it
   succeeded, so a failing or interrupted notebook leaves the committed results as they were.
-- `write_manifest`: collects `claims/*.json` into `manifest.json`, and refuses a folder that holds
-  claims of more than one scale.
+- `write_manifest`: collects `claims/*.json` into `manifest.json` (with the commit each notebook's
+  results were made at, and which were made from a tree with local changes), and refuses a folder
+  that holds claims of more than one scale.
 """
 
 from __future__ import annotations
@@ -212,7 +213,11 @@ def write_manifest(out_dir: Path, entries) -> Path:
     for el in elements.values():
         el["notebooks"] = sorted(set(el["notebooks"]))
         el["figures"] = sorted(el["figures"])
-    manifest = {"scale": recorded[0] if recorded else "unrecorded", "elements": elements, "notebooks": notebooks}
+    commits: dict[str, list[str]] = {}  # the commit each notebook's results were made at: what they trace to
+    for nb, info in notebooks.items():
+        commits.setdefault(info.get("run", {}).get("commit") or "unrecorded", []).append(nb)
+    manifest = {"scale": recorded[0] if recorded else "unrecorded", "elements": elements, "notebooks": notebooks,
+                "commits": commits, "dirty": sorted(nb for nb, info in notebooks.items() if info.get("run", {}).get("dirty"))}
     return write_atomic(out_dir / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 

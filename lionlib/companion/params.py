@@ -21,7 +21,8 @@ import re
 from pathlib import Path
 
 __all__ = ["parameters_cell", "notebook_parameters", "papermill_problems", "parse_value", "check_value",
-           "check_overrides", "ParameterError", "annotate_cell", "annotate_notebook", "main"]
+           "RANGES", "NUMERIC", "in_range", "check_range", "check_overrides", "ParameterError", "annotate_cell",
+           "annotate_notebook", "main"]
 
 _TYPE_COMMENT = re.compile(r"#\s*type:\s*(?P<type>\S+)\s*(?P<help>.*)$")
 
@@ -147,9 +148,48 @@ def _fits(value, node) -> bool:
     return True
 
 
+# The range of every numeric parameter (int, float, Optional[...] of them) of the notebooks, by name:
+# one declaration for every notebook that uses the name, beside the types read from their parameters
+# cells. Interval notation, "inf" unbounded. tests/test_params.py keeps this table and the notebooks'
+# cells in step (each numeric parameter has a range, each range a parameter, each default is in it).
+RANGES = {
+    "SEED": "[0, inf)", "N_SEEDS": "[2, inf)", "SEEDS": "[2, inf)",  # a 95 % t interval needs two seeds
+    "STEPS": "[1, inf)", "MD_STEPS": "[1, inf)", "NS_STEPS": "[1, inf)", "N_STATES": "[1, inf)",
+    "EVAL_BATCHES": "[1, inf)", "MUON_EPOCHS": "[1, inf)", "T_END": "(0, inf)",
+    "DIM": "[1, inf)", "N_SAMPLES": "[1, inf)", "ROWS": "[1, inf)", "COLS": "[1, inf)",
+    "CPU_SIZE_M": "[1, inf)", "GPU_SIZE_M": "[1, inf)", "WORKERS": "[1, inf)", "THREADS": "[1, inf)",
+    "LR": "(0, inf)", "LR_FIXED": "(0, inf)", "RATE_EPS0": "(0, inf)", "FD_STEP": "(0, inf)", "TOL": "(0, inf)",
+    "BETA": "[0, 1)", "MU": "[0, 1)", "MOMENTUM": "[0, 1)",
+    "WEIGHT_DECAY": "[0, inf)", "LAM": "(0, inf)", "MD_LAM": "(0, inf)", "LAMBDA_FACTOR": "(0, inf)",
+    "ALPHA": "(0, inf)", "GAMMA": "(0, inf)", "EPS": "(0, inf)", "EPS_NESTEROV": "(0, inf)", "DELTA": "(0, inf)",
+    "SIGMA_TRUE": "(0, inf)", "SIGMA_START": "(0, inf)", "SIGMA_FIXED": "[0, inf)",
+    "WAVY_AMP": "[0, inf)", "WAVY_FREQ": "(0, inf)", "LP_P": "[1, inf)",  # p < 1 is not a norm
+}
+NUMERIC = {"int", "float", "Optional[int]", "Optional[float]"}  # the annotations RANGES must cover
+
+_INTERVAL = re.compile(r"^([\[(])\s*(\S+?)\s*,\s*(\S+?)\s*([\])])$")
+
+
+def in_range(value, interval: str) -> bool:
+    """Is the number `value` in `interval` ("[1, inf)", "(0, 1]")?"""
+    m = _INTERVAL.match(interval)
+    if m is None:
+        raise ValueError(f"bad interval {interval!r}: write it as [a, b], (a, b), [a, b) or (a, b]")
+    lo, hi = float(m[2]), float(m[3])
+    return (value >= lo if m[1] == "[" else value > lo) and (value <= hi if m[4] == "]" else value < hi)
+
+
+def check_range(name: str, value) -> str | None:
+    """None if `value` is in the declared range of parameter `name` (or `name` has none), else the problem."""
+    interval = RANGES.get(name)
+    if interval is None or value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return None if in_range(value, interval) else f"-p {name} {value!r} is out of range: {name} takes values in {interval}"
+
+
 def check_overrides(overrides: dict, declared: dict[str, dict[str, dict]]) -> None:
     """Raise ParameterError unless every override is a parameter of some selected notebook
-    (case-sensitive) and fits its annotation there. `declared`: notebook -> notebook_parameters."""
+    (case-sensitive), fits its annotation there and lies in its declared range (`RANGES`). `declared`: notebook -> notebook_parameters."""
     names = sorted({n for params in declared.values() for n in params})
     for key, value in overrides.items():
         where = {nb: params[key] for nb, params in declared.items() if key in params}
@@ -164,6 +204,8 @@ def check_overrides(overrides: dict, declared: dict[str, dict[str, dict]]) -> No
         for nb, p in where.items():
             if not check_value(value, p["type"]):
                 raise ParameterError(f"-p {key}: {nb} takes {p['type']} (default {p['default']}), got {value!r}")
+        if problem := check_range(key, value):
+            raise ParameterError(f"{problem} (default {next(iter(where.values()))['default']}; see --list)")
 
 
 _PATHLIKE = ("DIR", "PATH", "FILE", "RESULTS", "MANIFEST")

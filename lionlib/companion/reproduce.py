@@ -39,11 +39,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lionlib.companion.manifest import (COMMITTED_SCALE, SCALES, MixedScales, clear_staging, promote, results_dir,
-                                        write_atomic, write_manifest)
+from lionlib.companion.children import Terminated, end_groups, record_group, signals_as_interrupt
+from lionlib.companion.manifest import (COMMITTED_SCALE, SCALES, MixedScales, clear_staging, git_commit, promote,
+                                        results_dir, write_atomic, write_manifest)
 from lionlib.companion.params import ParameterError, check_overrides, notebook_parameters, parse_value
-from lionlib.companion.paths import BUILD, NOTEBOOKS, PAPER_FIGURES
-from lionlib.companion.sync import DROP_TAGS, RUN_METADATA, check_sync, clean_executed, sync_parameters_cell, to_ipynb
+from lionlib.companion.paths import BUILD, NOTEBOOKS, PAPER_FIGURES, require_notebooks
+from lionlib.companion.preflight import OneLineParser, check_environment, check_folders, dirty_promotion, positive
+from lionlib.companion.sync import (DROP_TAGS, RUN_METADATA, check_outputs, check_sync, clean_executed,
+                                    sync_parameters_cell, to_ipynb)
 
 __all__ = ["SCALES", "DEFAULT_THREADS", "REGISTRY", "Entry", "Result", "discover", "registry_entry",
            "notebook_parameters", "parse_overrides", "kernel_environment", "run_notebook", "check_sync",
@@ -131,16 +134,21 @@ def _ipc_kernel_manager(socket_dir: str):
         def _ip_default(self):
             return str(Path(socket_dir) / "kernel")
 
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+            record_group(getattr(self.provisioner, "pgid", None))  # ended with the driver (children.py)
+
     return IPCKernelManager
 
 
 def run_notebook(py: Path, parameters: dict, build_dir: Path, *, update: bool = False, out_dir: Path | None = None,
                  cell_timeout: int | None = None, log_output: bool = False, threads: int | None = None,
-                 promote_results: bool = True) -> Result:
+                 promote_results: bool = True, progress: dict | bool = False) -> Result:
     """Execute one notebook into `build_dir/<name>.ipynb`, its figures and claims into a staging folder,
     and, if it ran to its end, copy them into `out_dir` (and, with `update`, write the executed notebook
     back next to its `.py`). An error, a dead kernel or Ctrl-C leaves `out_dir` untouched. A failed
-    check is a result, not a failure to run: it is copied (the reader must see it) and reported."""
+    check is a result, not a failure to run: it is copied (the reader must see it) and reported.
+    `progress`: papermill's cell bar (True, or tqdm's arguments), on the driver's stderr."""
     import nbformat
     import papermill as pm
 
@@ -161,7 +169,7 @@ def run_notebook(py: Path, parameters: dict, build_dir: Path, *, update: bool = 
             source = to_ipynb(py, Path(tmp) / f"{py.stem}.ipynb")
             try:
                 pm.execute_notebook(source, output, parameters=parameters, kernel_name="python3", cwd=str(py.parent),
-                                    progress_bar=False, log_output=log_output, execution_timeout=cell_timeout,
+                                    progress_bar=progress, log_output=log_output, execution_timeout=cell_timeout,
                                     kernel_manager_class=_ipc_kernel_manager(tmp))
             except pm.PapermillExecutionError as e:
                 executed = nbformat.read(output, as_version=4)
@@ -172,6 +180,7 @@ def run_notebook(py: Path, parameters: dict, build_dir: Path, *, update: bool = 
             except Exception as e:  # dead kernel, timeout, bad notebook: still report and keep going
                 error = f"{type(e).__name__}: {e}"
     finally:
+        end_groups()  # what is left of the kernel's process group (a worker that outlived it)
         for k, v in saved.items():
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
     result = Result(py.stem, time.perf_counter() - start, error, staging=staging)
@@ -187,6 +196,8 @@ def run_notebook(py: Path, parameters: dict, build_dir: Path, *, update: bool = 
                 result.promoted = True
             except MixedScales as e:
                 result.error = str(e)
+            except OSError as e:  # a results folder that went away or filled up during the run
+                result.error = f"could not copy the results into {out_dir}: {e}"
         if update and result.error is None:
             nb = nbformat.read(output, as_version=4)
             clean_executed(nb)
@@ -227,9 +238,9 @@ def _print_results(results: list[Result], args, out_dir: Path, manifest: Path | 
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lionlib.companion.reproduce", description=__doc__.split("\n\n")[0],
-                                     epilog="\n\n".join(__doc__.split("\n\n")[1:]),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog="python -m lionlib.companion.reproduce", description=__doc__.split("\n\n")[0],
+                           epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--list", action="store_true", help="list notebooks, paper elements and parameters")
     parser.add_argument("--only", default="", help="comma-separated notebook names (default: all)")
     parser.add_argument("--scale", choices=SCALES, default=None, help="problem sizes (default: cpu)")
@@ -239,14 +250,15 @@ def main(argv=None) -> int:
                         help="write the executed notebooks back to notebooks/X.ipynb (cpu scale only)")
     parser.add_argument("--verify", action="store_true", help="re-run at the committed scale into build/ and "
                         "compare the claims with the committed ones (exit 1 on a difference)")
-    parser.add_argument("--threads", type=int, default=None, help="threads of every kernel (default: per notebook, "
+    parser.add_argument("--threads", type=positive, default=None, help="threads of every kernel (default: per notebook, "
                         f"{DEFAULT_THREADS})")
     parser.add_argument("--build-dir", type=Path, default=BUILD / "notebooks")
     parser.add_argument("--out-dir", type=Path, default=None, help="results folder (default: paper_figures/ for "
                         "the cpu scale without -p, else build/paper_figures/<scale>/)")
-    parser.add_argument("--cell-timeout", type=int, default=None, help="seconds per cell (default: none)")
+    parser.add_argument("--cell-timeout", type=positive, default=None, help="seconds per cell (default: none)")
     parser.add_argument("--log-output", action="store_true", help="stream cell outputs while running")
-    parser.add_argument("--check-sync", action="store_true", help="check each notebooks/X.ipynb against its X.py")
+    parser.add_argument("--check-sync", action="store_true", help="check each notebooks/X.ipynb against its X.py "
+                        "(inputs) and its claims file (outputs)")
     parser.add_argument("--write-manifest", action="store_true", help="only rebuild the results folder's "
                         "manifest.json from its claims/*.json (after merging claims files)")
     parser.add_argument("--sync-parameters-cells", action="store_true", help="copy each X.py's parameters cell "
@@ -254,9 +266,13 @@ def main(argv=None) -> int:
     parser.add_argument("--notebooks-dir", type=Path, default=NOTEBOOKS, help=argparse.SUPPRESS)
     parser.add_argument("--committed-dir", type=Path, default=PAPER_FIGURES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    missing = None if args.write_manifest else require_notebooks(args.notebooks_dir)
+    if missing:  # an installed lionlib, or a wrong folder: say so, never "nothing to do"
+        print(f"{parser.prog}: {missing}", file=sys.stderr)
+        return 2
 
     if args.check_sync:
-        problems = check_sync(args.notebooks_dir)
+        problems = check_sync(args.notebooks_dir) + check_outputs(args.notebooks_dir, args.committed_dir / "claims")
         for p in problems:
             print(f"OUT OF SYNC  {p}")
         print(f"{len(problems)} problem(s) in {len(list(args.notebooks_dir.glob('*.py')))} notebook pairs")
@@ -299,6 +315,7 @@ def main(argv=None) -> int:
             value = overrides.pop("OUT_DIR")
             args.out_dir = Path(value) if value else args.out_dir
         check_overrides(overrides, declared)
+        check_environment(overrides)
     except ParameterError as e:
         parser.error(str(e))
     if args.update_notebooks and (overrides or args.scale != COMMITTED_SCALE):
@@ -314,14 +331,21 @@ def main(argv=None) -> int:
     if args.verify:
         from lionlib.companion.verify import verify_notebooks
 
-        return verify_notebooks(paths, args, registry_entry, run_notebook)
+        check_folders(parser, {"--build-dir": args.build_dir})
+        with signals_as_interrupt():
+            return verify_notebooks(paths, args, registry_entry, run_notebook)
     if args.out_dir:
         out_dir = args.out_dir
     elif args.scale == COMMITTED_SCALE and not overrides:
         out_dir = args.committed_dir  # paper_figures/: the committed results
     else:
         out_dir = args.build_dir.parent / "paper_figures" / args.scale  # build/paper_figures/<scale>/
-    return _run_all(paths, declared, overrides, out_dir, args)
+    out_dir = Path(out_dir).expanduser().absolute()  # the kernels run in notebooks/: a relative path would move
+    check_folders(parser, {"--build-dir": args.build_dir, "--out-dir": out_dir})
+    if problem := dirty_promotion(out_dir, args.update_notebooks, args.notebooks_dir, git_commit()):
+        parser.error(problem)
+    with signals_as_interrupt():  # SIGTERM and SIGHUP end the kernels as Ctrl-C does
+        return _run_all(paths, declared, overrides, out_dir, args)
 
 
 def _run_all(paths, declared, overrides, out_dir: Path, args) -> int:
@@ -338,22 +362,29 @@ def _run_all(paths, declared, overrides, out_dir: Path, args) -> int:
                 write_manifest(out_dir, REGISTRY)
                 if "MANIFEST" in declared[py.stem]:
                     params["MANIFEST"] = str(out_dir / "manifest.json")
+            expected = entry.minutes.get(args.scale)
             r = run_notebook(py, params, args.build_dir, update=args.update_notebooks, out_dir=out_dir,
                              cell_timeout=args.cell_timeout, log_output=args.log_output,
-                             threads=args.threads or entry.threads)
-            expected = entry.minutes.get(args.scale)
+                             threads=args.threads or entry.threads, progress=_cell_bar(py.stem, expected))
             tqdm.write(f"{'ok  ' if r.error is None and not r.failed_claims else 'FAIL'}  {py.stem:28s} "
                        f"{r.seconds:7.1f} s" + (f"  (expected ~{expected * 60:.0f} s)" if expected else ""), file=sys.stdout)
             results.append(r)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         done = [r.name for r in results if r.promoted]
-        print(f"\ninterrupted: the notebook that was running wrote nothing to {out_dir}; "
+        print(f"\ninterrupted{f' ({e})' if isinstance(e, Terminated) else ''}: the notebook that was running wrote nothing to {out_dir}; "
               f"notebooks finished before it: {', '.join(done) or 'none'}", file=sys.stderr)
         _manifest_or_none(out_dir)
-        return 130
+        return 128 + e.signum if isinstance(e, Terminated) else 130
     manifest = _manifest_or_none(out_dir)
     code = _print_results(results, args, out_dir, manifest)
     return code if manifest is not None else 1
+
+
+def _cell_bar(stem: str, minutes: float | None) -> dict:
+    """tqdm's arguments for one notebook's bar: cells done / total, elapsed, and the registry's estimate."""
+    estimate = f"~{minutes * 60:.0f} s expected" if minutes else "no estimate recorded"
+    return {"desc": f"{stem} ({estimate})", "file": sys.stderr, "leave": False, "mininterval": 1.0,
+            "bar_format": "{desc}: {n_fmt}/{total_fmt} cells, {elapsed} elapsed |{bar:20}|"}
 
 
 def _manifest_or_none(out_dir: Path) -> Path | None:

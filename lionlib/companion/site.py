@@ -15,9 +15,11 @@ exist (anchors included), no image, script, stylesheet or font may come from ano
 figure of the manifest must be in the gallery, and each notebook must have its page. Sphinx checks
 the sources; this checks what a browser will load. `tests/browser/` then loads every page in Chromium.
 
-Claims are shown as the manifest states them. A claim without `kind` is a check (manifests written
-before findings existed); `kind == "sanity"` is a check labelled as such; `kind == "finding"` goes
-to the findings table with its mean effect, 95 % interval and verdict.
+The landing page leads with what reproduced: the summary line of the verdicts (`index.summary`), the
+findings table (mean effect with its unit, 95 % interval, verdict), the paper map (`index.PAPER_MAP`,
+the closed list of paper elements, in the paper's order), then one table per other kind of claim the
+manifest holds (checks, identities, sanity checks, illustrations, any other). A claim without `kind`
+is a check (manifests written before kinds existed).
 """
 
 import argparse
@@ -32,7 +34,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from lionlib.companion.index import effect_text, paper_position
 from lionlib.companion.paths import BUILD, NOTEBOOKS, PAPER_FIGURES, REPO
+from lionlib.companion.sync import output_problems
 
 __all__ = ["SITE", "SOURCE", "claim_kind", "claim_rows", "figure_notebooks", "write_sources", "build", "check_site", "main"]
 
@@ -52,20 +56,20 @@ def _fmt(x, spec=".3g") -> str:
 
 
 def claim_rows(manifest: dict) -> tuple[list[dict], list[dict]]:
-    """(checks, findings) as table rows, one per claim, in manifest order (elements sorted by name).
+    """(checks, findings) as table rows, one per claim, elements in the paper's order (`index.paper_position`).
 
     Each row has the cells shown on the landing page: element, notebook, claim, kind, value (checks:
     `value op threshold`; findings: mean [95 % interval], n seeds) and verdict, all as text; a
     finding's protocol (hypothesis, metric, seeds...) is its `detail`, shown when hovering its claim.
     """
     checks, findings = [], []
-    for element, entry in sorted(manifest["elements"].items()):
+    for element, entry in sorted(manifest["elements"].items(), key=lambda e: (paper_position(e[0]), e[0])):
         for c in entry["claims"]:
             row = {"element": element, "notebook": c.get("notebook", ""), "claim": c["claim"],
                    "kind": claim_kind(c), "verdict": str(c["verdict"])}
             if row["kind"] == "finding":
-                row["value"] = (f"{_fmt(c.get('mean'))} [{_fmt(c.get('ci_low'))}, {_fmt(c.get('ci_high'))}], "
-                                f"n = {c.get('n', '?')}")
+                row["value"] = f"{effect_text(c)}, n = {c.get('n', '?')}"
+                row["metric"] = str((c.get("protocol") or {}).get("metric") or "")
                 protocol = c.get("protocol") or {}
                 row["detail"] = "; ".join(f"{k}: {protocol[k]}" for k in ("hypothesis", "metric", "seeds", "design", "source")
                                           if isinstance(protocol, dict) and protocol.get(k) not in (None, ""))
@@ -97,56 +101,85 @@ def _verdict_cls(verdict: str) -> str:
     return {"PASS": "pass", "FAIL": "fail", "reproduced": "pass", "not reproduced": "fail"}.get(verdict, "open")
 
 
+NO_WORD_BREAK = "overflow-wrap: normal; word-break: normal; hyphens: none"  # verdicts wrap between words only
+
+
 def _nb_link(nb: str, notebooks: list[str]) -> str:
     """A link to a notebook's page (from the landing page), or the bare name when no such notebook is committed."""
     return f'<a href="notebooks/{nb}.html">{html.escape(nb)}</a>' if nb in notebooks else html.escape(nb)
 
 
-def _claims_table(rows: list[dict], table_id: str, notebooks: list[str], value_head: str) -> str:
-    head = ["paper element", "notebook", "claim", "kind", value_head, "verdict"]
+def _claims_table(rows: list[dict], table_id: str, notebooks: list[str], value_head: str, findings: bool = False) -> str:
+    head = ["paper element", "notebook", "claim", "kind", value_head] + (["measured as"] if findings else []) + ["verdict"]
     out = [f'<table class="table verdicts" id="{table_id}">', "<thead><tr>"
            + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead>", "<tbody>"]
     for r in rows:
         out.append(f'<tr class="verdict-{_verdict_cls(r["verdict"])}">' + _cell(r["element"], "element")
                    + f'<td class="notebook">{_nb_link(r["notebook"], notebooks)}</td>'
                    + _cell(r["claim"], "claim", r.get("detail", ""))
-                   + _cell(r["kind"], "kind") + _cell(r["value"], "value") + _cell(r["verdict"], "verdict") + "</tr>")
+                   + _cell(r["kind"], "kind") + _cell(r["value"], "value")
+                   + (_cell(r.get("metric", ""), "metric") if findings else "")
+                   + f'<td class="verdict" style="{NO_WORD_BREAK}">{html.escape(r["verdict"])}</td></tr>')
     out += ["</tbody>", "</table>"]
     return "\n".join(out)
 
 
+_KINDS = {  # kind -> (section title, table id, what it means)
+    "check": ("Checks", "checks", "properties the maths or the code guarantees: each must pass"),
+    "identity": ("Identities", "identities", "equalities the theory states, verified to round-off"),
+    "sanity": ("Sanity checks", "sanity", "training works (the loss fell): no statement of the paper"),
+    "illustration": ("Illustrations", "illustrations", "what a figure shows, checked as it is drawn")}
+
+
+def _paper_map(manifest: dict, notebooks: list[str], figures: list[str]) -> list[str]:
+    """The paper map: the covered elements of `index.PAPER_MAP`, in the paper's order, then the uncovered in one line."""
+    from lionlib.companion.index import map_rows
+    from lionlib.companion.reproduce import REGISTRY, registry_entry
+
+    stems = sorted(p.stem for p in NOTEBOOKS.glob("*.py"))
+    rows = map_rows(manifest, REGISTRY, stems, registry_entry)
+    lines = ["```{raw} html", '<table class="table paper-map" id="paper-map">',
+             "<thead><tr><th>paper element</th><th>what it shows</th><th>notebooks</th><th>figures</th>"
+             "<th>checks passed</th><th>findings</th></tr></thead>", "<tbody>"]
+    for r in (r for r in rows if r["covered"]):
+        figs = ", ".join(f'<a href="gallery.html#{_slug(f)}">{html.escape(f)}</a>' for f in r["figures"]
+                         if f in figures) or "none"
+        lines.append(f'<tr id="element-{_slug(r["element"])}">' + _cell(r["element"], "element") + _cell(r["about"], "about")
+                     + f'<td>{", ".join(_nb_link(nb, notebooks) for nb in r["notebooks"])}</td>'
+                     + f"<td>{figs}</td>" + _cell(r["checks"], "checks")
+                     + f'<td class="findings" style="{NO_WORD_BREAK}">{html.escape(r["findings"])}</td></tr>')
+    lines += ["</tbody>", "</table>", "```", ""]
+    uncovered = [r["element"] for r in rows if not r["covered"]]
+    if uncovered:
+        lines += [f"Not yet covered: {', '.join(uncovered)}.", ""]
+    return lines
+
+
 def _landing(manifest: dict, notebooks: list[str], figures: list[str]) -> str:
+    from lionlib.companion.index import kinds, provenance, summary
+
     checks, findings = claim_rows(manifest)
-    passed = sum(r["verdict"] == "PASS" for r in checks)
     lines = ["# lionlib: Lion secretly solves constrained optimization", "",
+             "```{raw} html", f'<p id="summary" class="summary"><strong>What reproduced: {html.escape(summary(manifest))}.'
+             "</strong></p>", "```", "", provenance(manifest), "",
              "The runnable companion to *Lion Secretly Solves Constrained Optimization: As Lyapunov Predicts* "
              "(Chen, Liu, Liang, Liu; ICLR 2024), rendered from the committed executed notebooks and "
-             "`paper_figures/manifest.json`. Nothing here was re-run to build this page.", "",
-             f"**{passed} of {len(checks)} checks pass; {len(findings)} findings.** A *check* is a property the "
-             "maths or the code guarantees (it must pass); a *finding* is an empirical statement measured over "
-             "seeds, with a 95 % interval and a verdict (`reproduced`, `not reproduced`, `inconclusive at this "
-             "scale`). `sanity` checks only say that training works.", "",
-             "## Paper map", "", "Every figure, table and theorem the companion covers, where it is reproduced, "
-             "and its current verdicts.", "", "```{raw} html", '<table class="table paper-map" id="paper-map">',
-             "<thead><tr><th>paper element</th><th>notebooks</th><th>figures</th><th>checks passed</th>"
-             "<th>findings</th></tr></thead>", "<tbody>"]
-    for element, entry in sorted(manifest["elements"].items()):
-        cl = entry["claims"]
-        ch = [c for c in cl if claim_kind(c) != "finding"]
-        fi = [c["verdict"] for c in cl if claim_kind(c) == "finding"]
-        figs = ", ".join(f'<a href="gallery.html#{_slug(f)}">{html.escape(f)}</a>' for f in entry["figures"]
-                         if f in figures) or "none"
-        lines.append(f'<tr id="element-{_slug(element)}">' + _cell(element, "element")
-                     + f'<td>{", ".join(_nb_link(nb, notebooks) for nb in entry["notebooks"])}</td>'
-                     + f"<td>{figs}</td>" + _cell(f'{sum(c["verdict"] == "PASS" for c in ch)} / {len(ch)}')
-                     + _cell("; ".join(fi) or "none") + "</tr>")
-    lines += ["</tbody>", "</table>", "```", "", "## Checks", "", "```{raw} html",
-              _claims_table(checks, "checks", notebooks, "value op threshold"), "```", "", "## Findings", ""]
-    if findings:
-        lines += ["```{raw} html", _claims_table(findings, "findings", notebooks, "mean effect [95 % interval]"), "```"]
-    else:
-        lines += ["No findings in the manifest yet.", "", "```{raw} html",
-                  _claims_table([], "findings", notebooks, "mean effect [95 % interval]"), "```"]
+             "`paper_figures/manifest.json` (nothing was re-run to build this page). A *finding* is an empirical "
+             "statement measured over seeds: its mean effect with its unit, a 95 % interval and a verdict "
+             "(`reproduced`, `not reproduced`, `inconclusive at this scale`). A *check* is a property the maths or "
+             "the code guarantees; it must pass.", "", "## Findings", ""]
+    lines += ["```{raw} html", _claims_table(findings, "findings", notebooks, "mean effect [95 % interval]", True), "```", ""]
+    if not findings:
+        lines += ["No findings in the manifest yet.", ""]
+    lines += ["## Paper map", "", "Every element of the paper the companion covers, in the paper's order, where it "
+              "is reproduced and its verdicts.", ""] + _paper_map(manifest, notebooks, figures)
+    for kind in [k for k in kinds(manifest) if k != "finding"] or ["check"]:
+        rows = [r for r in checks if r["kind"] == kind]
+        title, table_id, about = _KINDS.get(kind, (f"Claims of kind {kind!r}", f"kind-{_slug(kind)}",
+                                                   "as the notebooks recorded them"))
+        lines += [f"## {title}", "", f"{about[0].upper()}{about[1:]}: {sum(r['verdict'] == 'PASS' for r in rows)} of "
+                  f"{len(rows)} pass.", "",
+                  "```{raw} html", _claims_table(rows, table_id, notebooks, "value op threshold"), "```", ""]
     unexecuted = sorted(p.stem for p in NOTEBOOKS.glob("[0-9]*.py") if p.stem not in notebooks)
     if unexecuted:
         lines += ["", "## Not yet in the book", "", "These notebooks have a jupytext source but no committed executed "
@@ -154,6 +187,14 @@ def _landing(manifest: dict, notebooks: list[str], figures: list[str]) -> str:
     lines += ["", "```{toctree}", ":hidden:", ":caption: Notebooks", ""] + [f"notebooks/{nb}" for nb in notebooks]
     lines += ["```", "", "```{toctree}", ":hidden:", ":caption: Reference", "", "gallery", "paper", "api", "```", ""]
     return "\n".join(lines)
+
+
+def _map_anchor(element: str) -> str:
+    """The paper-map row of a recorded element name (its `PAPER_MAP` entry), else the checks table."""
+    from lionlib.companion.index import PAPER_MAP
+
+    pos = paper_position(element)
+    return f"element-{_slug(PAPER_MAP[pos].element)}" if pos < len(PAPER_MAP) else "checks"
 
 
 def _gallery(manifest: dict, notebooks: list[str], figures: list[str]) -> str:
@@ -176,7 +217,7 @@ def _gallery(manifest: dict, notebooks: list[str], figures: list[str]) -> str:
             fi = [c["verdict"] for c in claims if claim_kind(c) == "finding"]
             lines.append(f"- **{e}**: {sum(c['verdict'] == 'PASS' for c in ch)} / {len(ch)} checks pass"
                          + (f"; findings: {', '.join(fi)}" if fi else "")
-                         + f' (<a href="index.html#element-{_slug(e)}">claims</a>)')
+                         + f' (<a href="index.html#{_map_anchor(e)}">in the paper map</a>)')
         lines += ["", "Notebook: " + (", ".join(f"{{doc}}`{nb} <notebooks/{nb}>`" for nb in nbs) or "none"), ""]
     return "\n".join(lines)
 
@@ -235,6 +276,9 @@ def write_sources(src: Path = SOURCE) -> Path:
     notebooks = sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb"))
     if not notebooks:
         raise SystemExit(f"no executed notebooks in {NOTEBOOKS}: nothing to render")
+    empty = [p for nb in notebooks for p in output_problems(NOTEBOOKS / f"{nb}.ipynb")]
+    if empty:  # a page without outputs would render as an empty page, silently
+        raise SystemExit("site: refusing pages without outputs:\n  " + "\n  ".join(empty))
     figures = sorted(p.name for p in PAPER_FIGURES.iterdir() if p.suffix in FIGURE_SUFFIXES)
     missing = sorted({f for e in manifest["elements"].values() for f in e["figures"]} - set(figures))
     if missing:

@@ -1,6 +1,14 @@
 """The committed notebook pairs: `notebooks/X.py` (jupytext, the source of truth) and `notebooks/X.ipynb`
 (the committed outputs, written only by the driver). Converting one to the other, cleaning an
-executed notebook for committing, and checking that each pair is in sync (`make sync`)."""
+executed notebook for committing, and checking that each pair is in sync (`make sync`): its inputs
+(`check_sync`) and its outputs (`check_outputs`).
+
+Opening a pair safely: `jupytext --to notebook X.py` writes a fresh `X.ipynb` without outputs over
+the committed one (issue 21: 650 KB to 22 KB); use `jupytext --update --to notebook X.py` (keeps the
+outputs, replaces the inputs) or open `X.ipynb` in JupyterLab with jupytext installed (it pairs the
+two). `check_outputs` catches the other case: an ipynb whose outputs are gone or are not those of
+its claims file.
+"""
 
 import difflib
 import json
@@ -8,9 +16,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from lionlib.companion.paths import NOTEBOOKS
+from lionlib.companion.paths import NOTEBOOKS, PAPER_FIGURES
 
-__all__ = ["RUN_METADATA", "DROP_TAGS", "to_ipynb", "clean_executed", "sync_parameters_cell", "check_sync"]
+__all__ = ["RUN_METADATA", "DROP_TAGS", "to_ipynb", "clean_executed", "sync_parameters_cell", "check_sync",
+           "output_problems", "check_outputs"]
 
 RUN_METADATA = ("papermill", "execution", "ExecuteTime")  # per-run cell metadata, never committed
 DROP_TAGS = {"injected-parameters", "papermill-error-cell-tag"}  # cells papermill adds
@@ -114,3 +123,40 @@ def _diff_cells(expected, actual) -> list[str]:
             out.append(f"cell {i} {what} differs from the .py {detail}".rstrip())
             break  # the first difference is enough to know the pair must be refreshed
     return out
+
+
+_RESTORE = "(restore it: git checkout -- notebooks/{name}.ipynb, or re-run: python -m lionlib.companion.reproduce --only {stem} --update-notebooks)"
+
+
+def output_problems(ipynb: Path, claims: Path | None = None) -> list[str]:
+    """What is wrong with the outputs of a committed notebook: code cells never executed (a notebook
+    rewritten from its `.py`), or, given its claims file, a check of that file whose PASS/FAIL line
+    (`Report.summary`) is not among the outputs, or a different count of passing claims."""
+    import nbformat
+
+    nb = nbformat.read(ipynb, as_version=4)
+    fix = _RESTORE.format(name=ipynb.stem, stem=ipynb.stem)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    unrun = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.get("execution_count") is None]
+    if code and (unrun or not any(c.get("outputs") for c in code)):
+        return [f"{ipynb.name}: {len(unrun) or len(code)} of {len(code)} code cells have no outputs (not executed) {fix}"]
+    if claims is None or not claims.exists():
+        return []
+    text = "".join(o.get("text", "") if isinstance(o.get("text", ""), str) else "".join(o["text"])
+                   for c in code for o in c.get("outputs", []) if o.get("output_type") == "stream")
+    record = json.loads(claims.read_text())
+    checks = [c for c in record["claims"] if c.get("kind", "check") != "finding"]
+    missing = [f"{'PASS' if c['verdict'] else 'FAIL'}  {c['element']}: {c['claim']}" for c in checks]
+    missing = [m for m in missing if m not in text]
+    problems = [f"{ipynb.name}: its outputs lack {len(missing)} of the {len(checks)} checks of {claims.name}, "
+                f"e.g. {missing[0]!r} {fix}"] if missing else []
+    count = f"{sum(bool(c['verdict']) for c in checks)}/{len(checks)} claims pass"
+    if checks and not missing and count not in text:
+        problems.append(f"{ipynb.name}: its outputs do not say {count!r} as {claims.name} does {fix}")
+    return problems
+
+
+def check_outputs(notebooks_dir: Path = NOTEBOOKS, claims_dir: Path = PAPER_FIGURES / "claims") -> list[str]:
+    """`output_problems` of every committed notebook, against `claims_dir/<name>.json` when it exists."""
+    return [p for ipynb in sorted(Path(notebooks_dir).glob("*.ipynb"))
+            for p in output_problems(ipynb, Path(claims_dir) / f"{ipynb.stem}.json")]

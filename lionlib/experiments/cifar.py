@@ -29,12 +29,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lionlib.experiments import cli, common
+from lionlib.experiments import cli, common, home
 from lionlib.experiments.checkpoint import (CHECKPOINT, RESULT, Interrupted, check_same_config, claim_out_dir,
                                             deferred_interrupt, load_checkpoint, save_checkpoint)
 from lionlib.experiments.cifar_data import MEAN, STD, augment, load_cifar10
 from lionlib.experiments.cifar_model import CifarNet  # here too: `cifar.CifarNet` is the name notebooks use
-from lionlib.experiments.common import OPTIMIZERS, REPO, ConfigError, resolve_device
+from lionlib.experiments.common import OPTIMIZERS, ConfigError, resolve_device
 
 __all__ = ["CifarNet", "Config", "SCALES", "ADAMW", "LION", "GRID", "config", "validate", "lp_groups",
            "make_optimizer", "evaluate", "train", "load_result", "run", "grid", "main"]
@@ -127,7 +127,7 @@ def _run_dir(cfg: Config) -> Path:
     if cfg.out_dir is not None:
         return Path(cfg.out_dir)
     h = hashlib.sha256(json.dumps(_identity(cfg), sort_keys=True).encode()).hexdigest()[:10]
-    return REPO / "runs" / "cifar10" / f"{cfg.optimizer}-{h}"
+    return home.runs_dir() / "cifar10" / f"{cfg.optimizer}-{h}"
 
 
 def _identity(cfg: Config | dict) -> dict:
@@ -363,7 +363,7 @@ def main(argv: list[str] | None = None) -> dict | list[dict]:
             claim_out_dir(cfg.out_dir, args.resume, args.force)
     with cli.one_line_errors(ap.prog):
         if args.grid:
-            root = Path(cfg.out_dir) if cfg.out_dir else REPO / "runs" / "cifar10"
+            root = Path(cfg.out_dir) if cfg.out_dir else home.runs_dir() / "cifar10"
             rows = grid(args.scale, cfg.seed, root, **{k: v for k, v in over.items()
                                                        if k not in ("lr", "weight_decay", "out_dir", "resume")})
             out = root / f"grid-{args.scale}-seed{cfg.seed}.json"

@@ -32,8 +32,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lionlib.experiments import common
-from lionlib.experiments.common import OFFLINE_DATA as OFFLINE, REPO, DataError, atomic_write, file_digest
+from lionlib.experiments import common, home
+from lionlib.experiments.common import OFFLINE_DATA as OFFLINE, DataError, atomic_write, file_digest
 from lionlib.experiments.common import data_dir as default_data_dir
 
 __all__ = ["CLASSES", "MEAN", "STD", "LAYOUT", "Source", "find_source", "fetch", "load_cifar10", "augment"]
@@ -48,7 +48,7 @@ JPEG_SHA256 = "ad60c587690fa24e860a0a0a0ae93ce77911f8a427903dad4f4851eb11ff3652"
 LAYOUT = "cifar10-jpeg/{train,test}/<class>/*.jpg"
 OFFICIAL_PER_CLASS = {"train": 5000, "test": 1000}
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-CACHE = REPO / "data"  # decoded caches always go here, so a shared or offline data folder is only read
+CACHE = home.data_home()  # decoded caches always go here, so a shared or offline data folder is only read
 MEAN = (0.4914, 0.4822, 0.4465)  # CIFAR-10 train statistics, for input normalisation
 STD = (0.2470, 0.2435, 0.2616)
 

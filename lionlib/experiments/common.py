@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from lionlib.experiments import home
+
 __all__ = ["REPO", "OFFLINE_DATA", "OPTIMIZERS", "LEGACY_OPTIMIZERS", "ExperimentError", "DataError", "ConfigError",
            "data_dir", "resolve_device", "file_digest", "atomic_write", "atomic_write_text", "missing_data", "fetch",
            "lp_groups", "make_optimizer", "optimizer_name"]
@@ -56,17 +58,21 @@ class ConfigError(ExperimentError, ValueError):
 
 def data_dir() -> Path:
     """Where data sets are read from and cached: `$LIONLIB_DATA_DIR` (read at each call, so a
-    notebook or test can point it elsewhere), else the repository's git-ignored `data/`.
+    notebook or test can point it elsewhere), else `home.data_home()` (a clone's git-ignored `data/`,
+    never the installed package's folder). An empty `LIONLIB_DATA_DIR` is an error, not a fallback.
 
     A `LIONLIB_DATA_DIR` that does not exist is an error, not created: a misspelt path would
     otherwise silently become a download target.
     """
     env = os.environ.get("LIONLIB_DATA_DIR")
-    if not env:
-        return REPO / "data"
+    if env is None:
+        return home.data_home()
+    if not env.strip():
+        raise DataError("LIONLIB_DATA_DIR is set but empty: set it to the folder holding the data sets, or unset it "
+                        f"(unset LIONLIB_DATA_DIR) to use {home.data_home()}")
     path = Path(env).expanduser().resolve()
     if not path.is_dir():
-        raise DataError(f"LIONLIB_DATA_DIR={env} is not a folder: fix the path, or unset it to use {REPO / 'data'}")
+        raise DataError(f"LIONLIB_DATA_DIR={env} is not a folder: fix the path, or unset it to use {home.data_home()}")
     return path
 
 

@@ -38,10 +38,10 @@ import torch.distributed as dist
 import torch.nn as nn
 from tqdm import tqdm
 
-from lionlib.experiments import cli, common
+from lionlib.experiments import cli, common, home
 from lionlib.experiments.checkpoint import (CHECKPOINT, RESULT, Interrupted, check_same_config, claim_out_dir,
                                             deferred_interrupt, load_checkpoint, save_checkpoint)
-from lionlib.experiments.common import OPTIMIZERS, REPO, ConfigError, resolve_device
+from lionlib.experiments.common import OPTIMIZERS, ConfigError, resolve_device
 from lionlib.experiments.gpt_config import (TrainConfig, identity, lr_at, make_optimizer, param_groups,
                                             validate)
 from lionlib.experiments.gpt_data import TokenData, get_batch, load_dataset_by_name
@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> RunResult:
         validate(model_cfg, cfg, int(os.environ.get("WORLD_SIZE", "1")))
         if cfg.out_dir is None:
             digest = hashlib.sha256(json.dumps(identity(model_cfg, cfg), sort_keys=True).encode()).hexdigest()[:10]
-            cfg = replace(cfg, out_dir=str(REPO / "runs" / "gpt" / f"{cfg.optimizer}-{digest}"))
+            cfg = replace(cfg, out_dir=str(home.runs_dir() / "gpt" / f"{cfg.optimizer}-{digest}"))
         if master:  # the other processes find rank 0's files appearing
             claim_out_dir(cfg.out_dir, args.resume, args.force)
     with cli.one_line_errors(ap.prog):

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from lionlib.experiments.cifar_data import MEAN, STD, augment, load_cifar10
-from lionlib.experiments.common import REPO
+from lionlib.experiments import home
 from lionlib.experiments.nets import build
 
 __all__ = ["CODE_VERSION", "CifarRun", "environment", "cache_path", "run_many", "train_cifar",
@@ -90,7 +90,7 @@ def environment() -> dict:
 
 
 def cache_path(run, cache_dir: str | Path | None = None) -> Path:
-    root = Path(cache_dir) if cache_dir else REPO / "runs" / "cache"
+    root = Path(cache_dir) if cache_dir else home.seed_cache()
     return root / type(run).__name__ / f"{run.key()}.json"
 
 
