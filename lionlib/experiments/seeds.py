@@ -144,7 +144,9 @@ def _normalise(x: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate(model, x, y, run: CifarRun, bs: int = 500) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy). Batch norm uses the statistics of each 500-image batch."""
+    """(mean cross-entropy, accuracy), in eval mode: batch norm uses its running statistics, so the
+    result does not depend on how the images are batched or ordered."""
+    model.eval()
     loss = correct = 0.0
     for i in range(0, len(x), bs):
         xb = _normalise(x[i:i + bs])
@@ -154,6 +156,7 @@ def evaluate(model, x, y, run: CifarRun, bs: int = 500) -> tuple[float, float]:
             out = model(xb).float()
         loss += F.cross_entropy(out, y[i:i + bs], reduction="sum").item()
         correct += (out.argmax(1) == y[i:i + bs]).sum().item()
+    model.train()
     return loss / len(x), correct / len(x)
 
 

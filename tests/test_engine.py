@@ -1,0 +1,46 @@
+"""The experiment engine (`lionlib.experiments.engine`, `store`, `specs`): batch norm in evaluation,
+run records, bit-identical re-runs, the validation split, resume, and the paper path at a tiny size."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lionlib.experiments import nets
+
+
+def _trained(arch: str) -> torch.nn.Module:
+    """A net after a few training steps on random images: its running statistics are its own."""
+    torch.manual_seed(0)
+    model = nets.build(arch, **({"widths": (4, 8, 8)} if arch == "resnet" else {"dim": 16, "depth": 1, "heads": 2}))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    for _ in range(5):
+        x, y = torch.randn(32, 3, 32, 32) * 2 + 0.5, torch.randint(0, 10, (32,))
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+        opt.zero_grad()
+    return model
+
+
+@pytest.mark.parametrize("arch", ["resnet", "vit"])
+def test_test_accuracy_does_not_depend_on_order_or_batching(arch):
+    """A test set sorted by class (as the JPEG copy is) and batched by 50 scores what the same images
+    shuffled and batched by 37 score: evaluation uses running statistics, not each batch's own."""
+    from lionlib.experiments.engine import evaluate_classifier
+
+    model = _trained(arch)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 256, (300, 3, 32, 32), dtype=torch.uint8, generator=g)
+    y = torch.arange(10).repeat_interleave(30)  # sorted by class: every batch of 30 holds one class
+    x[y >= 5] //= 2  # classes differ in brightness, so per-batch statistics would erase a real signal
+    sorted_ = evaluate_classifier(model, x, y, batch_size=30)
+    perm = torch.randperm(300, generator=g)
+    shuffled = evaluate_classifier(model, x[perm], y[perm], batch_size=37)
+    assert sorted_[1] == shuffled[1]
+    assert sorted_[0] == pytest.approx(shuffled[0], rel=1e-5)
+    assert model.training  # evaluation puts the model back in training mode
+
+
+def test_batch_norm_keeps_running_statistics():
+    model = nets.build("resnet", widths=(4, 8))
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(m.track_running_stats for m in bns)
