@@ -24,7 +24,7 @@ import torch
 
 __all__ = ["REPO", "OFFLINE_DATA", "OPTIMIZERS", "LEGACY_OPTIMIZERS", "ExperimentError", "DataError", "ConfigError",
            "data_dir", "resolve_device", "file_digest", "atomic_write", "atomic_write_text", "missing_data", "fetch",
-           "lp_groups", "make_optimizer", "optimizer_name"]
+           "lp_groups", "make_optimizer", "optimizer_name", "runs_dir", "run_folders_dir", "cache_dir"]
 
 REPO = Path(__file__).resolve().parents[2]
 OFFLINE_DATA = REPO.parent / "shared" / "data"  # the offline copy beside the checkout (development, CI)
@@ -68,6 +68,27 @@ def data_dir() -> Path:
     if not path.is_dir():
         raise DataError(f"LIONLIB_DATA_DIR={env} is not a folder: fix the path, or unset it to use {REPO / 'data'}")
     return path
+
+
+# Where the experiments write: one function per kind of path, so an installed package can point
+# them elsewhere (away from its own folder) in one place.
+
+
+def runs_dir() -> Path:
+    """The run store's root (`lionlib.experiments.store`): `$LIONLIB_RUNS_DIR`, else the checkout's
+    committed `paper_figures/runs/`."""
+    env = os.environ.get("LIONLIB_RUNS_DIR")
+    return Path(env).expanduser() if env else REPO / "paper_figures" / "runs"
+
+
+def run_folders_dir() -> Path:
+    """Where the command lines put a run's folder (checkpoint.pt, result.json) when no --out-dir is given."""
+    return REPO / "runs"
+
+
+def cache_dir() -> Path:
+    """Where decoded data sets are cached (git-ignored)."""
+    return REPO / "data"
 
 
 def resolve_device(device: str = "auto") -> torch.device:
