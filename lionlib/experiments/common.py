@@ -62,8 +62,11 @@ def data_dir() -> Path:
     otherwise silently become a download target.
     """
     env = os.environ.get("LIONLIB_DATA_DIR")
-    if not env:
+    if env is None:
         return REPO / "data"
+    if not env.strip():
+        raise DataError(f"LIONLIB_DATA_DIR is set but empty: set it to the folder that holds the data sets, or unset "
+                        f"it to use {REPO / 'data'}")
     path = Path(env).expanduser().resolve()
     if not path.is_dir():
         raise DataError(f"LIONLIB_DATA_DIR={env} is not a folder: fix the path, or unset it to use {REPO / 'data'}")
@@ -74,11 +77,14 @@ def data_dir() -> Path:
 # them elsewhere (away from its own folder) in one place.
 
 
-def runs_dir() -> Path:
+def runs_dir(scale: str = "cpu") -> Path:
     """The run store's root (`lionlib.experiments.store`): `$LIONLIB_RUNS_DIR`, else the checkout's
-    committed `paper_figures/runs/`."""
+    committed `paper_figures/runs/` for the scales whose records are committed (cpu, paper) and the
+    git-ignored `build/runs/<scale>/` for the others (smoke, tiny)."""
     env = os.environ.get("LIONLIB_RUNS_DIR")
-    return Path(env).expanduser() if env else REPO / "paper_figures" / "runs"
+    if env:
+        return Path(env).expanduser()
+    return REPO / "paper_figures" / "runs" if scale in ("cpu", "paper") else REPO / "build" / "runs" / scale
 
 
 def run_folders_dir() -> Path:

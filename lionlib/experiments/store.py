@@ -75,13 +75,19 @@ def _pool(workers: int) -> ProcessPoolExecutor:
 
 
 class RunStore:
-    """Records under `root` (default `common.runs_dir()`), read and written atomically."""
+    """Records under `root`, read and written atomically. Default root: `common.runs_dir(scale)` of
+    each spec (committed for the cpu and paper scales, under build/ for smoke and tiny)."""
 
     def __init__(self, root: str | os.PathLike | None = None):
-        self.root = Path(root) if root is not None else runs_dir()
+        self._root = Path(root) if root is not None else None
+
+    @property
+    def root(self) -> Path:
+        return self._root if self._root is not None else runs_dir()
 
     def path(self, spec) -> Path:
-        return self.root / spec.task / f"{spec_hash(spec)}.json"
+        root = self._root if self._root is not None else runs_dir(spec.scale)
+        return root / spec.task / f"{spec_hash(spec)}.json"
 
     def get(self, spec) -> RunRecord | None:
         path = self.path(spec)
@@ -135,7 +141,8 @@ class RunStore:
                 self.put(done[s])
                 bar.update()
         else:
-            futures = {s: _pool(workers).submit(_worker, s, data_dir, str(self.root)) for s in unique}
+            root = None if self._root is None else str(self._root)
+            futures = {s: _pool(workers).submit(_worker, s, data_dir, root) for s in unique}
             for s, f in futures.items():
                 done[s] = RunRecord.loads(f.result())
                 bar.update()
