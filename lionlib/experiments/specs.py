@@ -162,6 +162,10 @@ def check_spec(spec) -> None:
             bad.append(f"{key} {value!r} (choose one of {', '.join(allowed)})")
     if isinstance(spec, CifarSpec) and spec.n_test is not None and not (isinstance(spec.n_test, int) and 10 <= spec.n_test <= 10_000):
         bad.append(f"n_test {spec.n_test!r} (want None for all 10,000, or 10 .. 10,000)")
+    if isinstance(spec, GptSpec) and not (isinstance(spec.grad_accum, int) and spec.grad_accum >= 1
+                                          and spec.batch_size % spec.grad_accum == 0):
+        bad.append(f"grad_accum {spec.grad_accum!r} (want >= 1; batch_size {spec.batch_size} does not split evenly "
+                   f"into grad_accum micro-steps)")
     if isinstance(spec, DistributedSpec) and not (spec.workers >= 1 and spec.batch_size % spec.workers == 0):
         bad.append(f"workers {spec.workers!r} (want >= 1, dividing batch_size {spec.batch_size})")
     if isinstance(spec, DistributedSpec) and (spec.vote is None) != (spec.optimizer == "lion"):
