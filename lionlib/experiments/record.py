@@ -208,6 +208,15 @@ class RunRecord:
         return cls(spec=spec, **{k: d[k] for k in ("code", "env", "train", "eval", "monitor", "final", "wall_seconds",
                                                    "finished")}, data=d.get("data", {}))
 
+    def monitor_frame(self):
+        """The monitor's per-tensor values as a long DataFrame (step, name, constraint, bound)."""
+        import pandas as pd
+
+        m = self.monitor
+        rows = [dict(step=s, name=n, constraint=c, bound=b) for n in m.get("constraint", {})
+                for s, c, b in zip(m["step"], m["constraint"][n], m["bound"][n]) if c is not None]
+        return pd.DataFrame(rows, columns=["step", "name", "constraint", "bound"]).astype({"bound": float})
+
     def numbers(self) -> dict:
         """The record without its clock readings and the machine description: what a bit-identical
         re-run must reproduce exactly."""

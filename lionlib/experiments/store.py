@@ -42,13 +42,14 @@ def trainer(spec):
     return train
 
 
-def train_spec(spec, data_dir: str | None = None, show_progress: bool = False) -> RunRecord:
-    """Train one spec deterministically on one thread (the caller's settings restored after)."""
+def train_spec(spec, data_dir: str | None = None, show_progress: bool = False, device: str = "cpu") -> RunRecord:
+    """Train one spec; on the CPU deterministically on one thread (the caller's settings restored after)."""
     threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
+    if device == "cpu":
+        torch.set_num_threads(1)
+        torch.use_deterministic_algorithms(True)
     try:
-        return trainer(spec)(spec, device="cpu", data_dir=data_dir, show_progress=show_progress)
+        return trainer(spec)(spec, device=device, data_dir=data_dir, show_progress=show_progress)
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(det)
@@ -119,8 +120,9 @@ class RunStore:
         return [r for r in self.records(task) if all(getattr(r.spec, k) == v for k, v in want.items())]
 
     def run(self, specs: list, refresh: bool = False, workers: int = 0, data_dir: str | None = None,
-            show_progress: bool = True) -> list[RunRecord]:
-        """A record per spec (in order): stored ones read back, the others trained and stored."""
+            show_progress: bool = True, device: str = "cpu") -> list[RunRecord]:
+        """A record per spec (in order): stored ones read back, the others trained and stored (on
+        `device`; worker processes on the CPU only)."""
         from tqdm.auto import tqdm
 
         out: dict[int, RunRecord] = {}
@@ -135,9 +137,9 @@ class RunStore:
         bar = tqdm(total=len(unique), desc=f"training ({len(specs) - len(todo)} of {len(specs)} stored)",
                    disable=not show_progress or not unique)
         done: dict = {}
-        if workers <= 0 or len(unique) <= 1:
+        if workers <= 0 or len(unique) <= 1 or device != "cpu":
             for s in unique:
-                done[s] = train_spec(s, data_dir)
+                done[s] = train_spec(s, data_dir, show_progress, device)
                 self.put(done[s])
                 bar.update()
         else:
