@@ -44,3 +44,23 @@ def test_batch_norm_keeps_running_statistics():
     model = nets.build("resnet", widths=(4, 8))
     bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert bns and all(m.track_running_stats for m in bns)
+
+
+def test_gpu_smoke_script_runs_its_cpu_fallback(tmp_path):
+    """benchmarks/gpu_smoke.py on the CPU (fp32, eager): the fused-vs-for-loop check, every trainer, and
+    torchrun with one process equal to in-process; it writes its checks and exits 0 only if all pass."""
+    import json
+    import os
+    import sys
+    from pathlib import Path
+
+    data = Path(os.environ.get("LIONLIB_DATA_DIR") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
+    if not (data / "cifar10-jpeg").is_dir():
+        pytest.skip("offline data missing")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import gpu_smoke
+
+    assert gpu_smoke.main(["--device", "cpu", "--steps", "20", "--out", str(tmp_path), "--data-dir", str(data)]) == 0
+    checks = json.loads((tmp_path / "gpu_smoke.json").read_text())["checks"]
+    assert len(checks) == 7 and all(c["ok"] for c in checks)
+    assert {c["check"].split(":")[0] for c in checks} >= {"cifar resnet18", "cifar vit_s", "gpt", "distributed"}
