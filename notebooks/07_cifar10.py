@@ -78,7 +78,7 @@ from lionlib.experiments.store import RunStore
 
 setup_plotting()
 report = Report("07_cifar10", out_dir=OUT_DIR)
-torch.set_num_threads(1)  # fixed per notebook: every run trains on one thread (seeds.run_many)
+torch.set_num_threads(1)  # fixed per notebook: every run trains on one thread (store.RunStore.run)
 N = N_SEEDS or (2 if SCALE == "smoke" else 5)
 SEEDS = tuple(range(SEED, SEED + N))
 LR_GRID = LR_GRID or ((1.0,) if SCALE == "smoke" else (1 / 3, 1.0, 3.0))
