@@ -71,11 +71,11 @@ def _model(spec: CifarSpec) -> torch.nn.Module:
 
 def train(spec: CifarSpec, *, device: str = "auto", compile: bool | None = None, out_dir: str | Path | None = None,
           resume: bool = False, stop_at: int | None = None, ckpt_every: int = 0, show_progress: bool = True,
-          data_dir: str | None = None, ddp: bool = False) -> RunRecord | None:
+          data_dir: str | None = None, ddp: bool = True) -> RunRecord | None:
     """Train `spec`; the finished run's record (None when `stop_at` stopped it before the end).
 
     Ctrl-C stops between two steps, writes the checkpoint (with `out_dir`) and raises `Interrupted`,
-    whose message says how to resume.
+    whose message says how to resume. Under `torchrun` (with `ddp`) the processes train one model.
     """
     check_spec(spec)
     rt = runtime(device, spec.precision, compile, ddp)

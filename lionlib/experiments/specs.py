@@ -175,9 +175,10 @@ def check_spec(spec) -> None:
 
 
 def default_precision(device: str = "cpu") -> str:
-    """bf16 autocast on CUDA; fp32 on CPU, where `benchmarks/bench_train.py` measured bf16 autocast
-    slower on a CPU without native bf16 (AMD EPYC, AVX2: 0.28-0.42x), and bf16 would make the
-    numbers depend on the CPU's bf16 support."""
+    """bf16 autocast on CUDA; fp32 on the CPU. Whether bf16 autocast is faster on a CPU depends on the
+    CPU (`benchmarks/bench_train.py` measures it and says which to choose: 0.28-0.42x on an AMD EPYC
+    with AVX2 only, faster on CPUs with native bf16); fp32 keeps the numbers the same across CPUs,
+    which bf16 autocast does not. A spec's `precision` is what a run used; every record says it."""
     return "bf16" if str(device).startswith("cuda") else "fp32"
 
 

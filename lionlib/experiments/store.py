@@ -102,9 +102,11 @@ class RunStore:
     def put(self, record: RunRecord) -> Path:
         return atomic_write_text(self.path(record.spec), record.dumps())
 
-    def records(self, task: str | None = None) -> list[RunRecord]:
-        tasks = [task] if task else sorted(p.name for p in self.root.iterdir() if p.is_dir()) if self.root.is_dir() else []
-        return [RunRecord.loads(p.read_text(), str(p)) for t in tasks for p in sorted((self.root / t).glob("*.json"))]
+    def records(self, task: str | None = None, scale: str = "cpu") -> list[RunRecord]:
+        """Every record of `task` (None: of every task) under the root (default: `runs_dir(scale)`)."""
+        root = self._root if self._root is not None else runs_dir(scale)
+        tasks = [task] if task else sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        return [RunRecord.loads(p.read_text(), str(p)) for t in tasks for p in sorted((root / t).glob("*.json"))]
 
     def match(self, partial: dict, task: str | None = None) -> list[RunRecord]:
         """The records whose spec contains `partial` (every key equal; lists and tuples alike). A key
@@ -117,7 +119,8 @@ class RunStore:
         if unknown:
             raise ConfigError(f"unknown {task} spec keys {sorted(unknown)}")
         want = {k: tuple(v) if isinstance(v, list) else v for k, v in partial.items()}
-        return [r for r in self.records(task) if all(getattr(r.spec, k) == v for k, v in want.items())]
+        found = self.records(task, want.get("scale", "cpu"))
+        return [r for r in found if all(getattr(r.spec, k) == v for k, v in want.items())]
 
     def run(self, specs: list, refresh: bool = False, workers: int = 0, data_dir: str | None = None,
             show_progress: bool = True, device: str = "cpu") -> list[RunRecord]:
