@@ -64,3 +64,23 @@ def test_gpu_smoke_script_runs_its_cpu_fallback(tmp_path):
     checks = json.loads((tmp_path / "gpu_smoke.json").read_text())["checks"]
     assert len(checks) == 7 and all(c["ok"] for c in checks)
     assert {c["check"].split(":")[0] for c in checks} >= {"cifar resnet18", "cifar vit_s", "gpt", "distributed"}
+
+
+def test_the_full_test_set_is_all_10000_images_in_class_order():
+    """`n_test=None` evaluates on the whole CIFAR-10 test set (sorted by class in the JPEG copy, which
+    the running-statistics evaluation above makes harmless); the validation split comes from the
+    training images only."""
+    import os
+    from pathlib import Path
+
+    from lionlib.experiments import cifar_train, specs
+
+    data = Path(os.environ.get("LIONLIB_DATA_DIR") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
+    if not (data / "cifar10-jpeg" / "test").is_dir():
+        pytest.skip("offline data missing")
+    spec = specs.cifar_spec("tiny", n_test=None)
+    d = cifar_train.load_data(spec, str(data))
+    x, y = d["test"]
+    assert x.shape == (10_000, 3, 32, 32) and torch.bincount(y).tolist() == [1000] * 10 and d["info"]["n_test"] == 10_000
+    assert (y.diff() >= 0).all()  # class order: a per-batch normalisation would see one class per batch
+    assert len(d["train"][0]) == spec.n_train and len(d["val"][0]) == spec.n_val

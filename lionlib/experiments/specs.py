@@ -195,8 +195,8 @@ SCALES = {
                      monitor_every=1),
         "cpu": dict(model="resnet8", steps=1000, batch_size=64, n_train=4500, n_val=500, n_test=None, eval_every=100,
                     monitor_every=10),
-        "paper": dict(model="resnet18", steps=19_550, batch_size=512, n_train=45_000, n_val=5_000, n_test=None,
-                      eval_every=880, monitor_every=100, channels_last=True),  # ~200 epochs of 45,000 images
+        "paper": dict(model="resnet18", steps=17_400, batch_size=512, n_train=45_000, n_val=5_000, n_test=None,
+                      eval_every=870, monitor_every=100, channels_last=True),  # 200 epochs of 87 steps (45,000 images)
     },
     "gpt": {
         "smoke": dict(model="gpt_smoke", steps=60, batch_size=8, eval_every=20, eval_batches=2, final_eval_batches=4,
