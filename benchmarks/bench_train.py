@@ -11,8 +11,9 @@ alike), it measures:
   `--steps` steps, evaluation and monitor off (`wall_seconds` minus a one-step run's, so data
   loading and model set-up cancel);
 - **FLOP/s share**: the model's FLOPs per training step (forward + backward, counted once with
-  `torch.utils.flop_counter.FlopCounterMode`) times steps/s, as a share of a dense fp32 matmul's
-  FLOP/s measured in the same process at the same thread count;
+  `torch.utils.flop_counter.FlopCounterMode`) times steps/s, as a share of a dense matmul's FLOP/s
+  in the same precision (fp32, or bf16 for the bf16-autocast variant), measured in the same process
+  at the same thread count;
 - **precision choice**: fp32 against bf16 autocast (+ channels-last for the ResNet); the faster is
   the machine's choice (`choice` in the output), to be given as the specs' `precision` there. The
   records carry the precision they ran with (`spec.precision`, `env.precision`);
@@ -42,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lionlib.experiments import cifar_train, gpt_train  # noqa: E402
 from lionlib.experiments.engine import evaluate_classifier  # noqa: E402
 from lionlib.experiments.record import cpu_model  # noqa: E402
-from lionlib.experiments.specs import CIFAR_MODELS, GPT_MODELS, cifar_spec, gpt_spec, with_  # noqa: E402
+from lionlib.experiments.specs import CIFAR_MODELS, GPT_MODELS, cifar_spec, gpt_spec  # noqa: E402
 
 NETS = {"resnet8": "cifar", "vit": "cifar", "gpt_2x64": "gpt"}
 
@@ -91,9 +92,9 @@ def flops_per_step(net: str) -> float:
     return float(counter.get_total_flops())
 
 
-def matmul_flops(n: int = 1024, repeats: int = 20) -> float:
-    """FLOP/s of a dense fp32 n x n matmul in this process (the best of `repeats`)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_flops(n: int = 1024, repeats: int = 20, dtype: torch.dtype = torch.float32) -> float:
+    """FLOP/s of a dense n x n matmul in this process (the best of `repeats`)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b
     best = float("inf")
     for _ in range(repeats):
@@ -127,16 +128,17 @@ def main(argv: list[str] | None = None) -> dict:
     torch.use_deterministic_algorithms(True)
     rows, flops = [], {net: flops_per_step(net) for net in args.nets}
     for rnd in range(args.rounds):
-        peak = matmul_flops()
-        rows.append(dict(round=rnd, net="matmul 1024", variant="fp32", flops_per_s=peak, load=os.getloadavg()[0]))
-        print(json.dumps(rows[-1]), flush=True)
+        peak = {"fp32": matmul_flops(), "bf16": matmul_flops(dtype=torch.bfloat16)}
+        for variant, value in peak.items():
+            rows.append(dict(round=rnd, net="matmul 1024", variant=variant, flops_per_s=value, load=os.getloadavg()[0]))
+            print(json.dumps(rows[-1]), flush=True)
         for net in args.nets:
             for precision in ("fp32", "bf16"):
                 rate = step_rate(net, precision, args.steps)
                 s = spec(net, precision, 1)
                 rows.append(dict(round=rnd, net=net, variant=precision, steps_per_s=rate, units_per_s=rate * units_per_step(s),
                                  unit="tokens/s" if s.task == "gpt" else "images/s", flops_per_s=rate * flops[net],
-                                 share_of_matmul=rate * flops[net] / peak, load=os.getloadavg()[0]))
+                                 share_of_matmul=rate * flops[net] / peak[precision], load=os.getloadavg()[0]))
                 print(json.dumps(rows[-1]), flush=True)
     summary = summarise(rows, args.nets)
     summary["eval_10k_seconds"] = {"resnet8": eval_seconds("resnet8")}
@@ -155,7 +157,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 def summarise(rows: list, nets: list) -> dict:
     med = lambda net, var, key: float(np.median([r[key] for r in rows if r["net"] == net and r["variant"] == var]))  # noqa: E731
-    table = {"matmul_flops_per_s": med("matmul 1024", "fp32", "flops_per_s"), "nets": {}, "choice": {}}
+    table = {"matmul_flops_per_s": {v: med("matmul 1024", v, "flops_per_s") for v in ("fp32", "bf16")}, "nets": {},
+             "choice": {}}
     for net in nets:
         sps = {v: med(net, v, "steps_per_s") for v in ("fp32", "bf16")}
         table["nets"][net] = dict(steps_per_s=sps, units_per_s={v: med(net, v, "units_per_s") for v in sps},

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lionlib import Lion  # noqa: E402
 from lionlib.experiments import cifar_train, distributed_train, gpt_train  # noqa: E402
 from lionlib.experiments.record import RunRecord  # noqa: E402
-from lionlib.experiments.specs import cifar_spec, distributed_spec, gpt_spec, with_  # noqa: E402
+from lionlib.experiments.specs import cifar_spec, distributed_spec, gpt_spec  # noqa: E402
 
 RESULTS: list[dict] = []
 

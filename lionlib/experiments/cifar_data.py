@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from lionlib.experiments import common
-from lionlib.experiments.common import OFFLINE_DATA as OFFLINE, REPO, DataError, atomic_write, cache_dir, file_digest
+from lionlib.experiments.common import OFFLINE_DATA as OFFLINE, DataError, atomic_write, cache_dir, file_digest
 from lionlib.experiments.common import data_dir as default_data_dir
 
 __all__ = ["CLASSES", "MEAN", "STD", "LAYOUT", "Source", "find_source", "fetch", "load_cifar10", "augment"]
