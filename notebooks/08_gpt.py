@@ -84,7 +84,7 @@ if SCALE == "paper":  # GPT-2 124M trains on 8 GPUs: each run is a torchrun comm
     for name, opt, extra in [("Lion", "lion", ""), ("AdamW", "adamw", "")] + [(f"p={p:g}", "lion_lp", f" --p {p:g}") for p in (1.5, 2)]:
         for s in range(5):
             print(f"torchrun --standalone --nproc_per_node 8 -m lionlib.experiments.gpt --scale paper --optimizer {opt}{extra} "
-                  f"--seed {s} --store")
+                  f"--seed {s}")
     print("cost: 100k steps x 480 x 1024 tokens = 49B tokens per run (not measured here)")
     raise SystemExit("the paper scale's runs are the torchrun commands above; rerun this notebook once their records are stored")
 
@@ -235,13 +235,13 @@ report.check("Sanity", "every arm: validation loss decreased from the first eval
 # ## The paper scale
 #
 # Run this notebook with `SCALE = "paper"` to print the `torchrun` commands (GPT-2 124M on OpenWebText,
-# `lionlib.experiments.gpt`); each writes its record into the same store (`--store`). The command of one
+# `lionlib.experiments.gpt`); each writes its record into the same store. The command of one
 # cpu-scale run, for reference:
 
 # %%
 sp = runs["Lion (p=1)", SEED]
 print(f"python -m lionlib.experiments.gpt --scale {SCALE} --optimizer lion --lr {sp.lr:g} --weight-decay {sp.weight_decay:g} "
-      f"--steps {sp.steps} --batch-size {sp.batch_size} --model {sp.model} --seed {SEED} --store")
+      f"--steps {sp.steps} --batch-size {sp.batch_size} --model {sp.model} --seed {SEED}")
 
 # %% [markdown]
 # ## All claims

@@ -122,8 +122,8 @@ def add_run_flags(parser: argparse.ArgumentParser, scales) -> None:
     parser.add_argument("--ckpt-every", type=int, default=0, help="also checkpoint every this many steps (0: at the "
                         "end and on Ctrl-C only)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="a tqdm bar")
-    parser.add_argument("--store", action="store_true", help="also keep the record in the run store "
-                        "(paper_figures/runs/<task>/<spec hash>.json)")
+    parser.add_argument("--store", action=argparse.BooleanOptionalAction, default=True, help="also keep the record "
+                        "in the run store (paper_figures/runs/<task>/<spec hash>.json; smoke and tiny: build/runs/)")
 
 
 def overrides(args: argparse.Namespace, cls) -> dict:
