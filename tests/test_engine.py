@@ -84,3 +84,28 @@ def test_the_full_test_set_is_all_10000_images_in_class_order():
     assert x.shape == (10_000, 3, 32, 32) and torch.bincount(y).tolist() == [1000] * 10 and d["info"]["n_test"] == 10_000
     assert (y.diff() >= 0).all()  # class order: a per-batch normalisation would see one class per batch
     assert len(d["train"][0]) == spec.n_train and len(d["val"][0]) == spec.n_val
+
+
+def test_cifar_command_line_under_torchrun_trains_one_model_on_two_gloo_processes(tmp_path):
+    """DDP through torchrun on the CPU (gloo): two processes, each with half of every global batch,
+    write one record (rank 0) that says so. (Batch norm sees each rank's half batch, so the numbers
+    are not those of one process; the GPT's DDP equality is in tests/test_gpt.py.)"""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from lionlib.experiments.record import RunRecord
+
+    data = Path(os.environ.get("LIONLIB_DATA_DIR") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
+    if not (data / "cifar10-jpeg").is_dir():
+        pytest.skip("offline data missing")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+           "lionlib.experiments.cifar", "--scale", "tiny", "--data-dir", str(data), "--out-dir", str(tmp_path),
+           "--no-progress", "--no-store", "--threads", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rec = RunRecord.loads((tmp_path / "result.json").read_text())
+    assert rec.env["world_size"] == 2 and rec.spec.scale == "tiny" and len(rec.train["loss"]) == rec.spec.steps
+    assert all(v == v for v in rec.final.values())  # finite, not NaN
