@@ -15,8 +15,9 @@ alike), it measures:
   in the same precision (fp32, or bf16 for the bf16-autocast variant), measured in the same process
   at the same thread count;
 - **precision choice**: fp32 against bf16 autocast (+ channels-last for the ResNet); the faster is
-  the machine's choice (`choice` in the output), to be given as the specs' `precision` there. The
-  records carry the precision they ran with (`spec.precision`, `env.precision`);
+  the machine's choice (`choice` in the output), which `engine.measured_precision(model)` returns
+  for specs made on this machine. The records carry the precision they ran with (`spec.precision`,
+  `env.precision`);
 - **pilot**: seconds per 1,000 steps of the ResNet-8 (batch 64 on 4,500 images) and of the 2x64 GPT
   (batch 16 x 64 tokens), single thread, from the fp32 rate; and the seconds of one evaluation of
   the ResNet-8 on the full 10,000-image test set.
@@ -30,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -41,7 +41,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lionlib.experiments import cifar_train, gpt_train  # noqa: E402
-from lionlib.experiments.engine import evaluate_classifier  # noqa: E402
+from lionlib.experiments.common import bench_results_dir  # noqa: E402
+from lionlib.experiments.engine import bench_file, evaluate_classifier  # noqa: E402
 from lionlib.experiments.record import cpu_model  # noqa: E402
 from lionlib.experiments.specs import CIFAR_MODELS, GPT_MODELS, cifar_spec, gpt_spec  # noqa: E402
 
@@ -145,8 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
     summary["pilot_seconds_per_1000_steps"] = {net: 1000 / summary["nets"][net]["steps_per_s"]["fp32"]
                                                for net in ("resnet8", "gpt_2x64") if net in args.nets}
     print(json.dumps(summary, indent=1))
-    out = Path(args.out) if args.out else Path(__file__).parent / "results" / (
-        "train-" + re.sub(r"[^a-z0-9]+", "-", cpu_model().lower()).strip("-") + f"-{os.cpu_count()}c.json")
+    out = Path(args.out) if args.out else bench_results_dir() / bench_file()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(dict(cpu=cpu_model(), cores=os.cpu_count(), torch=torch.__version__, args=vars(args),
                                    flops_per_step=flops, summary=summary, rows=rows,

@@ -109,3 +109,15 @@ def test_cifar_command_line_under_torchrun_trains_one_model_on_two_gloo_processe
     rec = RunRecord.loads((tmp_path / "result.json").read_text())
     assert rec.env["world_size"] == 2 and rec.spec.scale == "tiny" and len(rec.train["loss"]) == rec.spec.steps
     assert all(v == v for v in rec.final.values())  # finite, not NaN
+
+
+def test_measured_precision_reads_this_machines_benchmark(tmp_path, monkeypatch):
+    import json
+
+    from lionlib.experiments import engine
+
+    monkeypatch.setattr(engine, "bench_results_dir", lambda: tmp_path)
+    assert engine.measured_precision("resnet8") == "fp32"  # not measured here: fp32
+    (tmp_path / engine.bench_file()).write_text(json.dumps({"summary": {"choice": {"resnet8": "bf16", "gpt_2x64": "fp32"}}}))
+    assert [engine.measured_precision(m) for m in ("resnet8", "gpt_2x64", "vit")] == ["bf16", "fp32", "fp32"]
+    assert engine.measured_precision("gpt_2x64", "cuda") == "bf16"

@@ -24,7 +24,7 @@ import torch
 
 __all__ = ["REPO", "OFFLINE_DATA", "ExperimentError", "DataError", "ConfigError", "data_dir", "resolve_device",
            "file_digest", "atomic_write", "atomic_write_text", "missing_data", "fetch", "runs_dir", "run_folders_dir",
-           "cache_dir"]
+           "cache_dir", "bench_results_dir"]
 
 REPO = Path(__file__).resolve().parents[2]
 OFFLINE_DATA = REPO.parent / "shared" / "data"  # the offline copy beside the checkout (development, CI)
@@ -93,6 +93,11 @@ def run_folders_dir() -> Path:
 def cache_dir() -> Path:
     """Where decoded data sets are cached (git-ignored)."""
     return REPO / "data"
+
+
+def bench_results_dir() -> Path:
+    """Where `benchmarks/bench_train.py` writes its measurements (read by `engine.measured_precision`)."""
+    return REPO / "benchmarks" / "results"
 
 
 def resolve_device(device: str = "auto") -> torch.device:

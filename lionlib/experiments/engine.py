@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lionlib.experiments.common import ConfigError, ExperimentError, resolve_device
+from lionlib.experiments.common import ConfigError, ExperimentError, bench_results_dir, resolve_device
 
 __all__ = ["Runtime", "runtime", "check_device", "make_optimizers", "lr_factor", "normalise", "evaluate_classifier",
            "progress", "base_lr_lambda"]
@@ -203,4 +203,28 @@ def interrupted_message(step: int, steps: int, ckpt) -> str:
     return f"interrupted at step {step} of {steps}: {ckpt} saved; continue with --resume (resume=True)"
 
 
-__all__ += ["interrupted_message", "ExperimentError"]
+def bench_file() -> str:
+    """The name `benchmarks/bench_train.py` gives this machine's results: train-<cpu model>-<cores>c.json."""
+    import re
+
+    from lionlib.experiments.record import cpu_model
+
+    return "train-" + re.sub(r"[^a-z0-9]+", "-", cpu_model().lower()).strip("-") + f"-{os.cpu_count()}c.json"
+
+
+def measured_precision(model: str, device: str = "cpu") -> str:
+    """The precision to give a spec of `model` on this machine, as measured: bf16 autocast on CUDA; on
+    the CPU the faster of fp32 and bf16 in this machine's `bench_train.py` results (its `choice`),
+    fp32 where the machine was not measured. The choice is a spec key, so every record says it."""
+    import json
+
+    if str(device).startswith("cuda"):
+        return "bf16"
+    path = bench_results_dir() / bench_file()
+    try:
+        return json.loads(path.read_text())["summary"]["choice"].get(model, "fp32")
+    except (OSError, ValueError, KeyError):
+        return "fp32"
+
+
+__all__ += ["interrupted_message", "ExperimentError", "bench_file", "measured_precision"]
