@@ -125,7 +125,7 @@ def ddp_one_process(device: str, steps: int, data_dir: str | None, records: dict
                 flags += [flag, str(value)]
         with tempfile.TemporaryDirectory() as tmp:
             cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1", "-m", module,
-                   "--scale", spec.scale, *flags, "--device", device, "--out-dir", tmp, "--no-progress",
+                   "--scale", spec.scale, *flags, "--device", device, "--out-dir", tmp, "--no-progress", "--no-store",
                    *(["--compile"] if device.startswith("cuda") else ["--no-compile"]),
                    *(["--data-dir", data_dir] if data_dir else [])]
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
