@@ -1,24 +1,29 @@
-"""Training throughput of the experiment nets, before and after `lionlib.experiments.seeds`.
+"""Training throughput of the experiment trainers, and the settings it chooses per machine.
 
-    PYTHONPATH=$PWD LIONLIB_DATA_DIR=/work/shared/data python benchmarks/bench_train.py [--rounds 2]
+    PYTHONPATH=$PWD LIONLIB_DATA_DIR=/work/shared/data python benchmarks/bench_train.py [--steps 100] [--rounds 1]
 
-For each net (the ResNet and the ViT of notebook 07, the GPT of notebook 08) it trains `--runs`
-seeds and reports aggregate images/s (tokens/s), all in this one process tree, in rounds that
-visit every variant in turn (so a shared machine's drift hits all alike):
+For each net of the notebooks (the ResNet-8 and the ViT of 07 through `cifar_train.train`, the 2x64
+GPT of 08 through `gpt_train.train`) at the thread count the notebooks train with (one thread per
+run; `--threads`), in rounds that visit every variant in turn (a shared machine's drift hits all
+alike), it measures:
 
-- `before`: today's trainer loop (`seeds.train_cifar` with fp32, contiguous memory), the seeds one
-  after the other in this process on torch's default thread count, as notebook 07 ran it (CIFAR only);
-- `before-1thread`: the same on one thread; for the GPT (`gpt.train`) this is today's setting
-  (notebook 08 ran on one thread);
-- `after`: `seeds.run_many` with `--workers` single-thread processes side by side, and for the
-  CIFAR nets the per-net precision/memory format the notebooks use (bf16 autocast + channels-last
-  for the ResNet; the ViT stays fp32: bf16 was slower for it here);
-- `vmap`: the seeds stacked into one batched model (`torch.func.stack_module_state` + `vmap`),
-  forward and backward only (an upper bound on its speed), measured to show why it is not used.
+- **throughput**: images/s (tokens/s) of the training loop, from the run's own clock around
+  `--steps` steps, evaluation and monitor off (`wall_seconds` minus a one-step run's, so data
+  loading and model set-up cancel);
+- **FLOP/s share**: the model's FLOPs per training step (forward + backward, counted once with
+  `torch.utils.flop_counter.FlopCounterMode`) times steps/s, as a share of a dense matmul's FLOP/s
+  in the same precision (fp32, or bf16 for the bf16-autocast variant), measured in the same process
+  at the same thread count;
+- **precision choice**: fp32 against bf16 autocast (+ channels-last for the ResNet); the faster is
+  the machine's choice (`choice` in the output), which `engine.measured_precision(model)` returns
+  for specs made on this machine. The records carry the precision they ran with (`spec.precision`,
+  `env.precision`);
+- **pilot**: seconds per 1,000 steps of the ResNet-8 (batch 64 on 4,500 images) and of the 2x64 GPT
+  (batch 16 x 64 tokens), single thread, from the fp32 rate; and the seconds of one evaluation of
+  the ResNet-8 on the full 10,000-image test set.
 
-Final accuracies / losses are printed with the speeds, to show the results are equal within seed
-noise. Writes `benchmarks/results/train-<cpu>.json`. On a shared machine the numbers are noisy: the
-load average is recorded with every round.
+Writes `benchmarks/results/train-<cpu>.json`. On a shared machine the numbers are noisy: the
+load average is recorded with every row.
 """
 
 from __future__ import annotations
@@ -26,133 +31,141 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lionlib.experiments import seeds  # noqa: E402
-from lionlib.experiments.gpt_seeds import GptRun, train_gpt  # noqa: E402
-from lionlib.experiments.nets import build  # noqa: E402
+from lionlib.experiments import cifar_train, gpt_train  # noqa: E402
+from lionlib.experiments.common import bench_results_dir  # noqa: E402
+from lionlib.experiments.engine import bench_file, evaluate_classifier  # noqa: E402
+from lionlib.experiments.record import cpu_model  # noqa: E402
+from lionlib.experiments.specs import CIFAR_MODELS, GPT_MODELS, cifar_spec, gpt_spec  # noqa: E402
 
-RESNET = (("widths", (8, 16, 32)),)
-VIT = (("depth", 2), ("dim", 32), ("heads", 4))
-
-
-def cifar_runs(arch: str, kw, n: int, after: bool) -> list:
-    base = seeds.CifarRun(arch=arch, arch_kw=kw, epochs=1, train_per_class=100, test_per_class=50,
-                          bf16=False, channels_last=False)
-    if after and arch == "resnet":
-        base = replace(base, bf16=True, channels_last=True)
-    return [replace(base, seed=s) for s in range(n)]
+NETS = {"resnet8": "cifar", "vit": "cifar", "gpt_2x64": "gpt"}
 
 
-def gpt_runs(n: int) -> list:
-    return [GptRun(max_steps=100, warmup_steps=10, evals=1, eval_batches=2, final_eval_batches=10, seed=s) for s in range(n)]
+def spec(net: str, precision: str, steps: int):
+    if NETS[net] == "cifar":
+        return cifar_spec("cpu", model=net, steps=steps, eval_every=steps, monitor_every=0, n_test=10, n_val=10,
+                          precision=precision, channels_last=precision == "bf16" and net.startswith("resnet"))
+    return gpt_spec("cpu", model=net, steps=steps, eval_every=steps, eval_batches=1, final_eval_batches=1, monitor_every=0,
+                    precision=precision)
 
 
-def sequential(runs: list, threads: int) -> tuple[float, list]:
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
+def units_per_step(s) -> int:
+    return s.batch_size * (GPT_MODELS[s.model]["block_size"] if s.task == "gpt" else 1)
+
+
+def run_seconds(s) -> float:
+    train = cifar_train.train if s.task == "cifar" else gpt_train.train
+    return train(s, device="cpu", show_progress=False).wall_seconds
+
+
+def step_rate(net: str, precision: str, steps: int) -> float:
+    """Training steps per second, set-up and the final evaluation cancelled by a one-step run."""
+    long, short = run_seconds(spec(net, precision, steps + 1)), run_seconds(spec(net, precision, 1))
+    return steps / max(long - short, 1e-9)
+
+
+def flops_per_step(net: str) -> float:
+    """FLOPs of one forward + backward of the net on one training batch (FlopCounterMode)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from lionlib.experiments.gpt_model import GPT, GPTConfig
+    from lionlib.experiments.nets import build
+
+    s = spec(net, "fp32", 1)
+    if s.task == "cifar":
+        arch, kw = CIFAR_MODELS[net]
+        model, x = build(arch, **kw), torch.randn(s.batch_size, 3, 32, 32)
+        loss = lambda: torch.nn.functional.cross_entropy(model(x), torch.zeros(len(x), dtype=torch.long))  # noqa: E731
+    else:
+        cfg = GPTConfig(**{**GPT_MODELS[net], "vocab_size": 65})
+        model, x = GPT(cfg), torch.randint(0, 65, (s.batch_size, cfg.block_size))
+        loss = lambda: model(x, x)[1]  # noqa: E731
+    with FlopCounterMode(display=False) as counter:
+        loss().backward()
+    return float(counter.get_total_flops())
+
+
+def matmul_flops(n: int = 1024, repeats: int = 20, dtype: torch.dtype = torch.float32) -> float:
+    """FLOP/s of a dense n x n matmul in this process (the best of `repeats`)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best
+
+
+def eval_seconds(net: str = "resnet8") -> float:
+    """One evaluation of the net on 10,000 test-sized images (random pixels: the cost, not the accuracy)."""
+    arch, kw = CIFAR_MODELS[net]
+    from lionlib.experiments.nets import build
+
+    model = build(arch, **kw)
+    x, y = torch.randint(0, 256, (10_000, 3, 32, 32), dtype=torch.uint8), torch.randint(0, 10, (10_000,))
     t0 = time.perf_counter()
-    res = [seeds._trainer(r)(r) for r in runs]
-    torch.set_num_threads(old)
-    return time.perf_counter() - t0, res
+    evaluate_classifier(model, x, y)
+    return time.perf_counter() - t0
 
 
-def parallel(runs: list, workers: int) -> tuple[float, list]:
-    t0 = time.perf_counter()
-    res = seeds.run_many(runs, workers=workers, refresh=True, cache_dir="build/bench_cache", progress=False)
-    return time.perf_counter() - t0, res
-
-
-def vmap_rate(arch: str, kw, n: int, steps: int = 4, batch: int = 64) -> float:
-    """Images/s of forward+backward of n stacked copies (no optimizer, no data pipeline)."""
-    from torch.func import functional_call, stack_module_state, vmap
-
-    models = [build(arch, **dict(kw)) for _ in range(n)]
-    params, _ = stack_module_state(models)
-    base = build(arch, **dict(kw)).to("meta")
-    fwd = vmap(lambda p, x: functional_call(base, p, (x,)))
-    x, y = torch.randn(n, batch, 3, 32, 32), torch.randint(0, 10, (n * batch,))
-    for i in range(steps + 1):
-        if i == 1:
-            t0 = time.perf_counter()
-        loss = F.cross_entropy(fwd(params, x).flatten(0, 1), y)
-        grads = torch.autograd.grad(loss, list(params.values()))
-        del grads
-    return steps * n * batch / (time.perf_counter() - t0)
-
-
-def units(res: list) -> float:
-    return sum(r["steps"] * r["run"]["batch_size"] if r["kind"] == "CifarRun" else
-               r["run"]["max_steps"] * r["run"]["batch_size"] * r["run"]["block_size"] for r in res)
-
-
-def metric(res: list) -> float:
-    return float(np.mean([r["final_test_acc"] if r["kind"] == "CifarRun" else r["final_val_loss"] for r in res]))
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--runs", type=int, default=2, help="seeds per variant")
-    ap.add_argument("--workers", type=int, default=2)
-    args = ap.parse_args()
-    rows = []
+    ap.add_argument("--steps", type=int, default=100, help="training steps per measurement")
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (the notebooks train each run on one)")
+    ap.add_argument("--nets", nargs="+", default=list(NETS), choices=list(NETS))
+    ap.add_argument("--out", default=None, help="output file (default benchmarks/results/train-<cpu>.json)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.use_deterministic_algorithms(True)
+    rows, flops = [], {net: flops_per_step(net) for net in args.nets}
     for rnd in range(args.rounds):
-        for net in ("resnet", "vit", "gpt"):
-            kw = RESNET if net == "resnet" else VIT
-            mk = (lambda after: gpt_runs(args.runs)) if net == "gpt" else (lambda after: cifar_runs(net, kw, args.runs, after))
-            variants = {"before-1thread": lambda: sequential(mk(False), 1),
-                        "after": lambda: parallel(mk(True), args.workers)}
-            if net != "gpt":  # 08 already ran the GPT on one thread; 07 ran on torch's default count
-                variants = {"before": lambda: sequential(mk(False), torch.get_num_threads()), **variants}
-            for name, fn in variants.items():
-                seconds, res = fn()
-                rows.append(dict(round=rnd, net=net, variant=name, seconds=seconds, rate=units(res) / seconds,
-                                 metric=metric(res), load=os.getloadavg()[0]))
+        peak = {"fp32": matmul_flops(), "bf16": matmul_flops(dtype=torch.bfloat16)}
+        for variant, value in peak.items():
+            rows.append(dict(round=rnd, net="matmul 1024", variant=variant, flops_per_s=value, load=os.getloadavg()[0]))
+            print(json.dumps(rows[-1]), flush=True)
+        for net in args.nets:
+            for precision in ("fp32", "bf16"):
+                rate = step_rate(net, precision, args.steps)
+                s = spec(net, precision, 1)
+                rows.append(dict(round=rnd, net=net, variant=precision, steps_per_s=rate, units_per_s=rate * units_per_step(s),
+                                 unit="tokens/s" if s.task == "gpt" else "images/s", flops_per_s=rate * flops[net],
+                                 share_of_matmul=rate * flops[net] / peak[precision], load=os.getloadavg()[0]))
                 print(json.dumps(rows[-1]), flush=True)
-            if net != "gpt":
-                rate = vmap_rate(net, kw, args.runs)
-                rows.append(dict(round=rnd, net=net, variant="vmap (fwd+bwd only)", seconds=None, rate=rate,
-                                 metric=None, load=os.getloadavg()[0]))
-                print(json.dumps(rows[-1]), flush=True)
-        write(rows, {}, args)
-    write(rows, summarise(rows), args)
-
-
-def summarise(rows: list) -> dict:
-    table = {}
-    for net in ("resnet", "vit", "gpt"):
-        rate = {v: float(np.median([r["rate"] for r in rows if r["net"] == net and r["variant"] == v]))
-                for v in dict.fromkeys(r["variant"] for r in rows if r["net"] == net)}
-        before = rate.get("before", rate["before-1thread"])  # today's setting: 07 default threads, 08 one
-        table[net] = dict(unit="tokens/s" if net == "gpt" else "images/s", median_rate=rate,
-                          speedup_after_vs_todays=rate["after"] / before,
-                          speedup_after_vs_1thread=rate["after"] / rate["before-1thread"])
-        print(f"{net}: " + ", ".join(f"{v} {x:,.0f}" for v, x in rate.items()) +
-              f" {table[net]['unit']}; after / today's = {table[net]['speedup_after_vs_todays']:.2f}x, "
-              f"after / one thread = {table[net]['speedup_after_vs_1thread']:.2f}x")
-    return table
-
-
-def write(rows: list, table: dict, args) -> None:
-    """Written after every round, so an interrupted benchmark keeps what it measured."""
-    env = seeds.environment()
-    name = re.sub(r"[^a-z0-9]+", "-", env["cpu"].lower()).strip("-") + f"-{os.cpu_count()}c"
-    out = Path(__file__).parent / "results" / f"train-{name}.json"
-    out.write_text(json.dumps(dict(environment=env, args=vars(args), summary=table, rows=rows,
+    summary = summarise(rows, args.nets)
+    summary["eval_10k_seconds"] = {"resnet8": eval_seconds("resnet8")}
+    summary["pilot_seconds_per_1000_steps"] = {net: 1000 / summary["nets"][net]["steps_per_s"]["fp32"]
+                                               for net in ("resnet8", "gpt_2x64") if net in args.nets}
+    print(json.dumps(summary, indent=1))
+    out = Path(args.out) if args.out else bench_results_dir() / bench_file()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(dict(cpu=cpu_model(), cores=os.cpu_count(), torch=torch.__version__, args=vars(args),
+                                   flops_per_step=flops, summary=summary, rows=rows,
                                    note="shared machine: other jobs ran at the same time (see load)"), indent=1) + "\n")
-    if table:
-        print(f"wrote {out}")
+    print(f"wrote {out}")
+    return summary
+
+
+def summarise(rows: list, nets: list) -> dict:
+    med = lambda net, var, key: float(np.median([r[key] for r in rows if r["net"] == net and r["variant"] == var]))  # noqa: E731
+    table = {"matmul_flops_per_s": {v: med("matmul 1024", v, "flops_per_s") for v in ("fp32", "bf16")}, "nets": {},
+             "choice": {}}
+    for net in nets:
+        sps = {v: med(net, v, "steps_per_s") for v in ("fp32", "bf16")}
+        table["nets"][net] = dict(steps_per_s=sps, units_per_s={v: med(net, v, "units_per_s") for v in sps},
+                                  share_of_matmul={v: med(net, v, "share_of_matmul") for v in sps},
+                                  bf16_over_fp32=sps["bf16"] / sps["fp32"])
+        table["choice"][net] = "bf16" if sps["bf16"] > sps["fp32"] else "fp32"
+    return table
 
 
 if __name__ == "__main__":

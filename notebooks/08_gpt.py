@@ -32,8 +32,9 @@
 # and 2,000 steps were 8-9 minutes for a single seed. `smoke` (CI): 2 seeds, 80 steps of a 1-layer model. `paper`: prints the
 # `torchrun` commands for GPT-2 124M on OpenWebText and their cost.
 #
-# Runs go through `lionlib.experiments.seeds.run_many`: each is cached under the hash of its full
-# configuration (`REFRESH = True` retrains), trained deterministically on one thread, two side by side.
+# Runs go through the run store (`lionlib.experiments.store`): each is a `GptSpec` whose record is kept under
+# its hash in `paper_figures/runs/gpt/` (`REFRESH = True` retrains), trained deterministically on one thread,
+# two side by side. Tuning reads the validation stream; the findings read the distinct test stream.
 
 # %% tags=["parameters"]
 import os
@@ -60,10 +61,10 @@ import seaborn as sns
 import torch
 
 from lionlib.companion.report import Protocol, Report, setup_plotting
-from lionlib.experiments.gpt import preset
 from lionlib.experiments.gpt_data import load_dataset_by_name
-from lionlib.experiments.gpt_seeds import GptRun
-from lionlib.experiments.seeds import environment, run_many
+from lionlib.experiments.record import environment
+from lionlib.experiments.specs import GptSpec, gpt_spec
+from lionlib.experiments.store import RunStore
 
 setup_plotting()
 report = Report("08_gpt", out_dir=OUT_DIR)
@@ -71,35 +72,42 @@ torch.set_num_threads(1)  # fixed per notebook: every run trains on one thread
 N = N_SEEDS or (2 if SCALE == "smoke" else 5)
 SEEDS = tuple(range(SEED, SEED + N))
 LR_GRID = LR_GRID or ((1.0,) if SCALE == "smoke" else (1 / 3, 1.0, 3.0))
-SIZE = {"smoke": dict(max_steps=80, warmup_steps=8, batch_size=8, n_layer=1, n_embd=32, eval_batches=4, final_eval_batches=8),
-        "cpu": dict(max_steps=240, warmup_steps=24, batch_size=16, n_layer=2, n_embd=64, eval_batches=10, final_eval_batches=40),
-        }.get(SCALE)
+SIZE = {"smoke": dict(model="gpt_tiny", steps=80, warmup=8, batch_size=8, eval_every=20, eval_batches=4, final_eval_batches=8),
+        "cpu": dict(model="gpt_2x64", steps=240, warmup=24, batch_size=16, eval_every=60, eval_batches=10,
+                    final_eval_batches=40),
+        "paper": dict(),  # the spec's paper scale: GPT-2 124M on OpenWebText, through torchrun
+        }[SCALE]
 BASE = {"Lion": dict(optimizer="lion", lr=1e-3, weight_decay=1.0), "AdamW": dict(optimizer="adamw", lr=3e-3, weight_decay=0.1)}
-if SCALE == "paper":
+STORE = RunStore()
+if SCALE == "paper":  # GPT-2 124M trains on 8 GPUs: each run is a torchrun command; its record lands in the store
     print("paper scale: GPT-2 124M on OpenWebText (prepare it first: lionlib.experiments.gpt_data.prepare_openwebtext)")
     for name, opt, extra in [("Lion", "lion", ""), ("AdamW", "adamw", "")] + [(f"p={p:g}", "lion_lp", f" --p {p:g}") for p in (1.5, 2)]:
         for s in range(5):
             print(f"torchrun --standalone --nproc_per_node 8 -m lionlib.experiments.gpt --scale paper --optimizer {opt}{extra} "
-                  f"--seed {s} --out_dir runs/gpt/paper/{name}-seed{s}")
-    print("cost: 100k steps x 640 x 1024 tokens = 65.5B tokens per run, ~20 h on 8 A100 (nanoGPT's reported ~0.9M tokens/s; "
-          "not measured here); 20 runs above ~ 3,200 A100-hours, plus the lambda arms")
-    raise RuntimeError("the paper scale runs on GPUs with the commands above; this notebook trains the cpu and smoke scales")
+                  f"--seed {s}")
+    print("cost: 100k steps x 480 x 1024 tokens = 49B tokens per run (not measured here)")
+    raise SystemExit("the paper scale's runs are the torchrun commands above; rerun this notebook once their records are stored")
 
 
-def make(seed: int, **kw) -> GptRun:
-    return GptRun(seed=seed, data_dir=DATA_DIR, monitor_interval=max(1, SIZE["max_steps"] // 10), **SIZE, **kw)
+def make(seed: int, **kw) -> GptSpec:
+    return gpt_spec(SCALE, seed=seed, monitor_every=max(1, (SIZE.get("steps") or 1) // 10), **{**SIZE, **kw})
+
+
+def run_many(specs: list) -> list:
+    return STORE.run(specs, REFRESH, WORKERS, DATA_DIR)
 
 
 data = load_dataset_by_name("shakespeare_char", DATA_DIR)
 counts = np.bincount(np.asarray(data.train), minlength=data.vocab_size) + 1.0
 unigram = float(-np.log(counts / counts.sum())[np.asarray(data.val)].mean())
-print(f"scale {SCALE}: seeds {SEEDS}, {SIZE}; unigram cross-entropy {unigram:.3f} nats; this kernel: {environment()}")
+print(f"scale {SCALE}: seeds {SEEDS}, {SIZE}; unigram cross-entropy {unigram:.3f} nats; this kernel: "
+      f"{environment('cpu', 'fp32', False)}")
 print("(each run records its own environment: one thread, deterministic algorithms, in a worker process)")
 
 # %% [markdown]
 # ## Protocols (fixed before any run)
 #
-# **final** = validation loss at the end (fixed batches); **early** = validation loss at a quarter of the run.
+# **final** = test-stream loss at the end (fixed batches); **early** = validation loss at a quarter of the run.
 # Paired designs: arms with the same seed share the initialisation and every training batch (the batch of
 # step t is seeded by (seed, t)). Effects are signed so the hypothesis predicts > 0 (in nats). Decision
 # rule: the 95 % t interval of the mean effect; above 0: reproduced, below 0: not reproduced, else
@@ -129,8 +137,8 @@ for reading, what in (("fixed_lr", "at Lion's tuned lr"), ("fixed_lrwd", "at a f
 
 # %%
 grid_runs = {(arm, m): make(SEED, **{**b, "lr": b["lr"] * m}) for arm, b in BASE.items() for m in LR_GRID}
-grid_res = dict(zip(grid_runs, run_many(list(grid_runs.values()), WORKERS, REFRESH)))
-grid = pd.DataFrame([dict(arm=k[0], lr=r["run"]["lr"], val_loss=r["final_val_loss"]) for k, r in grid_res.items()])
+grid_res = dict(zip(grid_runs, run_many(list(grid_runs.values()))))
+grid = pd.DataFrame([dict(arm=k[0], lr=r.spec.lr, val_loss=r.final["val_loss"]) for k, r in grid_res.items()])
 print(grid.pivot_table(index="arm", columns="lr", values="val_loss").round(3).to_string())
 best_lr = grid.loc[grid.groupby("arm")["val_loss"].idxmin()].set_index("arm")["lr"]
 print("tuned lr:", best_lr.to_dict())
@@ -146,15 +154,15 @@ arms = {"Lion (p=1)": lion, "AdamW": {**BASE["AdamW"], "lr": best_lr["AdamW"]},
         "lambda x10, fixed lr*lambda": {**lion, "weight_decay": lion["weight_decay"] * LAMBDA_FACTOR,
                                         "lr": lion["lr"] / LAMBDA_FACTOR}}
 runs = {(arm, s): make(s, **kw) for arm, kw in arms.items() for s in SEEDS}
-res = dict(zip(runs, run_many(list(runs.values()), WORKERS, REFRESH)))
-quarter = SIZE["max_steps"] // 4
+res = dict(zip(runs, run_many(list(runs.values()))))
+quarter = SIZE["steps"] // 4
 
 
 def val_at(r, step):
-    return next(h["val_loss"] for h in r["history"] if "val_loss" in h and h["step"] == step)
+    return r.eval["val_loss"][r.eval["step"].index(step)]
 
 
-tab = pd.DataFrame([dict(arm=k[0], seed=k[1], early=val_at(r, quarter), final=r["final_val_loss"]) for k, r in res.items()])
+tab = pd.DataFrame([dict(arm=k[0], seed=k[1], early=val_at(r, quarter), final=r.final["test_loss"]) for k, r in res.items()])
 print(tab.groupby("arm")[["early", "final"]].agg(["mean", "std"]).round(3).to_string())
 
 # %%
@@ -172,8 +180,8 @@ for reading, arm in (("fixed_lr", "lambda x10, fixed lr"), ("fixed_lrwd", "lambd
                    F_[arm] - F_["Lion (p=1)"], protocol=P[f"{reading}_final"])
 
 # %%
-curves = pd.DataFrame([dict(arm=k[0], seed=k[1], step=h["step"], val_loss=h["val_loss"])
-                       for k, r in res.items() for h in r["history"] if "val_loss" in h])
+curves = pd.DataFrame([dict(arm=k[0], seed=k[1], step=s, val_loss=v)
+                       for k, r in res.items() for s, v in zip(r.eval["step"], r.eval["val_loss"])])
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
 sns.lineplot(data=curves[curves.arm.isin(["Lion (p=1)", "AdamW"] + [f"Lion-lp p={p:g}" for p in P_VALUES])],
              x="step", y="val_loss", hue="arm", marker="o", errorbar=("ci", 95), seed=0, ax=axes[0])
@@ -214,26 +222,26 @@ for arm in ("lambda x10, fixed lr", "lambda x10, fixed lr*lambda"):
 # ## 3. Checks: the phase-1 bound on every Lion and Lion-ℓp run; sanity
 
 # %%
-mon = pd.concat([pd.DataFrame(r["monitor"]).assign(arm=k[0], seed=k[1]) for k, r in res.items()
-                 if r["monitor"] is not None and k[0] != "AdamW"])
+mon = pd.concat([r.monitor_frame().assign(arm=k[0], seed=k[1]) for k, r in res.items()
+                 if r.monitor["step"] and k[0] != "AdamW"])
 report.check("Theorem B.9", "GPT, every Lion/Lion-lp run, decayed tensor and record: lambda ||x||_dual <= phase-1 bound "
              "(max of ratio - 1)", (mon.constraint / mon.bound).max() - 1, "<=", 1e-5, stable=False)
 report.check("Sanity", "the best arm learns more than token frequencies: mean final val loss - unigram cross-entropy (nats)",
              tab.groupby("arm")["final"].mean().min() - unigram, "<", 0, stable=False, sanity=True)
-report.check("Sanity", "every arm: validation loss decreased from step 0 (worst run, final / initial)",
-             max(r["final_val_loss"] / val_at(r, 0) for r in res.values()), "<", 1, stable=False, sanity=True)
+report.check("Sanity", "every arm: validation loss decreased from the first evaluation (worst run, final / first)",
+             max(r.final["val_loss"] / r.eval["val_loss"][0] for r in res.values()), "<", 1, stable=False, sanity=True)
 
 # %% [markdown]
 # ## The paper scale
 #
 # Run this notebook with `SCALE = "paper"` to print the `torchrun` commands (GPT-2 124M on OpenWebText,
-# `lionlib.experiments.gpt` with the authors' group's Optimizer-Zoo recipe) and their cost; it does not train.
-# The cpu-scale commands of one run, for reference:
+# `lionlib.experiments.gpt`); each writes its record into the same store. The command of one
+# cpu-scale run, for reference:
 
 # %%
-mc, tc = runs["Lion (p=1)", SEED].configs()
-print(f"python -m lionlib.experiments.gpt --scale cpu --optimizer lion --lr {tc.lr:g} --weight_decay {tc.weight_decay:g} "
-      f"--max_steps {tc.max_steps} --batch_size {tc.batch_size} --n_layer {mc.n_layer} --n_embd {mc.n_embd} --seed {SEED}")
+sp = runs["Lion (p=1)", SEED]
+print(f"python -m lionlib.experiments.gpt --scale {SCALE} --optimizer lion --lr {sp.lr:g} --weight-decay {sp.weight_decay:g} "
+      f"--steps {sp.steps} --batch-size {sp.batch_size} --model {sp.model} --seed {SEED}")
 
 # %% [markdown]
 # ## All claims

@@ -29,8 +29,9 @@
 #
 # and compares validation loss against steps and against bytes each worker sends.
 #
-# **How the workers run here.** The N workers are simulated one after another in this process (the
-# function `train` below), which makes 5 seeds fit the CPU budget. That this is what gloo processes do is
+# **How the workers run here.** The N workers are simulated one after another in this process
+# (`lionlib.experiments.distributed_train`), which makes 5 seeds fit the CPU budget; each run's record is
+# kept in `paper_figures/runs/distributed/` (`REFRESH = True` retrains). That this is what gloo processes do is
 # established by the tests, not assumed: `tests/test_distributed_lion.py` checks that
 # `DistributedLion` on 2 and 4 gloo processes equals a one-process simulation of the same workers bit for
 # bit, and `tests/test_distributed.py` that DDP equals one process on the global batch (float64, every K).
@@ -56,25 +57,20 @@ EVAL_BATCHES: Optional[int] = None  # validation batches per evaluation; None ->
 OUT_DIR: Optional[str] = None  # None -> the repo's paper_figures/
 DATA_DIR: Optional[str] = None  # None -> $LIONLIB_DATA_DIR, else data/
 THREADS: int = 1
+REFRESH: bool = False  # True: retrain runs whose records are stored
 
 # %%
-import math
 import time
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 import seaborn as sns
 import torch
-import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from lionlib import Lion
 from lionlib.companion.report import Protocol, Report, setup_plotting
-from lionlib.distributed import pack_signs
-from lionlib.experiments import gpt
-from lionlib.experiments.gpt_data import get_batch, load_dataset_by_name
-from lionlib.experiments.gpt_model import GPT
+from lionlib.experiments import distributed_train
+from lionlib.experiments.specs import distributed_spec
+from lionlib.experiments.store import RunStore
 
 setup_plotting()
 report = Report("10_distributed", out_dir=OUT_DIR)
@@ -85,12 +81,19 @@ seeds = list(range(SEEDS if SEEDS else {"smoke": 2, "cpu": 5}[study]))
 steps = STEPS or {"smoke": 40, "cpu": 100}[study]
 lr = LR or {"smoke": 3e-3, "cpu": 1e-3}[study]
 eval_batches = EVAL_BATCHES or {"smoke": 4, "cpu": 6}[study]
-model_cfg, train_cfg = gpt.preset(study)
-data = load_dataset_by_name("shakespeare_char", DATA_DIR)
-model_cfg.vocab_size = data.vocab_size
-batch, block = train_cfg.batch_size, model_cfg.block_size
-assert batch % WORKERS == 0, "the global batch must split evenly over the workers"
 BETAS, WD = (0.9, 0.99), 1.0
+METHODS = {"global Lion": dict(optimizer="lion"), "DLion MaVo": dict(optimizer="distributed_lion", vote="majority"),
+           "DLion Avg": dict(optimizer="distributed_lion", vote="average")}
+
+
+def spec(method: str, seed: int, **kw):
+    """The run's spec: the 08 model of the scale, a constant lr after 10 % warm-up, no gradient clipping."""
+    return distributed_spec(study, **{**dict(seed=seed, steps=steps, lr=lr, weight_decay=WD, betas=BETAS, workers=WORKERS,
+                                             eval_every=max(1, steps // 8), eval_batches=eval_batches,
+                                             warmup=max(1, steps // 10)), **METHODS[method], **kw})
+
+
+batch = spec("global Lion", 0).batch_size
 print(f"scale={SCALE} (study at {study} sizes) workers={WORKERS} seeds={seeds} steps={steps} lr={lr} global batch={batch}")
 
 # %% [markdown]
@@ -106,88 +109,11 @@ print("# Distributed Lion: in your script, no DDP wrapper, and")
 print("#   opt = lionlib.distributed.DistributedLion(model.parameters(), lr=1e-4, weight_decay=0.1, vote='majority')")
 
 # %% [markdown]
-# ## The three ways to train, written out
+# ## The three ways to train
 #
-# One function trains all three. `decayed` are the 2-D tensors (as in `08_gpt`). For Distributed Lion a
-# coordinate whose c is exactly 0 is sent as +1 by even workers and −1 by odd ones (one bit cannot say 0),
-# as `DistributedLion` does.
-
-# %%
-VAL_RNG = 20240501
-
-
-def val_loss(model) -> float:
-    model.eval()
-    with torch.no_grad():
-        losses = [model(*get_batch(data.val, batch, block, np.random.default_rng([VAL_RNG, i])))[1].item() for i in range(eval_batches)]
-    model.train()
-    return float(np.mean(losses))
-
-
-def bytes_per_step(method: str, n: int) -> float:
-    """Bytes each worker sends per step: ring all-reduce of fp32 grads, or all-gather of packed signs."""
-    return 2 * (WORKERS - 1) / WORKERS * 4 * n if method == "global Lion" else (WORKERS - 1) * pack_signs(torch.ones(n, dtype=torch.bool)).numel()
-
-
-def lr_at(step: int) -> float:
-    warm = max(1, steps // 10)
-    return lr * min(1.0, (step + 1) / warm)
-
-
-def train(method: str, seed: int, n_steps: int = None, workers: int = WORKERS, trace: bool = False):
-    n_steps = n_steps or steps
-    torch.manual_seed(seed)
-    model = GPT(model_cfg)
-    params = list(model.parameters())
-    decayed = [p.dim() == 2 for p in params]
-    n = sum(p.numel() for p in params)
-    rows = batch // workers
-    lion = None
-    if method == "global Lion":
-        lion = Lion([{"params": [p for p, d in zip(params, decayed) if d], "weight_decay": WD},
-                     {"params": [p for p, d in zip(params, decayed) if not d], "weight_decay": 0.0}], lr=lr, betas=BETAS)
-    momenta = [[torch.zeros_like(p) for p in params] for _ in range(workers)]
-    eval_at = sorted({0, n_steps // 16, n_steps // 8, n_steps // 4, n_steps // 2, 3 * n_steps // 4, n_steps})
-    history, snapshots = [], []
-    for step in range(n_steps + 1):
-        if step in eval_at and not trace:
-            history.append(dict(method=method, seed=seed, step=step, val_loss=val_loss(model), bytes=step * bytes_per_step(method, n)))
-        if step == n_steps:
-            break
-        rng_state = [seed, step]
-        x_all, y_all = get_batch(data.train, batch, block, np.random.default_rng(rng_state))
-        lr_now = lr_at(step)
-        if lion is not None:  # DDP: the mean of the workers' gradients, then one Lion step
-            for group in lion.param_groups:
-                group["lr"] = lr_now
-            for w in range(workers):
-                sl = slice(w * rows, (w + 1) * rows)
-                (model(x_all[sl], y_all[sl])[1] / workers).backward()
-            lion.step()
-            lion.zero_grad(set_to_none=True)
-        else:
-            votes = [torch.zeros(p.shape, dtype=torch.int32) for p in params]
-            for w in range(workers):
-                sl = slice(w * rows, (w + 1) * rows)
-                model.zero_grad(set_to_none=True)
-                model(x_all[sl], y_all[sl])[1].backward()
-                with torch.no_grad():
-                    for i, p in enumerate(params):
-                        g, m = p.grad, momenta[w][i]
-                        c = m.mul(BETAS[0]).add_(g, alpha=1 - BETAS[0])
-                        m.mul_(BETAS[1]).add_(g, alpha=1 - BETAS[1])
-                        votes[i] += torch.where(c > 0, 1, torch.where(c < 0, -1, 1 if w % 2 == 0 else -1)).int()
-            model.zero_grad(set_to_none=True)
-            with torch.no_grad():
-                for p, v, d in zip(params, votes, decayed):
-                    direction = v.sign().float() if method == "DLion MaVo" else v.float() / workers
-                    if d:
-                        p.mul_(1 - lr_now * WD)
-                    p.add_(direction, alpha=-lr_now)
-        if trace:
-            snapshots.append([p.detach().clone() for p in params])
-    return (snapshots if trace else history), n
-
+# `lionlib.experiments.distributed_train` trains all three. The decayed tensors are the 2-D ones (as in
+# `08_gpt`). For Distributed Lion a coordinate whose c is exactly 0 is sent as +1 by even workers and −1 by
+# odd ones (one bit cannot say 0), as `DistributedLion` does.
 
 # %% [markdown]
 # ## A check of the simulation
@@ -197,8 +123,8 @@ def train(method: str, seed: int, n_steps: int = None, workers: int = WORKERS, t
 # coordinate of c is exactly 0 (where Lion steps by sign(0) = 0 and one bit says ±1).
 
 # %%
-one, _ = train("DLion MaVo", seed=0, n_steps=3, workers=1, trace=True)
-ref, _ = train("global Lion", seed=0, n_steps=3, workers=1, trace=True)
+one = distributed_train.trace(spec("DLion MaVo", 0, workers=1), 3, DATA_DIR)
+ref = distributed_train.trace(spec("global Lion", 0, workers=1), 3, DATA_DIR)
 mismatch = sum(int((a != b).sum()) for sa, sb in zip(one, ref) for a, b in zip(sa, sb))
 report.check("Distributed Lion (arXiv 2404.00438)", "one worker: simulated Distributed Lion = lionlib.Lion over 3 steps, coordinates that differ",
              mismatch, "==", 0, fmt=".0f");
@@ -230,15 +156,16 @@ protocols["bytes"] = Protocol(
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-rows, t0, cpu0 = [], time.perf_counter(), time.process_time()
-for seed in tqdm(seeds, desc="seeds"):
-    for method in ("global Lion", "DLion MaVo", "DLion Avg"):
-        history, n_params = train(method, seed)
-        rows += history
-runs = pd.DataFrame(rows)
-print(f"{len(seeds) * 3} runs of {steps} steps in {time.perf_counter() - t0:.0f} s ({time.process_time() - cpu0:.0f} s of CPU); {n_params:,} parameters; "
-      f"bytes per worker per step: global Lion {bytes_per_step('global Lion', n_params):,.0f}, "
-      f"Distributed Lion {bytes_per_step('DLion MaVo', n_params):,.0f}")
+t0 = time.perf_counter()
+keys = [(method, seed) for seed in seeds for method in METHODS]
+records = dict(zip(keys, RunStore().run([spec(m, s) for m, s in keys], REFRESH, 0, DATA_DIR)))
+runs = pd.DataFrame([dict(method=m, seed=s, step=st, val_loss=v, bytes=b) for (m, s), r in records.items()
+                     for st, v, b in zip(r.eval["step"], r.eval["val_loss"], r.eval["bytes"])])
+n_params = records[keys[0]].data["params"]
+print(f"{len(keys)} runs of {steps} steps ({time.perf_counter() - t0:.0f} s here, stored runs read back); "
+      f"{n_params:,} parameters; bytes per worker per step: global Lion "
+      f"{distributed_train.bytes_per_step('lion', n_params, WORKERS):,.0f}, Distributed Lion "
+      f"{distributed_train.bytes_per_step('distributed_lion', n_params, WORKERS):,.0f}")
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)

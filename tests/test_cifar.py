@@ -17,15 +17,15 @@ import pytest
 import torch
 from PIL import Image
 
-from lionlib.experiments import cifar, cifar_data
+from lionlib.experiments import cifar_data, cifar_train, engine, nets, specs
 from lionlib.experiments.checkpoint import CheckpointError
 from lionlib.experiments.common import DataError
 
 # The offline copy: $LIONLIB_DATA_DIR if set (a worktree has no ../shared beside it), else ../shared/data.
 JPEG = Path(os.environ.get("LIONLIB_DATA_DIR") or cifar_data.OFFLINE) / "cifar10-jpeg"
 needs_jpeg = pytest.mark.skipif(not JPEG.is_dir(), reason="offline CIFAR-10 JPEG copy not present")
-TINY = dict(widths=(8, 16, 16), batch_size=50, epochs=2, train_per_class=30, test_per_class=20, warmup=0.2,
-            verbose=False, lr=2e-3, weight_decay=1.0)
+TINY = dict(model="resnet_tiny", batch_size=16, n_train=180, n_val=20, n_test=100, warmup=2, lr=2e-3, weight_decay=1.0,
+            eval_every=5, monitor_every=1)
 
 
 @pytest.fixture(scope="module")
@@ -59,22 +59,25 @@ def test_jpeg_copy_loads_in_label_order(tmp_path):
 
 
 def test_find_source_order(tmp_path, monkeypatch):
-    """Explicit folder, then DATA (LIONLIB_DATA_DIR), then the offline copy; `cifar10-jpeg/` one level down works."""
+    """Explicit folder, then LIONLIB_DATA_DIR (that folder only), else data/ and the offline copy;
+    `cifar10-jpeg/` one level down works."""
     layout = tmp_path / "shared" / "cifar10-jpeg"
     for split in ("train", "test"):
         (layout / split).mkdir(parents=True)
     (tmp_path / "empty").mkdir()
-    monkeypatch.setenv("LIONLIB_DATA_DIR", str(tmp_path / "empty"))
     monkeypatch.setattr(cifar_data, "OFFLINE", tmp_path / "shared")
-    assert cifar_data.find_source().path == layout
+    real = cifar_data.default_data_dir
+    monkeypatch.delenv("LIONLIB_DATA_DIR", raising=False)
+    monkeypatch.setattr(cifar_data, "default_data_dir", lambda: tmp_path / "empty")
+    assert cifar_data.find_source().path == layout  # data/ empty: the offline copy
+    monkeypatch.setattr(cifar_data, "default_data_dir", real)
     monkeypatch.setenv("LIONLIB_DATA_DIR", str(tmp_path / "shared"))
     assert cifar_data.find_source().path == layout
     with pytest.raises(DataError, match="CIFAR-10 not found"):
         cifar_data.find_source(tmp_path / "empty")
-    monkeypatch.setattr(cifar_data, "OFFLINE", tmp_path / "nowhere")
     monkeypatch.setenv("LIONLIB_DATA_DIR", str(tmp_path / "empty"))
-    with pytest.raises(DataError, match="CIFAR-10 not found"):
-        cifar_data.find_source(download=False)
+    with pytest.raises(DataError, match=r"CIFAR-10 not found: .* in .*empty\. Fix: point LIONLIB_DATA_DIR"):
+        cifar_data.find_source(download=False)  # a chosen folder without the images: not the offline copy
 
 
 @pytest.mark.parametrize("damage", ["flip_byte", "truncate", "drop_sidecar", "garbage"])
@@ -174,69 +177,89 @@ def test_augment_is_a_flip_and_a_crop_of_each_image():
 
 
 def test_lp_groups_keep_lr_times_wd():
-    model = cifar.CifarNet((8, 16, 16))
+    model = nets.build("resnet", widths=(4, 8, 8))
     for p in (1.0, 1.5, 2.0):
-        groups = cifar.lp_groups(model, lr=1e-3, weight_decay=2.0, p=p)
-        assert len(groups) == sum(q.requires_grad for q in model.parameters())
-        for g in groups:
-            n = g["params"][0][1].numel()
-            assert g["lr"] == pytest.approx(1e-3 * n ** (1 - 1 / p))
-            assert g["lr"] * g["weight_decay"] == pytest.approx(2e-3)
+        (opt,) = engine.make_optimizers(model.named_parameters(), "lion_lp", lr=1e-3, weight_decay=2.0, betas=(0.9, 0.99), p=p)
+        assert len(opt.param_groups) == sum(q.requires_grad for q in model.parameters())
+        for g in opt.param_groups:
+            n = g["params"][0].numel()
+            assert g["lr"] == pytest.approx(1e-3 * n ** (1 - 1 / p)) and g["lr_scale"] == pytest.approx(n ** (1 - 1 / p))
+            if g["weight_decay"]:
+                assert g["lr"] * g["weight_decay"] == pytest.approx(2e-3)
 
 
 # ----------------------------------------------------------------------------------------------
-# Training
+# Training (cifar_train, the one CIFAR trainer)
 
 
-def test_training_decreases_the_loss(small, tmp_path):
-    cfg = cifar.Config(**{**TINY, "epochs": 4}, out_dir=str(tmp_path), monitor=True)
-    res = cifar.train(cfg, small)
-    losses = res["losses"]
-    assert np.mean(losses[-6:]) < np.mean(losses[:6]) - 0.1
-    assert res["final_test_acc"] > 0.15  # chance is 0.1
-    assert res["dataset"] == "CIFAR-10 (JPEG copy)"
-    saved = cifar.load_result(tmp_path)
-    assert saved["final_test_acc"] == res["final_test_acc"] and saved["config"]["optimizer"] == "lion"
-    mon = saved["monitor"]
-    # Phase 1: every tensor's lambda ||x||_inf stays below the bound, whatever the gradients.
-    assert set(mon["name"]) == {n for n, p in res["model"].named_parameters() if p.requires_grad}
-    assert all(c <= b * (1 + 1e-5) for c, b in zip(mon["constraint"], mon["bound"]))  # float32 rounding
+def spec(**kw):
+    return specs.cifar_spec("tiny", **{**TINY, **kw})
 
 
-@pytest.mark.parametrize("optimizer", ["lion_lp", "adamw"])
-def test_other_optimizers_train(small, tmp_path, optimizer):
-    hyper = dict(lr=1e-2, weight_decay=0.1) if optimizer == "adamw" else {}
-    res = cifar.train(cifar.Config(**{**TINY, **hyper}, optimizer=optimizer, p=1.5, out_dir=str(tmp_path)), small)
-    assert np.mean(res["losses"][-6:]) < np.mean(res["losses"][:6])
+@needs_jpeg
+def test_training_decreases_the_loss_and_records_the_monitor():
+    rec = cifar_train.train(spec(steps=60, model="resnet8_narrow", monitor_every=2), device="cpu", data_dir=str(JPEG),
+                            show_progress=False)
+    loss = rec.train["loss"]
+    assert np.mean(loss[-10:]) < np.mean(loss[:10]) - 0.1
+    assert rec.final["test_acc"] > 0.15 and rec.data["label"] == "CIFAR-10 (JPEG copy)"  # chance is 0.1
+    assert rec.data["n_test"] == 100 and rec.data["n_val"] == 20
+    mon = rec.monitor
+    decayed = {n for n, q in rec.model.named_parameters() if q.dim() >= 2}
+    assert set(mon["constraint"]) == decayed and mon["step"] == [1, *range(2, 61, 2)]
+    assert max(mon["box_violation"]) <= 1e-5  # Theorem B.9: below the phase-1 bound at every record
+    assert mon["sum_lr_lambda"][-1] == pytest.approx(sum(rec.spec.lr * engine.lr_factor("linear", t, 60, 6)
+                                                         for t in range(60)))
 
 
-def test_resume_is_identical(small, tmp_path, monkeypatch):
-    """An interrupted run resumed from its checkpoint ends bit-identical to an uninterrupted one (CPU)."""
-    cfg = cifar.Config(**TINY, monitor=True, resume=False, out_dir=str(tmp_path / "a"))
-    full = cifar.train(cfg, small)
-    cfg_b = cifar.Config(**TINY, monitor=True, out_dir=str(tmp_path / "b"), stop_at=1, resume=True)
-    part = cifar.train(cfg_b, small)
-    assert part["stopped"] and len(part["history"]) == 1
-    cfg_b.stop_at = None
-    real, steps = cifar.augment, []
-    monkeypatch.setattr(cifar, "augment", lambda x, gen: (steps.append(1), real(x, gen))[1])
-    resumed = cifar.train(cfg_b, small)
-    assert len(steps) == len(full["losses"]) // 2  # the second epoch only: continued, not trained again
-    for (k, a), (_, b) in zip(full["model"].state_dict().items(), resumed["model"].state_dict().items()):
+@needs_jpeg
+@pytest.mark.parametrize("optimizer", ["lion_lp", "adamw", "muon"])
+def test_other_optimizers_train(optimizer):
+    hyper = dict(adamw=dict(lr=1e-2, weight_decay=0.1), muon=dict(lr=0.05, weight_decay=2.0), lion_lp=dict(p=1.5))
+    rec = cifar_train.train(spec(steps=30, optimizer=optimizer, **hyper[optimizer]), device="cpu", data_dir=str(JPEG),
+                            show_progress=False)
+    assert np.mean(rec.train["loss"][-6:]) < np.mean(rec.train["loss"][:6])
+
+
+def test_validation_split_is_disjoint_and_fixed_by_split_seed():
+    tr, va = cifar_train.split(100, 80, 20, split_seed=0)
+    assert len(set(tr.tolist()) | set(va.tolist())) == 100 and not set(tr.tolist()) & set(va.tolist())
+    assert torch.equal(cifar_train.split(100, 80, 20, 0)[1], va) and not torch.equal(cifar_train.split(100, 80, 20, 1)[1], va)
+
+
+@needs_jpeg
+def test_resume_mid_epoch_is_identical(tmp_path, monkeypatch):
+    """A run stopped in the middle of an epoch and resumed ends bit-identical to an uninterrupted one:
+    the same model, curves, monitor rows and record fields (wall time excepted)."""
+    s = spec(steps=12)  # 5 steps an epoch (90 images, batch 16): step 7 is mid-epoch
+    full = cifar_train.train(s, device="cpu", data_dir=str(JPEG), show_progress=False)
+    assert cifar_train.train(s, device="cpu", data_dir=str(JPEG), out_dir=tmp_path, stop_at=7, show_progress=False) is None
+    real, steps = cifar_train.augment, []
+    monkeypatch.setattr(cifar_train, "augment", lambda x, gen: (steps.append(1), real(x, gen))[1])
+    resumed = cifar_train.train(s, device="cpu", data_dir=str(JPEG), out_dir=tmp_path, resume=True, show_progress=False)
+    assert len(steps) == 12 - 7  # continued, not trained again
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), k
-    assert full["losses"] == resumed["losses"]
-    assert [h["test_acc"] for h in full["history"]] == [h["test_acc"] for h in resumed["history"]]
-    assert full["monitor"] == resumed["monitor"]
+    a, b = full.numbers(), resumed.numbers()
+    assert b["env"].pop("resumed") == 1 and a["env"].pop("resumed") == 0
+    assert a == b
     with pytest.raises(CheckpointError, match=r"another configuration \(lr 0.002 -> 0.001\)"):
-        cifar.train(cifar.Config(**{**TINY, "lr": 1e-3}, monitor=True, out_dir=str(tmp_path / "b"), resume=True), small)
+        cifar_train.train(spec(steps=12, lr=1e-3), device="cpu", data_dir=str(JPEG), out_dir=tmp_path, resume=True)
 
 
-def test_paper_path_end_to_end(small, tmp_path):
-    """The `paper` scale's code path (its batch size, schedule, compile flag) on CPU at a tiny size."""
-    cfg = cifar.config("paper", widths=(8, 8, 8), train_per_class=30, test_per_class=20, epochs=1,
-                       out_dir=str(tmp_path), verbose=False)
-    assert cfg.compile and cfg.batch_size == 1024
-    res = cifar.run(cfg, small)
-    assert res["n_train"] == 300 and len(res["history"]) == 1 and np.isfinite(res["final_test_loss"])
-    again = cifar.run(cfg, small, reuse=True)  # read back from result.json, no training
-    assert "model" not in again and again["losses"] == res["losses"]
+@needs_jpeg
+def test_paper_path_end_to_end_at_a_tiny_size(tmp_path):
+    """The `paper` scale's code path (its batch norm nets, channels-last, DDP-ready trainer, the store)
+    on CPU at a tiny paper-like size: a record the notebooks can read back, with the full test set's
+    keys."""
+    from lionlib.experiments.store import RunStore
+
+    paper = specs.cifar_spec("paper")
+    assert paper.model == "resnet18" and paper.n_test is None and paper.n_train + paper.n_val == 50_000
+    tiny = specs.with_(paper, model="resnet_tiny", steps=4, batch_size=16, n_train=40, n_val=10, n_test=20,
+                       eval_every=2, monitor_every=1)
+    store = RunStore(tmp_path)
+    (rec,) = store.run([tiny], data_dir=str(JPEG), show_progress=False)
+    assert rec.spec.scale == "paper" and rec.spec.channels_last and np.isfinite(rec.final["test_loss"])
+    again = store.match({"scale": "paper", "model": "resnet_tiny"}, task="cifar")
+    assert len(again) == 1 and again[0].numbers() == rec.numbers()

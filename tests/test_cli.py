@@ -7,22 +7,22 @@ machine does. The command lines run in-process (`main(argv)`), on tiny settings.
 
 import json
 import os
-from dataclasses import replace
 import signal
 from pathlib import Path
 
 import pytest
 import torch
 
-from lionlib.experiments import checkpoint, cifar, cifar_data, gpt, gpt_data
+from lionlib.experiments import checkpoint, cifar, cifar_data, cifar_train, gpt, gpt_data, gpt_train, specs
 from lionlib.experiments.checkpoint import CheckpointError, Interrupted
 from lionlib.experiments.common import DataError, data_dir
+from lionlib.experiments.record import RunRecord
 
 SHARED_DATA = Path(os.environ.get("LIONLIB_DATA_DIR") or cifar_data.OFFLINE)
 needs_shakespeare = pytest.mark.skipif(not (SHARED_DATA / "tinyshakespeare" / "input.txt").is_file(),
                                        reason="offline tiny Shakespeare not present")
-GPT_TINY = ["--scale", "smoke", "--max-steps", "12", "--warmup-steps", "2", "--eval-interval", "4",
-            "--eval-batches", "1", "--final-eval-batches", "2", "--monitor-interval", "0", "--threads", "1"]
+GPT_TINY = ["--scale", "smoke", "--steps", "12", "--warmup", "2", "--eval-every", "4",
+            "--eval-batches", "1", "--final-eval-batches", "2", "--monitor-every", "0", "--threads", "1"]
 
 
 def run_main(main, argv, capsys):
@@ -88,6 +88,16 @@ def test_misspelt_data_dir_is_an_error_not_created(tmp_path, monkeypatch, capsys
     assert not wrong.exists() and not (tmp_path / "run").exists()
 
 
+def test_empty_data_dir_variable_is_one_line_naming_the_fix(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LIONLIB_DATA_DIR", "")
+    for main in (cifar.main, gpt.main):
+        argv = ["--scale", "tiny", "--out-dir", tmp_path / "run"] + (["--threads", "1"] if main is gpt.main else [])
+        code, _, err = run_main(main, argv, capsys)
+        line = one_line(err)
+        assert code == 1 and "LIONLIB_DATA_DIR is set but empty" in line and "unset it" in line
+        assert not (tmp_path / "run").exists()
+
+
 def test_partial_copy_is_an_error_or_a_warning(tmp_path, image_folder):
     src = image_folder(tmp_path / "imgs", per_class=2)
     with pytest.raises(DataError, match=r"incomplete: test/airplane/ has 2 images, 3 asked"):
@@ -124,29 +134,37 @@ def test_help_lists_types_defaults_and_choices(capsys):
         code, out, _ = run_main(main, ["--help"], capsys)
         assert code == 0
         texts[name] = out
-    assert "{lion,lion_lp,adamw}" in texts["cifar"] and "{lion,lion_lp,adamw}" in texts["gpt"]
-    assert "--max-steps MAX_STEPS" in texts["gpt"] and "(default: 2000)" in texts["gpt"]
-    assert "(default: 0.0003)" in texts["gpt"] and "--n-head N_HEAD" in texts["gpt"]
+    assert "{lion,lion_lp,adamw,muon}" in texts["cifar"] and "{lion,lion_lp,adamw}" in texts["gpt"]
+    assert "--steps STEPS" in texts["gpt"] and "(default: 2500)" in texts["gpt"] and "(default: 1000)" in texts["cifar"]
+    assert "(default: 0.001)" in texts["gpt"] and "gpt2_124m" in texts["gpt"] and "resnet18" in texts["cifar"]
     # The same flag for the same meaning, in one style (kebab-case), in both.
-    shared = ("--scale", "--optimizer", "--lr", "--weight-decay", "--p", "--seed", "--device", "--data-dir",
-              "--out-dir", "--resume", "--force", "--threads", "--stop-at", "--progress", "--compile")
+    shared = ("--scale", "--model", "--optimizer", "--lr", "--weight-decay", "--p", "--seed", "--device", "--data-dir",
+              "--out-dir", "--resume", "--force", "--threads", "--stop-at", "--progress", "--compile", "--precision",
+              "--n-train", "--n-val", "--split-seed", "--role", "--store")
     for text in texts.values():
         assert all(f" {flag}" in text for flag in shared)
         assert "--out_dir" not in text and "--wd " not in text and "--run-dir" not in text
 
 
 @pytest.mark.parametrize("main, argv, message", [
-    (gpt.main, ["--max-steps", "abc"], "argument --max-steps: invalid int value: 'abc'"),
-    (gpt.main, ["--max_steps", "abc"], "argument --max-steps: invalid int value: 'abc'"),  # earlier spelling
-    (gpt.main, ["--n-head", "3"], "n_head 3 does not divide n_embd 128"),
+    (gpt.main, ["--steps", "abc"], "argument --steps: invalid int value: 'abc'"),
+    (gpt.main, ["--eval_every", "abc"], "argument --eval-every: invalid int value: 'abc'"),  # underscore spelling
+    (gpt.main, ["--model", "gpt_huge"], "invalid choice: 'gpt_huge'"),
     (gpt.main, ["--resume", "ture"], "unrecognized arguments: ture"),
     (gpt.main, ["--optimizer", "lionk"], "invalid choice: 'lionk'"),
-    (gpt.main, ["--lr", "-1"], "Invalid learning rate"),  # the optimizer's own ValueError, one line
+    (gpt.main, ["--lr", "-1"], "lr -1.0 (want a finite number > 0)"),
     (gpt.main, ["--batch-size", "12", "--grad-accum", "5"], "batch_size 12 does not split evenly"),
-    (cifar.main, ["--epochs", "0"], "epochs 0 (want an integer >= 1)"),
-    (cifar.main, ["--train-per-class", "0"], "train_per_class 0"),
-    (cifar.main, ["--p", "0.5", "--optimizer", "lion_lp"], "p"),
-    (cifar.main, ["--warmup", "1.5"], "warmup 1.5"),
+    (cifar.main, ["--steps", "0"], "steps 0 (want an integer >= 1)"),
+    (cifar.main, ["--n-train", "0"], "n_train 0"),
+    (cifar.main, ["--p", "0.5", "--optimizer", "lion_lp"], "p 0.5 (Lion-lp wants 1 <= p <= 2)"),
+    (cifar.main, ["--warmup", "1.5"], "argument --warmup: invalid int value: '1.5'"),
+    (cifar.main, ["--threads", "0"], "--threads 0: give a number of threads >= 1"),
+    (gpt.main, ["--threads", "-3"], "--threads -3: give a number of threads >= 1"),
+    (cifar.main, ["--stop-at", "0"], "--stop-at 0"),
+    pytest.param(cifar.main, ["--device", "cuda"], "--device cuda: this torch has no CUDA device",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")),
+    pytest.param(gpt.main, ["--device", "cuda:0"], "use --device cpu",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")),
 ])
 def test_bad_values_are_one_line_errors_before_any_work(main, argv, message, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("LIONLIB_DATA_DIR", str(tmp_path / "never-read"))  # a data access would fail differently
@@ -166,16 +184,15 @@ def test_finished_run_is_not_overwritten_without_force(tmp_path, capsys, monkeyp
     assert run_main(gpt.main, base, capsys)[0] == 0
     step = lambda: torch.load(out / checkpoint.CHECKPOINT, weights_only=True)["step"]  # noqa: E731
     assert step() == 12 and (out / "result.json").is_file()
-    for extra in ([], ["--resume"], ["--max-steps", "4"]):
+    for extra in ([], ["--resume"], ["--steps", "4"]):
         code, _, err = run_main(gpt.main, [*base, *extra], capsys)
         assert code == 2 and "holds a finished run" in one_line(err) and "--force" in err
         assert step() == 12
-    real_lr_at, hit = gpt.lr_at, _interrupt_at(2)
-    monkeypatch.setattr(gpt, "lr_at", lambda step, c: (hit(), real_lr_at(step, c))[1])
-    code, out_text, _ = run_main(gpt.main, [*base, "--max-steps", "4", "--force"], capsys)  # Ctrl-C in step 1
+    interrupt_in(monkeypatch, gpt_train, 2)
+    code, out_text, _ = run_main(gpt.main, [*base, "--steps", "4", "--force"], capsys)  # Ctrl-C in step 1
     assert code == 130 and "result.json removed" in out_text and step() == 2 and not (out / "result.json").exists()
-    monkeypatch.setattr(gpt, "lr_at", real_lr_at)
-    code, _, _ = run_main(gpt.main, [*base, "--max-steps", "4", "--resume"], capsys)
+    monkeypatch.undo()
+    code, _, _ = run_main(gpt.main, [*base, "--steps", "4", "--resume"], capsys)
     assert code == 0 and step() == 4  # the forced run, continued
 
 
@@ -186,10 +203,10 @@ def test_resume_refuses_another_configuration_and_says_what_it_resumes(tmp_path,
     assert run_main(gpt.main, [*base, "--stop-at", "4"], capsys)[0] == 0
     code, _, err = run_main(gpt.main, base, capsys)  # no --resume: an unfinished run is not overwritten either
     assert code == 2 and "unfinished run" in one_line(err) and "--resume" in err
-    for extra, said in ((["--lr", "1e-3"], "lr 0.002 -> 0.001"), (["--optimizer", "adamw"], "optimizer 'lion' -> 'adamw'")):
+    for extra, said in ((["--lr", "3e-3"], "lr 0.001 -> 0.003"), (["--optimizer", "adamw"], "optimizer 'lion' -> 'adamw'")):
         code, _, err = run_main(gpt.main, [*base, "--resume", *extra], capsys)
         assert code == 1 and said in one_line(err) and "another configuration" in err
-    steps = counting(monkeypatch, gpt, "lr_at")
+    steps = counting(monkeypatch, gpt_train, "lr_factor")
     code, out_text, _ = run_main(gpt.main, [*base, "--resume"], capsys)
     assert code == 0 and f"resuming {out / checkpoint.CHECKPOINT} at step 4 of 12" in out_text
     assert steps[0] == 12 - 4
@@ -222,10 +239,6 @@ def test_damaged_checkpoint_on_the_command_line(tmp_path, capsys):
     assert "weights_only" not in line and (out / checkpoint.CHECKPOINT).read_bytes().endswith(b"zip file")
 
 
-def test_periodic_checkpoints_by_default():
-    assert gpt.TrainConfig().ckpt_interval > 0 and gpt.preset("cpu")[1].ckpt_interval > 0
-
-
 def counting(monkeypatch, module, name):
     """Wrap `module.name` so that calls are counted (the steps a run really trains)."""
     real, count = getattr(module, name), [0]
@@ -235,6 +248,13 @@ def counting(monkeypatch, module, name):
         return real(*args)
     monkeypatch.setattr(module, name, wrapped)
     return count
+
+
+def interrupt_in(monkeypatch, module, calls: int):
+    """Ctrl-C (SIGINT to this process) during the `calls`-th call of the trainer's schedule: in the
+    middle of that step, as a user's key press would arrive."""
+    real, hit = module.lr_factor, _interrupt_at(calls)
+    monkeypatch.setattr(module, "lr_factor", lambda *a: (hit(), real(*a))[1])
 
 
 def _interrupt_at(calls: int):
@@ -249,32 +269,29 @@ def _interrupt_at(calls: int):
 
 
 @needs_shakespeare
-def test_ctrl_c_saves_a_checkpoint_and_the_resume_is_identical(tmp_path, capsys, monkeypatch):
-    data = gpt_data.load_shakespeare(SHARED_DATA)
-    model_cfg, cfg = gpt.preset("smoke", "lion")
-    cfg = replace(cfg, max_steps=12, warmup_steps=2, eval_interval=4, eval_batches=1, final_eval_batches=2,
-                      log_interval=2, monitor_interval=3, ckpt_interval=0)
-    straight = gpt.train(model_cfg, cfg, data=data)
+def test_ctrl_c_saves_a_checkpoint_and_the_resume_is_identical(tmp_path, monkeypatch):
+    spec = specs.gpt_spec("smoke", steps=12, warmup=2, eval_every=4, eval_batches=1, final_eval_batches=2, monitor_every=3)
+    kw = dict(device="cpu", data_dir=str(SHARED_DATA), show_progress=False)
+    straight = gpt_train.train(spec, **kw)
     out = tmp_path / "run"
-    real_lr_at, hit = gpt.lr_at, _interrupt_at(5)
-    monkeypatch.setattr(gpt, "lr_at", lambda step, c: (hit(), real_lr_at(step, c))[1])  # Ctrl-C in step 4
+    interrupt_in(monkeypatch, gpt_train, 5)  # Ctrl-C in step 4
     with pytest.raises(Interrupted, match=r"interrupted at step 5 of 12: .*checkpoint.pt saved; continue with --resume"):
-        gpt.train(model_cfg, replace(cfg, out_dir=str(out)), data=data)
+        gpt_train.train(spec, out_dir=out, **kw)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C behaves as usual again
     assert torch.load(out / checkpoint.CHECKPOINT, weights_only=True)["step"] == 5
-    monkeypatch.setattr(gpt, "lr_at", real_lr_at)
-    steps = counting(monkeypatch, gpt, "lr_at")
-    resumed = gpt.train(model_cfg, replace(cfg, out_dir=str(out), resume=True), data=data)
+    monkeypatch.undo()
+    steps = counting(monkeypatch, gpt_train, "lr_factor")
+    resumed = gpt_train.train(spec, out_dir=out, resume=True, **kw)
     assert steps[0] == 12 - 5  # continued, not trained again from the start
     for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), name
-    assert resumed.history == straight.history and resumed.final_val_loss == straight.final_val_loss
+    a, b = straight.numbers(), resumed.numbers()
+    assert (a["env"].pop("resumed"), b["env"].pop("resumed")) == (0, 1) and a == b  # monitor rows included
 
 
 @needs_shakespeare
 def test_ctrl_c_on_the_command_line_is_one_line_and_status_130(tmp_path, capsys, monkeypatch):
-    real_lr_at, hit = gpt.lr_at, _interrupt_at(3)
-    monkeypatch.setattr(gpt, "lr_at", lambda step, c: (hit(), real_lr_at(step, c))[1])
+    interrupt_in(monkeypatch, gpt_train, 3)
     code, _, err = run_main(gpt.main, [*GPT_TINY, "--data-dir", SHARED_DATA, "--out-dir", tmp_path, "--no-progress"],
                             capsys)
     lines = [ln for ln in err.splitlines() if ln.strip()]
@@ -282,25 +299,27 @@ def test_ctrl_c_on_the_command_line_is_one_line_and_status_130(tmp_path, capsys,
     assert lines[-1].endswith("saved; continue with --resume (resume=True)") and "step 3 of 12" in lines[-1]
 
 
-def test_cifar_ctrl_c_resume_says_so_and_is_identical(tmp_path, image_folder, capsys, monkeypatch):
-    """The CIFAR command line: Ctrl-C in epoch 2 keeps epoch 1's checkpoint; --resume says what it
-    resumes and ends bit-identical to an uninterrupted run."""
+def test_cifar_ctrl_c_writes_the_checkpoint_mid_epoch_and_the_resume_is_identical(tmp_path, image_folder, capsys,
+                                                                                   monkeypatch):
+    """The CIFAR command line: Ctrl-C in the middle of an epoch writes the checkpoint it announces;
+    --resume says what it resumes and ends with the record of an uninterrupted run (wall time and the
+    `resumed` count excepted)."""
     src = image_folder(tmp_path / "imgs", per_class=4)
-    base = ["--data-dir", src, "--train-per-class", 4, "--test-per-class", 2, "--widths", 4, 4, 4, "--epochs", 3,
-            "--batch-size", 10, "--threads", 1, "--no-progress", "--no-verbose"]
-    straight = run_main(cifar.main, [*base, "--out-dir", tmp_path / "a"], capsys)
-    assert straight[0] == 0
-    real, hit = cifar.augment, _interrupt_at(6)  # 4 steps an epoch: the 6th is in epoch 2
-    monkeypatch.setattr(cifar, "augment", lambda x, gen: (hit(), real(x, gen))[1])
+    base = ["--scale", "tiny", "--data-dir", src, "--n-train", 30, "--n-val", 10, "--n-test", 20, "--steps", 9,
+            "--batch-size", 10, "--eval-every", 3, "--threads", 1, "--no-progress"]
+    assert run_main(cifar.main, [*base, "--out-dir", tmp_path / "a"], capsys)[0] == 0
+    interrupt_in(monkeypatch, cifar_train, 5)  # 3 steps an epoch: step 5 is in the middle of epoch 2
     code, _, err = run_main(cifar.main, [*base, "--out-dir", tmp_path / "b"], capsys)
-    assert code == 130 and "interrupted in epoch 2 of 3" in err and "holds epoch 1; continue with --resume" in err
-    monkeypatch.setattr(cifar, "augment", real)
-    steps = counting(monkeypatch, cifar, "augment")
+    assert code == 130 and "interrupted at step 5 of 9" in err and "checkpoint.pt saved; continue with --resume" in err
+    assert torch.load(tmp_path / "b" / checkpoint.CHECKPOINT, weights_only=True)["step"] == 5
+    monkeypatch.undo()
+    steps = counting(monkeypatch, cifar_train, "lr_factor")
     code, out, _ = run_main(cifar.main, [*base, "--out-dir", tmp_path / "b", "--resume"], capsys)
-    assert code == 0 and "checkpoint.pt: 1 of 3 epochs done" in out and "resuming" in out
-    assert steps[0] == 2 * 4  # epochs 2 and 3 only
-    a, b = (cifar.load_result(tmp_path / d) for d in "ab")
-    assert a["losses"] == b["losses"] and a["final_test_acc"] == b["final_test_acc"]
+    assert code == 0 and "checkpoint.pt: 5 of 9 steps done" in out and "resuming" in out
+    assert steps[0] == 9 - 5
+    a, b = (RunRecord.loads((tmp_path / d / "result.json").read_text()).numbers() for d in "ab")
+    assert (a["env"].pop("resumed"), b["env"].pop("resumed")) == (0, 1)
+    assert a == b and a["monitor"]["step"] and a["eval"]["step"] == [3, 6, 9]
 
 
 def test_notebooks_show_a_data_error_as_one_line(capsys):
@@ -313,24 +332,9 @@ def test_notebooks_show_a_data_error_as_one_line(capsys):
     assert one_line(out) == "DataError: CIFAR-10 not found: x"
 
 
-def test_cifar_grid_keeps_its_runs_in_out_dir_and_reads_them_back(tmp_path, image_folder, capsys, monkeypatch):
-    src = image_folder(tmp_path / "imgs", per_class=2)
-    argv = ["--grid", "--data-dir", src, "--train-per-class", 2, "--test-per-class", 2, "--widths", 4, 4, 4,
-            "--epochs", 1, "--batch-size", 20, "--threads", 1, "--no-progress", "--no-verbose", "--out-dir", tmp_path / "g"]
-    code, out, err = run_main(cifar.main, argv, capsys)
-    assert code == 0, err
-    table = tmp_path / "g" / "grid-cpu-seed0.json"
-    rows = json.loads(table.read_text())["rows"]
-    assert len(rows) == 12 and len(list((tmp_path / "g").glob("*/result.json"))) == 12
-    monkeypatch.setattr(cifar, "train", lambda *a, **k: pytest.fail("a finished grid run was trained again"))
-    code, _, err = run_main(cifar.main, argv, capsys)
-    assert code == 0, err
-    assert json.loads(table.read_text())["rows"] == rows
-
-
 def test_ctrl_c_before_training_is_one_line_too(tmp_path, capsys, monkeypatch):
     def interrupted(*args):
         raise KeyboardInterrupt
-    monkeypatch.setattr(gpt, "load_dataset_by_name", interrupted)  # Ctrl-C while the data load
+    monkeypatch.setattr(gpt, "load_data", interrupted)  # Ctrl-C while the data load
     code, _, err = run_main(gpt.main, [*GPT_TINY, "--out-dir", tmp_path / "run"], capsys)
     assert code == 130 and "interrupted" in one_line(err) and not (tmp_path / "run").exists()

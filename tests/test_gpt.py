@@ -6,7 +6,6 @@ The tiny Shakespeare file comes from the offline copy in ../shared/data (see its
 import os
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +13,11 @@ import pytest
 import torch
 
 from lionlib.companion import paths
-from lionlib.experiments.gpt import (GPT, GPTConfig, RunResult, TrainConfig, load_model, lr_at, make_optimizer, preset,
-                         sample_text, train)
+from lionlib.experiments import engine, gpt_train, specs
+from lionlib.experiments.gpt import load_model, sample_text
+from lionlib.experiments.gpt_model import GPT, GPTConfig
 from lionlib.experiments.common import DataError
+from lionlib.experiments.record import RunRecord
 from lionlib.experiments.gpt_data import (SHAKESPEARE_SHA256, data_root, get_batch, load_bins, load_shakespeare,
                               prepare_openwebtext, sha256_file, shakespeare_path)
 
@@ -40,8 +41,11 @@ def shakespeare():
 
 
 def smoke(optimizer="lion", **overrides):
-    model_cfg, cfg = preset("smoke", optimizer)
-    return model_cfg, replace(cfg, data_dir=str(SHARED_DATA), **overrides)
+    return specs.gpt_spec("smoke", optimizer=optimizer, **overrides)
+
+
+def train(spec, **kw):
+    return gpt_train.train(spec, device="cpu", data_dir=str(SHARED_DATA), show_progress=False, **kw)
 
 
 # ------------------------------------------------------------------------------------------------- data
@@ -95,9 +99,14 @@ def test_openwebtext_prepare_path_on_tiny_text(tmp_path):
     # the trainer samples the memory-mapped bins through the same get_batch as Shakespeare
     x, y = get_batch(data.train, 4, 16, np.random.default_rng(0))
     assert x.shape == y.shape == (4, 16) and torch.equal(x[:, 1:], y[:, :-1])
-    model_cfg, cfg = smoke(max_steps=4, eval_interval=2, final_eval_batches=1, monitor_interval=0)
-    result = train(model_cfg, cfg, data=data)
-    assert result.model_config["vocab_size"] == 257 and np.isfinite(result.final_val_loss)
+    # The paper scale's path (GPT-2's recipe on OpenWebText bins) at a tiny size: the same trainer and record.
+    paper = specs.gpt_spec("paper")
+    assert paper.model == "gpt2_124m" and paper.dataset == "openwebtext" and paper.grad_accum == 4
+    tiny = specs.with_(paper, model="gpt_tiny", steps=4, warmup=1, batch_size=8, grad_accum=2, eval_every=2,
+                       eval_batches=1, final_eval_batches=1, monitor_every=1)
+    rec = gpt_train.train(tiny, device="cpu", data=data, show_progress=False)
+    assert rec.data["vocab_size"] == 257 and rec.data["n_train"] == len(data.train)
+    assert np.isfinite(rec.final["test_loss"]) and rec.eval["step"] == [2, 4] and rec.spec.scale == "paper"
 
 
 def test_get_batch_rows_slice_the_same_global_batch(shakespeare):
@@ -130,7 +139,7 @@ def test_forward_shapes_initial_loss_and_generation(shakespeare):
 
 def test_weight_decay_on_2d_weights_only():
     model = GPT(GPTConfig(block_size=8, vocab_size=11, n_layer=1, n_head=1, n_embd=8, bias=True))
-    opt = make_optimizer(model, TrainConfig(optimizer="adamw", weight_decay=0.1))
+    (opt,) = engine.make_optimizers(model.named_parameters(), "adamw", 1e-3, 0.1, (0.9, 0.999))
     decayed = {n for g in opt.param_groups if g["weight_decay"] > 0 for n in g["param_names"]}
     assert decayed == {n for n, p in model.named_parameters() if p.dim() == 2}
     assert "transformer.wte.weight" in decayed and not any("ln" in n or "bias" in n for n in decayed)
@@ -146,9 +155,7 @@ def test_lion_lp_steps_have_lions_size_for_every_p():
     for name, opt_name, p in (("lion", "lion", 1.0), ("lp1", "lion_lp", 1.0), ("lp2", "lion_lp", 2.0)):
         m = GPT(model.cfg)
         m.load_state_dict(model.state_dict())
-        opt = make_optimizer(m, TrainConfig(optimizer=opt_name, p=p, lr=1e-3, weight_decay=0.0))
-        for g in opt.param_groups:
-            g["lr"] = 1e-3 * g["lr_scale"]
+        (opt,) = engine.make_optimizers(m.named_parameters(), opt_name, 1e-3, 0.0, (0.9, 0.99), p)
         m(x, x)[1].backward()
         opt.step()
         steps[name] = {n: (q.detach() - model.state_dict()[n]) for n, q in m.named_parameters()}
@@ -159,65 +166,65 @@ def test_lion_lp_steps_have_lions_size_for_every_p():
 
 
 def test_cosine_schedule_with_warmup():
-    cfg = TrainConfig(lr=1.0, min_lr=0.1, warmup_steps=10, max_steps=110)
-    assert lr_at(0, cfg) == pytest.approx(0.1) and lr_at(9, cfg) == pytest.approx(1.0)
-    assert lr_at(60, cfg) == pytest.approx(0.55) and lr_at(110, cfg) == pytest.approx(0.1)
-    assert all(lr_at(s, cfg) >= lr_at(s + 1, cfg) for s in range(10, 120))
+    f = lambda t: engine.lr_factor("cosine", t, 110, 10, 0.1)  # noqa: E731
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(60) == pytest.approx(0.55) and f(110) == pytest.approx(0.1)
+    assert all(f(s) >= f(s + 1) for s in range(10, 120))
+
+
+def test_validation_and_test_streams_are_distinct(shakespeare):
+    s = gpt_train.streams(shakespeare)
+    assert len(s["val"]) + len(s["test"]) == len(shakespeare.val) and len(s["train"]) == len(shakespeare.train)
+    assert (len(s["train"]), len(s["val"])) == (specs.SHAKESPEARE["n_train"], specs.SHAKESPEARE["n_val"])
 
 
 # ------------------------------------------------------------------------------------------------- training
 
 
 def test_loss_decreases_and_monitor_records(shakespeare):
-    model_cfg, cfg = smoke("lion")
-    result = train(model_cfg, cfg, data=shakespeare)
-    vals = [h["val_loss"] for h in result.history if "val_loss" in h]
-    assert vals[0] > 4.0 and result.final_val_loss < vals[0] - 1.0, vals
-    mon = result.monitor
-    assert set(mon["name"]) == {n for n, p in result.model.named_parameters() if p.dim() == 2}
-    assert (mon["constraint"] <= mon["bound"] + 1e-9).all()  # the phase-1 bound holds at every record
-    text = sample_text(result.model, shakespeare, n_tokens=30)
+    rec = train(smoke("lion", lr=2e-3, steps=150, eval_every=50, eval_batches=4, final_eval_batches=8, monitor_every=10))
+    vals = rec.eval["val_loss"]
+    assert rec.train["loss"][0] > 4.0 and rec.final["test_loss"] < 3.3 and vals == sorted(vals, reverse=True), vals
+    mon = rec.monitor
+    assert set(mon["constraint"]) == {n for n, p in rec.model.named_parameters() if p.dim() == 2}
+    assert max(mon["box_violation"]) <= 1e-9  # the phase-1 bound holds at every record
+    text = sample_text(rec.model, shakespeare, n_tokens=30)
     assert len(text) == 31 and set(text) <= set(shakespeare.decode(range(65)))
 
 
 def test_checkpoint_resume_is_identical(shakespeare, tmp_path, monkeypatch):
-    model_cfg, cfg = smoke("lion", max_steps=12, warmup_steps=3, eval_interval=4, log_interval=2,
-                           monitor_interval=3, final_eval_batches=2)
-    straight = train(model_cfg, replace(cfg, out_dir=str(tmp_path / "a")), data=shakespeare)
-    half = train(model_cfg, replace(cfg, out_dir=str(tmp_path / "b"), stop_at=6), data=shakespeare)
-    assert np.isnan(half.final_val_loss)
-    from lionlib.experiments import gpt
-
-    real, steps = gpt.lr_at, []
-    monkeypatch.setattr(gpt, "lr_at", lambda step, c: (steps.append(step), real(step, c))[1])
-    resumed = train(model_cfg, replace(cfg, out_dir=str(tmp_path / "b"), resume=True), data=shakespeare)
+    """Stopped at step 6 and resumed: the same model, and the same record (monitor rows included;
+    wall time excepted, and `env.resumed` says it was resumed)."""
+    spec = smoke("lion", steps=12, warmup=3, eval_every=4, monitor_every=3, final_eval_batches=2)
+    straight = train(spec, out_dir=tmp_path / "a")
+    assert train(spec, out_dir=tmp_path / "b", stop_at=6) is None
+    real, steps = gpt_train.lr_factor, []
+    monkeypatch.setattr(gpt_train, "lr_factor", lambda sched, step, *a: (steps.append(step), real(sched, step, *a))[1])
+    resumed = train(spec, out_dir=tmp_path / "b", resume=True)
     assert steps == list(range(6, 12))  # continued from the checkpoint, not trained again
     for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), name
-    assert resumed.history == straight.history and resumed.final_val_loss == straight.final_val_loss
+    a, b = straight.numbers(), resumed.numbers()
+    assert (a["env"].pop("resumed"), b["env"].pop("resumed")) == (0, 1)
+    assert a == b and len(b["monitor"]["step"]) > 0
     reloaded = load_model(tmp_path / "b" / "checkpoint.pt", device="cpu")
     assert all(torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), straight.model.state_dict().values()))
-    saved = RunResult.from_json(tmp_path / "b" / "result.json")
-    assert RunResult.from_json(tmp_path / "b").history == saved.history  # the run folder works too
-    assert saved.history == straight.history and len(saved.monitor) == len(resumed.monitor) > 0
 
 
 def test_ddp_two_gloo_processes_match_one_process(shakespeare, tmp_path):
     """torchrun with 2 CPU processes (gloo), 4 sequences each, against 1 process with all 8."""
-    args = ["--scale", "smoke", "--optimizer", "adamw", "--max_steps", "8", "--eval_interval", "4",
-            "--final_eval_batches", "2", "--data_dir", str(SHARED_DATA), "--no-progress"]
+    args = ["--scale", "smoke", "--optimizer", "adamw", "--steps", "8", "--eval-every", "4", "--final-eval-batches", "2",
+            "--monitor-every", "0", "--data-dir", str(SHARED_DATA), "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "lionlib.experiments.gpt", *args, "--out_dir", str(tmp_path / "ddp")]
+           "-m", "lionlib.experiments.gpt", *args, "--out-dir", str(tmp_path / "ddp")]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=paths.REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    model_cfg, cfg = smoke("adamw", max_steps=8, eval_interval=4, final_eval_batches=2)
-    single = train(model_cfg, cfg, data=shakespeare)
-    ddp = RunResult.from_json(tmp_path / "ddp" / "result.json")
-    assert ddp.world_size == 2 and single.world_size == 1
+    single = train(smoke("adamw", steps=8, eval_every=4, final_eval_batches=2, monitor_every=0))
+    ddp = RunRecord.loads((tmp_path / "ddp" / "result.json").read_text())
+    assert ddp.env["world_size"] == 2 and single.env["world_size"] == 1
     ddp_state = torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=True)["model"]
     for name, value in single.model.state_dict().items():
         torch.testing.assert_close(ddp_state[name], value, rtol=1e-5, atol=1e-6, msg=name)
-    assert ddp.final_val_loss == pytest.approx(single.final_val_loss, abs=1e-5)
-    train_losses = lambda r: [h["train_loss"] for h in r.history if "train_loss" in h]  # noqa: E731
-    np.testing.assert_allclose(train_losses(ddp), train_losses(single), atol=1e-5)
+    assert ddp.final["test_loss"] == pytest.approx(single.final["test_loss"], abs=1e-5)
+    np.testing.assert_allclose(ddp.train["loss"], single.train["loss"], atol=1e-5)

@@ -17,12 +17,12 @@ from lionlib.experiments import common, home
 
 PROBE = textwrap.dedent("""
     import json
-    from lionlib.experiments import cifar, cifar_data, common, home, seeds
+    from lionlib.experiments import cifar_data, common, home
     from lionlib.companion import paths
-    cfg = cifar.Config()
-    print(json.dumps({"checkout": str(home.checkout()), "home": str(home.home()), "runs": str(cifar._run_dir(cfg)),
+    print(json.dumps({"checkout": str(home.checkout()), "home": str(home.home()), "runs": str(common.run_folders_dir()),
                       "data": str(common.data_dir()), "cache": str(cifar_data.CACHE),
-                      "seeds": str(home.seed_cache()), "build": str(paths.BUILD)}))
+                      "records": str(common.runs_dir("cpu")), "bench": str(common.bench_results_dir()),
+                      "build": str(paths.BUILD)}))
 """)
 
 
@@ -50,15 +50,16 @@ def test_an_installed_lionlib_writes_under_the_cache_and_the_current_folder(inst
     assert got["checkout"] == "None"
     assert got["home"] == str(tmp_path / "cache" / "lionlib")
     assert got["data"] == got["cache"] == str(tmp_path / "cache" / "lionlib" / "data")
-    assert got["seeds"] == str(tmp_path / "cache" / "lionlib" / "runs" / "cache")
-    assert Path(got["runs"]).parent == work / "runs" / "cifar10"
+    assert got["records"] == str(tmp_path / "cache" / "lionlib" / "runs" / "records" / "cpu")
+    assert got["bench"] == str(tmp_path / "cache" / "lionlib" / "benchmarks" / "results")
+    assert Path(got["runs"]) == work / "runs"
     assert got["build"] == str(work / "build")
     for key, value in got.items():
         assert not Path(value).is_relative_to(site), f"{key} is inside the installation: {value}"
 
     r = _run(["-c", PROBE], work, env | {"LIONLIB_HOME": str(tmp_path / "lh")})
     got = json.loads(r.stdout)
-    assert got["home"] == str(tmp_path / "lh") and Path(got["runs"]).parent == tmp_path / "lh" / "runs" / "cifar10"
+    assert got["home"] == str(tmp_path / "lh") and Path(got["runs"]) == tmp_path / "lh" / "runs"
     r = _run(["-c", PROBE], work, env | {"LIONLIB_HOME": ""})
     assert r.returncode != 0 and "LIONLIB_HOME is set but empty" in r.stderr
 
@@ -83,5 +84,5 @@ def test_in_a_checkout_the_defaults_stay_in_the_clone(monkeypatch):
 
 def test_an_empty_data_dir_variable_is_an_error_naming_the_fix(monkeypatch):
     monkeypatch.setenv("LIONLIB_DATA_DIR", "")
-    with pytest.raises(common.DataError, match="LIONLIB_DATA_DIR is set but empty: .*unset LIONLIB_DATA_DIR"):
+    with pytest.raises(common.DataError, match="LIONLIB_DATA_DIR is set but empty: .*unset it"):
         common.data_dir()

@@ -1,22 +1,20 @@
-"""lionlib.experiments.seeds / gpt_seeds / nets: cached, deterministic runs, side by side equal to alone."""
+"""The run store (`lionlib.experiments.store`): records kept as data, deterministic runs, side by side
+equal to alone, a missing record trained, REFRESH retrains, partial-spec matching."""
 
 import json
 import os
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from lionlib.experiments import nets, seeds
-from lionlib.experiments.common import OFFLINE_DATA
-from lionlib.experiments.gpt_seeds import GptRun
+from lionlib.experiments import nets, specs
+from lionlib.experiments.common import OFFLINE_DATA, ConfigError
+from lionlib.experiments.record import MAX_POINTS, RunRecord, window_means
+from lionlib.experiments.store import RunStore
 
 DATA = Path(os.environ.get("LIONLIB_DATA_DIR") or OFFLINE_DATA)  # the offline copy (CIFAR-10 JPEG, tiny Shakespeare)
 needs_data = pytest.mark.skipif(not (DATA / "cifar10-jpeg").is_dir(), reason="offline CIFAR-10 copy missing")
-TINY = dict(arch_kw=(("widths", (4, 8, 8)),), epochs=1, batch_size=20, train_per_class=4, test_per_class=2,
-            data_dir=str(DATA))
 
 
 def test_conv_matches_conv2d():
@@ -29,80 +27,79 @@ def test_conv_matches_conv2d():
 
 
 @pytest.mark.parametrize("arch", ["resnet", "vit"])
-def test_nets_shapes_and_no_buffers(arch):
+def test_nets_shapes(arch):
     m = nets.build(arch, **({"widths": (4, 8)} if arch == "resnet" else {"dim": 16, "depth": 1, "heads": 2}))
     assert m(torch.randn(3, 3, 32, 32)).shape == (3, 10)
-    assert not list(m.buffers())  # batchable: no running statistics
     with pytest.raises(ValueError, match="unknown architecture"):
         nets.build("mlp")
 
 
-def test_key_covers_the_configuration_but_not_the_data_location():
-    r = seeds.CifarRun()
-    assert r.key() == replace(r, data_dir="/elsewhere").key()
-    for change in (dict(seed=1), dict(lr=2e-3), dict(p=1.5), dict(bf16=False), dict(arch_kw=(("widths", (4,)),))):
-        assert replace(r, **change).key() != r.key()
-    g = GptRun()
-    assert replace(g, seed=1).key() != g.key() and replace(g, data_dir="x").key() == g.key()
+def test_spec_hash_covers_the_spec_and_missing_keys_are_errors():
+    s = specs.cifar_spec("cpu")
+    assert len(specs.spec_hash(s)) == 16 and specs.spec_hash(s) == specs.spec_hash(specs.cifar_spec("cpu"))
+    for change in (dict(seed=1), dict(lr=2e-3), dict(precision="bf16"), dict(split_seed=1), dict(role="eval")):
+        assert specs.spec_hash(specs.with_(s, **change)) != specs.spec_hash(s)
+    d = json.loads(specs.canonical(s))
+    assert specs.spec_from_dict(d) == s
+    del d["seed"]
+    with pytest.raises(ConfigError, match=r"missing keys \['seed'\]"):
+        specs.spec_from_dict(d)
+    with pytest.raises(ConfigError, match="unknown cifar spec keys"):
+        specs.cifar_spec("cpu", epochs=3)
+    with pytest.raises(ConfigError, match="p None"):
+        specs.cifar_spec("cpu", optimizer="lion_lp")
 
 
-def test_lion_lp_groups_are_per_tensor_with_the_step_scale():
-    from lionlib.optim import lp_scale
-
-    m = nets.build("resnet", widths=(4, 8))
-    (opt,) = seeds.make_optimizer(m, seeds.CifarRun(optimizer="lion_lp", p=2.0, lr=1e-3, wd=1.0))
-    for g, (n, p) in zip(opt.param_groups, m.named_parameters()):
-        assert g["params"] == [p]
-        s = lp_scale(p.numel(), 2.0)
-        assert g["lr"] == pytest.approx(1e-3 * s)
-        assert g["weight_decay"] == (pytest.approx(1.0 / s) if p.dim() >= 2 else 0.0)
-    with pytest.raises(ValueError, match="unknown optimizer"):
-        seeds.make_optimizer(m, seeds.CifarRun(optimizer="sgd"))
+def test_window_means_keep_at_most_200_points():
+    w = window_means(list(range(1, 1001)), [float(i) for i in range(1000)])
+    assert len(w["step"]) == MAX_POINTS and w["step"][-1] == 1000 and w["loss"][0] == pytest.approx(2.0)
+    assert window_means([1, 2, 3], [1.0, 2.0, 3.0]) == {"step": [1, 2, 3], "loss": [1.0, 2.0, 3.0]}
 
 
 @needs_data
-def test_side_by_side_equals_alone_and_the_cache_is_reused(tmp_path):
-    runs = [seeds.CifarRun(seed=s, optimizer=o, **TINY) for s, o in ((0, "lion"), (1, "lion_lp"))]
-    runs[1] = replace(runs[1], p=1.5)
-    par = seeds.run_many(runs, workers=2, cache_dir=tmp_path, progress=False)
-    alone = seeds.run_many(runs, workers=0, cache_dir=tmp_path, refresh=True, progress=False)
-    for a, b in zip(par, alone):  # bit-identical: deterministic whichever process trains it
-        assert a["losses"] == b["losses"] and a["history"] == b["history"]
-    path = seeds.cache_path(runs[0], tmp_path)
+def test_records_are_bit_identical_re_runs_and_read_back(tmp_path):
+    """A tiny spec trained twice writes the same record (wall time and date excepted); the store reads it
+    back instead of training, and REFRESH retrains."""
+    spec = specs.cifar_spec("tiny", optimizer="lion_lp", p=1.5)
+    store = RunStore(tmp_path)
+    (first,) = store.run([spec], data_dir=str(DATA), show_progress=False)
+    path = store.path(spec)
+    assert path == tmp_path / "cifar" / f"{specs.spec_hash(spec)}.json"
+    text = path.read_text()
+    d = json.loads(text)
+    assert d["schema"] == "lionlib.run/1" and d["spec_hash"] == specs.spec_hash(spec) and d["task"] == "cifar"
+    assert set(d) >= {"spec", "code", "env", "train", "eval", "monitor", "final", "wall_seconds"}
+    assert d["env"]["threads"] == 1 and d["env"]["precision"] == "fp32" and not d["env"]["compile"]
     stamp = path.stat().st_mtime_ns
-    again = seeds.run_many(runs, workers=2, cache_dir=tmp_path, progress=False)
-    assert path.stat().st_mtime_ns == stamp  # read back, not retrained
-    assert again[0]["losses"] == json.loads(path.read_text())["losses"] == alone[0]["losses"]
-    assert par[0]["losses"] != par[1]["losses"]
+    (again,) = store.run([spec], data_dir=str(DATA), show_progress=False)
+    assert path.stat().st_mtime_ns == stamp and again.numbers() == first.numbers()  # read back, not trained
+    (fresh,) = RunStore(tmp_path / "other").run([spec], data_dir=str(DATA), show_progress=False)
+    assert fresh.numbers() == first.numbers()  # bit-identical re-run
+    (retrained,) = store.run([spec], refresh=True, data_dir=str(DATA), show_progress=False)
+    assert path.stat().st_mtime_ns != stamp and retrained.numbers() == first.numbers()
+    assert RunRecord.loads(path.read_text()).numbers() == first.numbers()
 
 
 @needs_data
-def test_muon_keeps_the_spectral_bound_on_the_resnet(tmp_path):
-    run = seeds.CifarRun(optimizer="muon", lr=0.05, wd=2.0, monitor_every=1, **TINY)
-    (res,) = seeds.run_many([run], workers=0, cache_dir=tmp_path, progress=False)
-    import pandas as pd
-
-    mon = pd.DataFrame(res["monitor"])
-    assert (mon.kappa == "nuclear").all() and len(mon.name.unique()) >= 5
-    assert (mon.constraint <= mon.bound * (1 + 1e-5)).all()
-
-
-@pytest.mark.skipif(not (DATA / "tinyshakespeare").is_dir(), reason="offline tiny Shakespeare missing")
-def test_gpt_run_is_todays_trainer(tmp_path):
-    from lionlib.experiments.gpt import train
-
-    run = GptRun(max_steps=6, warmup_steps=2, batch_size=4, n_layer=1, n_embd=16, block_size=16, evals=2,
-                 eval_batches=1, final_eval_batches=2, data_dir=str(DATA))
-    (res,) = seeds.run_many([run], workers=0, cache_dir=tmp_path, progress=False)
-    torch.set_num_threads(1)
-    direct = train(*run.configs())
-    assert res["final_val_loss"] == direct.final_val_loss
+def test_side_by_side_equals_alone_and_match_finds_partial_specs(tmp_path):
+    runs = [specs.cifar_spec("tiny", seed=s) for s in (0, 1)] + [specs.gpt_spec("tiny")]
+    par = RunStore(tmp_path / "a").run(runs, workers=2, data_dir=str(DATA), show_progress=False)
+    alone = RunStore(tmp_path / "b").run(runs, workers=0, data_dir=str(DATA), show_progress=False)
+    for a, b in zip(par, alone):  # deterministic whichever process trains it
+        assert a.numbers() == b.numbers()
+    assert par[0].train != par[1].train
+    store = RunStore(tmp_path / "a")
+    assert [r.spec.seed for r in store.match({"model": "resnet_tiny"}, task="cifar")] in ([0, 1], [1, 0])
+    assert len(store.match({"task": "gpt", "optimizer": "lion"})) == 1 and not store.match({"task": "gpt", "seed": 5})
+    with pytest.raises(ConfigError, match="unknown cifar spec keys"):
+        store.match({"epochs": 2}, task="cifar")
 
 
 @needs_data
 def test_a_failed_run_writes_nothing(tmp_path):
-    bad = seeds.CifarRun(optimizer="sgd", **TINY)
-    with pytest.raises(ValueError, match="unknown optimizer 'sgd'"):
-        seeds.run_many([bad], workers=0, cache_dir=tmp_path, progress=False)
-    assert not seeds.cache_path(bad, tmp_path).exists()
+    bad = specs.cifar_spec("tiny")
+    object.__setattr__(bad, "optimizer", "sgd")  # past the spec's own check: the trainer refuses it too
+    with pytest.raises(ConfigError, match="optimizer 'sgd'"):
+        RunStore(tmp_path).run([bad], data_dir=str(DATA), show_progress=False)
+    assert not RunStore(tmp_path).path(bad).exists()
     assert not torch.are_deterministic_algorithms_enabled()  # the caller's settings are restored

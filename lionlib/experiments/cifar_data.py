@@ -1,10 +1,11 @@
 """CIFAR-10 for the experiments: find it, check it, decode it once, cache it, augment it.
 
 Data sources, in order (`find_source`):
-1. `data_dir` argument, then `lionlib.experiments.common.data_dir()` (the `LIONLIB_DATA_DIR` variable or `<repo>/data`):
-   an image folder (`train/<class>/*.jpg`, `test/<class>/*.jpg`, or one level down in `cifar10-jpeg/`)
+1. `data_dir` argument, then `lionlib.experiments.common.data_dir()` (the `LIONLIB_DATA_DIR` variable or `<repo>/data`;
+   a `LIONLIB_DATA_DIR` that lacks the images is downloaded into, never silently replaced by the
+   offline copy): an image folder (`train/<class>/*.jpg`, `test/<class>/*.jpg`, or one level down in `cifar10-jpeg/`)
    or the official `cifar-10-python.tar.gz`;
-2. the offline JPEG copy next to the repository (`../shared/data/cifar10-jpeg`, used by tests and CI);
+2. without `LIONLIB_DATA_DIR`, the offline JPEG copy next to the repository (`../shared/data/cifar10-jpeg`);
 3. otherwise the official archive is downloaded into that folder and its md5 checked.
 When none of these works, a `DataError` says in one line what was looked for where and how to fix
 it. An archive the user placed is md5-checked too (and never deleted); a partial copy (fewer images
@@ -32,8 +33,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lionlib.experiments import common, home
-from lionlib.experiments.common import OFFLINE_DATA as OFFLINE, DataError, atomic_write, file_digest
+from lionlib.experiments import common
+from lionlib.experiments.common import OFFLINE_DATA as OFFLINE, DataError, atomic_write, cache_dir, file_digest
 from lionlib.experiments.common import data_dir as default_data_dir
 
 __all__ = ["CLASSES", "MEAN", "STD", "LAYOUT", "Source", "find_source", "fetch", "load_cifar10", "augment"]
@@ -48,7 +49,7 @@ JPEG_SHA256 = "ad60c587690fa24e860a0a0a0ae93ce77911f8a427903dad4f4851eb11ff3652"
 LAYOUT = "cifar10-jpeg/{train,test}/<class>/*.jpg"
 OFFICIAL_PER_CLASS = {"train": 5000, "test": 1000}
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-CACHE = home.data_home()  # decoded caches always go here, so a shared or offline data folder is only read
+CACHE = cache_dir()  # decoded caches always go here, so a shared or offline data folder is only read
 MEAN = (0.4914, 0.4822, 0.4465)  # CIFAR-10 train statistics, for input normalisation
 STD = (0.2470, 0.2435, 0.2616)
 
@@ -86,7 +87,8 @@ def find_source(data_dir: str | Path | None = None, download: bool = True) -> So
                             f"cifar10-jpeg/ (or train/ and test/) or {ARCHIVE}")
         return found
     data = default_data_dir()  # a LIONLIB_DATA_DIR that does not exist is a DataError here
-    dirs = [data] + [OFFLINE] * (OFFLINE.is_dir() and OFFLINE != data)
+    chosen = bool(os.environ.get("LIONLIB_DATA_DIR"))  # the user's folder only: never a silent fallback
+    dirs = [data] + [OFFLINE] * (not chosen and OFFLINE.is_dir() and OFFLINE != data)
     for d in dirs:
         if (found := _as_source(d)) is not None:
             return found

@@ -27,7 +27,7 @@ from lionlib.experiments.checkpoint import RESULT, Interrupted
 from lionlib.experiments.common import ExperimentError
 
 __all__ = ["Parser", "kebab", "field_help", "add_fields", "add_run_flags", "overrides", "one_line_errors",
-           "set_threads", "start_over"]
+           "set_threads", "start_over", "run_command"]
 
 
 class Parser(argparse.ArgumentParser):
@@ -105,13 +105,25 @@ def _show(value) -> str:
 
 
 def add_run_flags(parser: argparse.ArgumentParser, scales) -> None:
-    """The flags that say how to run, not what: the same for every experiment."""
+    """The flags that say how to run, not what (they are not part of the run's spec): the same for
+    every experiment."""
     parser.add_argument("--scale", default="cpu", choices=scales, help="preset sizes and settings (default: cpu)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the unfinished run in --out-dir from its checkpoint (same settings)")
     parser.add_argument("--force", action="store_true",
                         help="train even if --out-dir holds a finished or unfinished run (it is replaced)")
     parser.add_argument("--threads", type=int, help="torch threads (1 is faster on a shared, busy CPU)")
+    parser.add_argument("--device", default="auto", help="auto (cuda, mps, cpu) or a torch device such as cuda:1")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="torch.compile the model (default: on CUDA only)")
+    parser.add_argument("--out-dir", help="the run folder (checkpoint.pt, result.json); default runs/<task>/<spec hash>")
+    parser.add_argument("--data-dir", help="where the data set is (default: $LIONLIB_DATA_DIR, else data/)")
+    parser.add_argument("--stop-at", type=int, help="stop with a checkpoint after this many steps (split a long run)")
+    parser.add_argument("--ckpt-every", type=int, default=0, help="also checkpoint every this many steps (0: at the "
+                        "end and on Ctrl-C only)")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="a tqdm bar")
+    parser.add_argument("--store", action=argparse.BooleanOptionalAction, default=True, help="also keep the record "
+                        "in the run store (paper_figures/runs/<task>/<spec hash>.json; smoke and tiny: build/runs/)")
 
 
 def overrides(args: argparse.Namespace, cls) -> dict:
@@ -125,6 +137,55 @@ def set_threads(n: int | None) -> None:
         if n < 1:
             raise ExperimentError(f"--threads {n}: give a number of threads >= 1")
         torch.set_num_threads(n)
+
+
+def run_command(prog: str, argv: list[str] | None, spec_cls, make_spec, train, scales, preload, doc: str = "",
+                choices: dict | None = None):
+    """The command line of one experiment: every spec field is a flag (defaults: the cpu scale's),
+    plus the run flags (`add_run_flags`). Bad values, an unusable device and missing data stop it
+    before any work, each with one line; the finished run's record is `<out-dir>/result.json`."""
+    from lionlib.experiments.checkpoint import claim_out_dir
+    from lionlib.experiments.common import run_folders_dir
+    from lionlib.experiments.engine import check_device
+    from lionlib.experiments.specs import spec_hash
+
+    ap = Parser(prog=prog, description=doc)
+    add_run_flags(ap, scales)
+    add_fields(ap, spec_cls, make_spec("cpu"), skip=("task", "scale"), choices=choices,
+               title="the run's spec (the defaults shown are the cpu scale's)")
+    args = ap.parse_args(kebab(sys.argv[1:] if argv is None else argv))
+    master = int(os.environ.get("RANK", "0")) == 0
+    with one_line_errors(prog, setup=True):  # bad values stop here, before any work
+        set_threads(args.threads)
+        if args.stop_at is not None and args.stop_at < 1 or args.ckpt_every < 0:
+            raise ExperimentError(f"--stop-at {args.stop_at} / --ckpt-every {args.ckpt_every}: want >= 1 / >= 0")
+        check_device(args.device)
+        spec = make_spec(args.scale, **{k: v for k, v in overrides(args, spec_cls).items() if k not in ("task", "scale")})
+        out_dir = Path(args.out_dir) if args.out_dir else run_folders_dir() / spec.task / spec_hash(spec)
+        if master:  # the other processes find rank 0's files appearing
+            claim_out_dir(out_dir, args.resume, args.force)
+    with one_line_errors(prog):
+        preload(spec, args.data_dir)  # missing data: one line here
+        if master:
+            print(f"run folder: {out_dir}", flush=True)
+            start_over(out_dir, args.force)
+        rec = train(spec, device=args.device, compile=args.compile, out_dir=out_dir, resume=args.resume,
+                    stop_at=args.stop_at, ckpt_every=args.ckpt_every, show_progress=args.progress, data_dir=args.data_dir)
+        if rec is not None and master:
+            from lionlib.experiments.common import atomic_write_text
+
+            atomic_write_text(out_dir / RESULT, rec.dumps())
+            if args.store:
+                from lionlib.experiments.store import RunStore
+
+                print(f"stored {RunStore().put(rec)}")
+    if master:
+        if rec is None:
+            print(f"stopped at step {args.stop_at} of {spec.steps}: continue with --resume")
+        else:
+            print(f"{spec.task} {spec.model} {spec.optimizer}: " + ", ".join(f"{k} {v:.4f}" for k, v in rec.final.items()
+                  if isinstance(v, float)) + f" in {rec.wall_seconds:.1f}s ({rec.env['device']})")
+    return rec
 
 
 def start_over(out_dir: str | Path, force: bool) -> None:

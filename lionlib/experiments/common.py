@@ -1,14 +1,14 @@
-"""What the CIFAR-10 and GPT experiments share, written once: where the data are, which device to
-train on, checksummed downloads, atomic writes, the optimizers by name and their Lion-lp groups, and
-the errors a user can act on.
+"""What the experiments share, written once: where the data are and where runs, run folders and
+caches are written (one function per kind of path), which device to train on, checksummed
+downloads, atomic writes, and the errors a user can act on. (The optimizers: `engine.make_optimizers`.)
 
 The experiments never import the companion (`lionlib.companion`): the notebooks drive the
 experiments, not the other way round, so an experiment runs from its own command line with
 nothing but this room and the optimizer library.
 
-Vocabulary (both experiments): optimizers `lion`, `lion_lp` (Lion-K with K = the lp norm, exponent
-`p`) and `adamw`; `weight_decay` is the decoupled decay lambda; `out_dir` is the folder a run writes
-(`checkpoint.pt`, `result.json`); command-line flags are `--kebab-case`.
+Vocabulary (every experiment): optimizers `lion`, `lion_lp` (Lion-K with K = the lp norm, exponent
+`p`), `adamw`, `muon`, `distributed_lion`; `weight_decay` is the decoupled decay lambda; `out_dir` is
+the folder a run writes (`checkpoint.pt`, `result.json`); command-line flags are `--kebab-case`.
 """
 
 from __future__ import annotations
@@ -17,21 +17,19 @@ import hashlib
 import os
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from lionlib.experiments import home
 
-__all__ = ["REPO", "OFFLINE_DATA", "OPTIMIZERS", "LEGACY_OPTIMIZERS", "ExperimentError", "DataError", "ConfigError",
-           "data_dir", "resolve_device", "file_digest", "atomic_write", "atomic_write_text", "missing_data", "fetch",
-           "lp_groups", "make_optimizer", "optimizer_name"]
+__all__ = ["REPO", "OFFLINE_DATA", "ExperimentError", "DataError", "ConfigError", "data_dir", "resolve_device",
+           "file_digest", "atomic_write", "atomic_write_text", "missing_data", "fetch", "runs_dir", "run_folders_dir",
+           "cache_dir", "bench_results_dir"]
 
 REPO = Path(__file__).resolve().parents[2]
 OFFLINE_DATA = REPO.parent / "shared" / "data"  # the offline copy beside the checkout (development, CI)
-OPTIMIZERS = ("lion", "lion_lp", "adamw")
-LEGACY_OPTIMIZERS = {"lionk": "lion_lp"}  # earlier CIFAR name, still accepted
 
 
 class ExperimentError(Exception):
@@ -58,8 +56,8 @@ class ConfigError(ExperimentError, ValueError):
 
 def data_dir() -> Path:
     """Where data sets are read from and cached: `$LIONLIB_DATA_DIR` (read at each call, so a
-    notebook or test can point it elsewhere), else `home.data_home()` (a clone's git-ignored `data/`,
-    never the installed package's folder). An empty `LIONLIB_DATA_DIR` is an error, not a fallback.
+    notebook or test can point it elsewhere), else `home.data_home()` (the clone's git-ignored `data/`, or the
+    platform cache for an installed copy; never inside the installation).
 
     A `LIONLIB_DATA_DIR` that does not exist is an error, not created: a misspelt path would
     otherwise silently become a download target.
@@ -68,12 +66,44 @@ def data_dir() -> Path:
     if env is None:
         return home.data_home()
     if not env.strip():
-        raise DataError("LIONLIB_DATA_DIR is set but empty: set it to the folder holding the data sets, or unset it "
-                        f"(unset LIONLIB_DATA_DIR) to use {home.data_home()}")
+        raise DataError(f"LIONLIB_DATA_DIR is set but empty: set it to the folder that holds the data sets, or unset "
+                        f"it to use {home.data_home()}")
     path = Path(env).expanduser().resolve()
     if not path.is_dir():
         raise DataError(f"LIONLIB_DATA_DIR={env} is not a folder: fix the path, or unset it to use {home.data_home()}")
     return path
+
+
+# Where the experiments write: one function per kind of path, so an installed package can point
+# them elsewhere (away from its own folder) in one place.
+
+
+def runs_dir(scale: str = "cpu") -> Path:
+    """The run store's root (`lionlib.experiments.store`): `$LIONLIB_RUNS_DIR`, else the checkout's
+    committed `paper_figures/runs/` for the scales whose records are committed (cpu, paper) and the
+    git-ignored `build/runs/<scale>/` for the others (smoke, tiny)."""
+    env = os.environ.get("LIONLIB_RUNS_DIR")
+    if env:
+        return Path(env).expanduser()
+    root = home.checkout()
+    if root is None:  # an installed copy: records go under the home, never into site-packages
+        return home.home() / "runs" / "records" / scale
+    return root / "paper_figures" / "runs" if scale in ("cpu", "paper") else root / "build" / "runs" / scale
+
+
+def run_folders_dir() -> Path:
+    """Where the command lines put a run's folder (checkpoint.pt, result.json) when no --out-dir is given."""
+    return home.runs_dir()
+
+
+def cache_dir() -> Path:
+    """Where decoded data sets are cached (git-ignored in a clone; `home.data_home()`)."""
+    return home.data_home()
+
+
+def bench_results_dir() -> Path:
+    """Where `benchmarks/bench_train.py` writes its measurements (read by `engine.measured_precision`)."""
+    return (home.checkout() or home.home()) / "benchmarks" / "results"
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -171,52 +201,3 @@ def fetch(url: str, dest: Path, digest: str, algo: str = "md5", *, name: str, lo
 def _reason(e: BaseException) -> str:
     reason = getattr(e, "reason", None) or getattr(e, "strerror", None) or e
     return f"{type(e).__name__}: {reason}"
-
-
-# ----------------------------------------------------------------------------------------------
-# Optimizers by name
-
-
-def optimizer_name(name: str) -> str:
-    """The canonical name (`lionk` -> `lion_lp`); a ValueError lists the choices."""
-    name = LEGACY_OPTIMIZERS.get(name, name)
-    if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}: choose one of {', '.join(OPTIMIZERS)}")
-    return name
-
-
-def lp_groups(named: Iterable[tuple[str, torch.Tensor]], lr: float, weight_decay: float, p: float,
-              decay: Callable[[str, torch.Tensor], bool] = lambda name, prm: True) -> list[dict]:
-    """One param group per tensor for Lion-lp, scaled so that every p takes steps of Lion's size and
-    keeps Lion's lr * weight_decay.
-
-    The group's lr is multiplied and its decay divided by s = `lionlib.optim.lp_scale(n, p)`
-    (n^(1 - 1/p) for a tensor of n entries): grad ||c||_p has unit lq norm, so without s a p = 2
-    step would be sqrt(n) times smaller than Lion's. `lr_scale` = s is kept for schedules that
-    set `lr` at every step; tensors where `decay(name, tensor)` is false get no decay.
-    """
-    from lionlib.optim import lp_scale
-
-    groups = []
-    for name, prm in named:
-        if prm.requires_grad:
-            s = lp_scale(prm.numel(), p)
-            groups.append(dict(params=[(name, prm)], lr=lr * s, weight_decay=weight_decay / s if decay(name, prm) else 0.0,
-                               lr_scale=s))
-    return groups
-
-
-def make_optimizer(params, name: str, lr: float, weight_decay: float = 0.0, betas: tuple[float, float] | None = None,
-                   p: float = 1.0) -> torch.optim.Optimizer:
-    """`lion`, `lion_lp` or `adamw` over `params` (tensors, (name, tensor) pairs or param groups;
-    groups' own lr and weight_decay win). `betas` None: (0.9, 0.99) for Lion, (0.9, 0.999) for AdamW.
-    A bad value is the optimizer's own ValueError, raised here, before any training."""
-    from lionlib.kappa import get as get_kappa
-    from lionlib.optim import Lion, LionK
-
-    name = optimizer_name(name)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, betas=betas or (0.9, 0.999), weight_decay=weight_decay)
-    if name == "lion":
-        return Lion(params, lr=lr, betas=betas or (0.9, 0.99), weight_decay=weight_decay)
-    return LionK(params, kappa=get_kappa("lp", p=p), lr=lr, betas=betas or (0.9, 0.99), weight_decay=weight_decay)

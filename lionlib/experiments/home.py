@@ -8,8 +8,7 @@ here instead:
   a git clone, an editable install or an unpacked sdist), else None (an installed copy).
 - `home()`: `$LIONLIB_HOME` if set; else the checkout; else the platform's cache folder
   (`$XDG_CACHE_HOME/lionlib` or `~/.cache/lionlib` on Linux, `~/Library/Caches/lionlib` on macOS,
-  `%LOCALAPPDATA%\\lionlib` on Windows). Downloads and decoded data caches go to `home()/data`,
-  cached seed runs to `home()/runs/cache`.
+  `%LOCALAPPDATA%\\lionlib` on Windows). Downloads and decoded data caches go to `home()/data`.
 - `runs_dir()`: the parent of run folders (`cifar10/`, `gpt/`): `$LIONLIB_HOME/runs`, else the
   checkout's `runs/`, else `./runs` under the current directory (a user's results belong where
   they work, not in a hidden cache).
@@ -24,7 +23,7 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["PACKAGE", "HomeError", "checkout", "platform_cache", "home", "runs_dir", "data_home", "seed_cache"]
+__all__ = ["PACKAGE", "HomeError", "checkout", "platform_cache", "home", "runs_dir", "data_home"]
 
 PACKAGE = Path(__file__).resolve().parents[1]  # the lionlib package folder
 
@@ -79,7 +78,3 @@ def data_home() -> Path:
     """Default data folder: downloads and decoded caches (`home()/data`)."""
     return home() / "data"
 
-
-def seed_cache() -> Path:
-    """Where trained seed runs are cached so a notebook re-run reuses them (`home()/runs/cache`)."""
-    return home() / "runs" / "cache"

@@ -1,11 +1,9 @@
 """The two CIFAR-10 architectures of the conv-vs-transformer question: a small residual conv net with
 batch norm and a small vision transformer (patches of 4).
 
-Both are written so that several copies can run as one batched model (`lionlib.experiments.seeds`,
-`torch.func.vmap` over `functional_call`): no buffers and no in-place state. That is why the batch
-norm here keeps no running statistics (`track_running_stats=False`): it normalises with the
-statistics of the batch it sees, in training and in evaluation (evaluation batches are large, see
-`seeds.evaluate`). This is the companion's choice, stated next to every finding that uses the net.
+The batch norm is the standard one: batch statistics in training, running statistics (momentum
+0.1) in evaluation (`model.eval()`), so a test image's prediction does not depend on which other
+images share its batch, nor on the order of the test set (`tests/test_engine.py` checks it).
 """
 
 from __future__ import annotations
@@ -20,7 +18,7 @@ __all__ = ["ResNet", "ViT", "ARCHS", "build"]
 
 
 def _bn(c: int) -> nn.BatchNorm2d:
-    return nn.BatchNorm2d(c, track_running_stats=False)
+    return nn.BatchNorm2d(c)
 
 
 class Conv(nn.Module):
@@ -94,7 +92,7 @@ class Attention(nn.Module):
     def forward(self, x):
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
-        att = (q @ k.transpose(-2, -1)) / math.sqrt(C // self.heads)  # explicit softmax: vmap-friendly
+        att = (q @ k.transpose(-2, -1)) / math.sqrt(C // self.heads)
         return self.proj((att.softmax(-1) @ v).transpose(1, 2).reshape(B, T, C))
 
 
