@@ -126,7 +126,14 @@ def test_make_alone_lists_the_targets():
     assert {"help", "test", "unit", "reproduce", "verify", "site", "notebooks", "browser", "clean"} <= listed, listed
 
 
+# The torch-only venv's processes see neither this checkout (PYTHONPATH, the current folder) nor
+# lionlib's settings.
+CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "LIONLIB"))}
+
+
 def _run(cmd, **kwargs) -> str:
+    kwargs.setdefault("env", CLEAN_ENV)
+    kwargs.setdefault("cwd", VENV.parent if VENV.parent.exists() else None)
     out = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
     assert out.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
     return out.stdout
@@ -139,6 +146,7 @@ def _torch_only_venv() -> Path:
     stamp = VENV / ".torch-installed"
     if not stamp.exists():
         shutil.rmtree(VENV, ignore_errors=True)
+        VENV.parent.mkdir(parents=True, exist_ok=True)
         _run([sys.executable, "-m", "venv", VENV])
         _run([python, "-m", "pip", "install", "--no-compile", f"torch=={torch.__version__}"])  # no .pyc: compiling them was most of the time
         stamp.touch()
@@ -216,7 +224,7 @@ def test_wheel_installs_beside_torch_alone(tmp_path):
     assert [r for r in required if "extra ==" not in r] == [PYPROJECT["project"]["dependencies"][0]], required
 
     python = _torch_only_venv()
-    subprocess.run([python, "-m", "pip", "uninstall", "-y", "lionlib"], capture_output=True)  # a previous run's
+    subprocess.run([python, "-m", "pip", "uninstall", "-y", "lionlib"], capture_output=True, env=CLEAN_ENV, cwd=VENV.parent)
     before = _installed(python)
     extra = set(before) - _torch_closure(python) - {"pip", "setuptools"}
     assert not extra, f"{VENV} holds more than torch and its requirements: {sorted(extra)} (delete it)"
@@ -226,8 +234,7 @@ def test_wheel_installs_beside_torch_alone(tmp_path):
     assert "lionlib" in after
     _run([python, "-m", "pip", "check"])
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "LIONLIB"))}
-    env.update(LIONLIB_CACHE_DIR=str(tmp_path / "kernel-cache"), OMP_NUM_THREADS="1")
+    env = {**CLEAN_ENV, "LIONLIB_CACHE_DIR": str(tmp_path / "kernel-cache"), "OMP_NUM_THREADS": "1"}
     result = json.loads(_run([python, "-c", SMOKE], cwd=tmp_path, env=env).strip().splitlines()[-1])
     site = str(VENV)
     assert result["file"].startswith(site) and result["source"].startswith(site), result
