@@ -22,7 +22,7 @@ PIP_INSTALL := $(BIN)/python -m pip install -c $(CONSTRAINTS)
 .DEFAULT_GOAL := help
 
 help:  ## this list
-	@echo "make TARGET [SCALE=smoke|cpu|paper] [ONLY=notebook,...]; the first target run installs .venv"
+	@echo "make TARGET [SCALE=smoke|cpu|paper] [ONLY=notebook,...]; a target that needs .venv installs it first"
 	@awk -F':.*## ' '/^[a-z][a-z-]*:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(firstword $(MAKEFILE_LIST))
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
