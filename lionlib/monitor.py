@@ -23,14 +23,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
 from lionlib import kappa as kappa_lib
 from lionlib.distributed import full_tensor
+
+if TYPE_CHECKING:  # pandas is imported by frame(), so recording needs torch alone (extra "monitor")
+    import pandas as pd
 
 __all__ = ["ConstraintMonitor"]
 
@@ -133,6 +136,8 @@ class ConstraintMonitor:
 
     def frame(self) -> pd.DataFrame:
         """One row per (recorded step, tensor)."""
+        import pandas as pd
+
         return pd.DataFrame(self.rows, columns=["step", "name", "kappa", "numel", "constraint", "bound", "kkt", "kkt_rel"])
 
     def summary(self, tol: float = 1e-4) -> pd.DataFrame:

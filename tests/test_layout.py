@@ -1,7 +1,7 @@
 """The layout is part of the design: four rooms, imports that only point inward, small modules.
 
 Rooms (the README's layout section names them):
-- the optimizer library: `lionlib` itself (optim, validate, monitor, distributed), the `lionlib.kappa` package
+- the optimizer library: `lionlib` itself (optim, validate, monitor, distributed, integrations), the `lionlib.kappa` package
   (the K, one small module per kind) and `lionlib.fused`;
 - `lionlib.theory`: the paper's Lyapunov function and dynamics, built on the library;
 - `lionlib.experiments`: the network experiments, built on the library;
@@ -122,5 +122,6 @@ def test_top_level_is_the_library_and_the_rooms():
     rooms = {p.name for p in ROOT.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
     assert rooms == {"fused", "kappa", *ROOMS}, rooms
     library = {p.name for p in ROOT.glob("*.py")}
-    assert library <= {"__init__.py", "optim.py", "muon.py", "validate.py", "monitor.py", "distributed.py"}, library
+    assert library <= {"__init__.py", "optim.py", "muon.py", "validate.py", "monitor.py", "distributed.py",
+                       "integrations.py"}, library
     assert top <= library | rooms, top - library - rooms
