@@ -232,7 +232,7 @@ plt.show()
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-from lionlib.theory.interactive import explore
+from lionlib.companion.interactive import explore
 
 explore(widgets=INTERACTIVE, K_name="l1", lam=LAM, beta1=BETAS[0], beta2=BETAS[1], lr=LR, x0=STARTS[0][0],
         y0=STARTS[0][1], implicit=True, c=C, steps=steps);

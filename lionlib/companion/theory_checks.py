@@ -1,0 +1,147 @@
+"""The checks of the theory notebooks: the wording, the thresholds and their tolerances, around the
+measures of `lionlib.theory.measures` and `lionlib.theory.special_cases`.
+
+Each `check_*` computes its quantity from real runs (or from K itself), states it through `report`
+(a `lionlib.companion.report.Report`) and returns the verdict. `tests/test_claims_can_fail.py`
+calls the same functions after breaking the maths on purpose (a Lyapunov coefficient, beta1 and
+beta2 swapped in the update, the sign of grad K, explicit decay where the theorem needs implicit
+decay) to show that each reports FAIL.
+
+Every slack is a named tolerance with its reason, about 10x above the rounding the maths predicts
+or the value observed, never a constant hidden in a denominator:
+
+- `STEP_ROUNDING`: one step of H_d, relative to 1 + max|H_d|;
+- `phase1_tolerance(...)`: phase 1's bound is met with equality at full speed, so its excess is
+  rounding (`measures.phase1_rounding`);
+- `FY_ROUNDING`: Fenchel-Young at random points.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+
+from lionlib.companion.verify import Tolerance
+from lionlib.kappa import Kappa
+from lionlib.theory import measures
+from lionlib.theory.lyapunov import OdeConstants
+
+__all__ = ["Tolerance", "STEP_ROUNDING", "FY_ROUNDING", "at_rounding", "phase1_tolerance", "check_phase1", "check_entry_step",
+           "check_one_step_bound", "check_descent", "check_random_states", "check_fenchel_young",
+           "check_dH_equals_minus_Delta", "check_continuous_phase1", "check_rate_slope", "tensor_max"]
+
+STEP_ROUNDING = (1e-14, "float64 rounding of H_d's terms in one step: a few ulps (2.2e-16 each) of 1 + max|H_d|, "
+                        "10x; observed <= 1e-16")
+FY_ROUNDING = (1e-14, "float64 rounding of K*(grad K(z)) + K(z) - <grad K(z), z> (exp, log, powers): a few ulps "
+                      "of 1 + |K(z)|, 10x; observed <= 9e-16")
+ODE_PHASE1 = (1e-9, "the ODE solver's error (rtol 1e-12, atol 1e-14 per step) accumulated over a few hundred "
+                    "steps, relative to dist_0, 10x")
+
+
+def at_rounding(atol: float) -> Tolerance:
+    """The cross-CPU promise for a value at float64 rounding level: only its size, below `atol`."""
+    return Tolerance(0.0, atol, "a value at float64 rounding level: another CPU rounds differently, so only "
+                                "its size (below the check's tolerance) is promised")
+
+
+def phase1_tolerance(lr, lam: float, radius: float) -> tuple[float, str]:
+    tol = 10 * measures.phase1_rounding(lr, lam, radius)
+    return tol, (f"float64 rounding of lambda|x_t| (<= {radius:g}): one ulp per step, summed by the contraction "
+                 f"to ulp / (lr lambda), 10x (lr = {float(min(lr) if hasattr(lr, '__len__') else lr):g}, "
+                 f"lambda = {lam:g})")
+
+
+def check_phase1(report, element: str, claim: str, dists, lr, lam: float, implicit: bool = False,
+                 radius: float = 5.0) -> bool:
+    """dist(lambda x_t, dom K*) <= factor_t dist_0 at every step (runs starting inside stay inside)."""
+    tol, why = phase1_tolerance(lr, lam, radius)
+    return report.check(element, claim + " (max_t dist_t - bound_t)", measures.phase1_excess(dists, lr, lam, implicit),
+                        "<=", 0.0, fmt=".1e", stable=False, tol=tol, why=why, across=at_rounding(tol))
+
+
+def check_entry_step(report, element: str, tr, x0, lr: float, lam: float, implicit: bool = False) -> bool:
+    """Lion's entry step equals the closed form of `lion_entry_prediction` (checks lr, decay and sign)."""
+    t = measures.entry_step(tr.dist)
+    pred = measures.lion_entry_prediction(x0, lr, lam, implicit)
+    return report.check(element, f"Lion from {tuple(x0)}, lambda = {lam}, {'implicit' if implicit else 'explicit'} "
+                        f"decay: enters the box at the closed-form step {pred} (entry step - prediction)",
+                        math.inf if t is None else t - pred, "==", 0, fmt=".0f")
+
+
+def check_one_step_bound(report, element: str, claim: str, trajs) -> bool:
+    tol, why = STEP_ROUNDING
+    return report.check(element, claim, measures.one_step_excess(trajs), "<=", 0.0, stable=False, tol=tol, why=why,
+                        across=at_rounding(tol))
+
+
+def check_descent(report, element: str, claim: str, trajs) -> bool:
+    """D_t <= 0 after entry (the linearised one-step change of H_d), relative to 1 + max|H_d|."""
+    tol, why = STEP_ROUNDING
+    return report.check(element, claim, measures.max_descent(trajs), "<=", 0.0, stable=False, tol=tol, why=why,
+                        across=at_rounding(tol))
+
+
+SOME_STATE = Tolerance(0.25, 0.0, "a random state whose D_t lies within rounding of the violation cut-off may be "
+                                  "counted differently on another CPU; the fraction is promised to 25 %")
+
+
+def check_random_states(report, element: str, claim: str, K: Kappa, n: int, generator, *, expect: str = "none",
+                        **kwargs) -> bool:
+    """expect="none": no random state violates D_t <= 0 (the theorem); "some": a counter-example exists."""
+    frac, _ = measures.random_one_step(K, n, generator, **kwargs)
+    if expect == "none":
+        return report.check(element, claim, frac, "==", 0.0)
+    return report.check(element, claim, frac, ">", 0.0, stable=False, across=SOME_STATE)
+
+
+def check_fenchel_young(report, element: str, Ks: Sequence[Kappa], n: int, generator) -> bool:
+    errs = {K.describe(): measures.fenchel_young_errors(K, n, generator, (3, 2) if K.name == "nuclear" else (2,))
+            for K in Ks}
+    eq = max(e for e, _ in errs.values())
+    gap = min(g for _, g in errs.values())
+    tol, why = FY_ROUNDING
+    ok1 = report.check(element, f"every K of the table ({len(Ks)} rows): Fenchel-Young equality "
+                       "K*(grad K(z)) + K(z) = <grad K(z), z> at random z (max relative error)", eq, "<=", 0.0,
+                       stable=False, tol=tol, why=why, across=at_rounding(tol))
+    ok2 = report.check(element, "every K of the table: Fenchel-Young gap K*(y) + K(z) - <y, z> >= 0 at random "
+                       "(y in dom K*, z) (min gap relative to 1 + |K(z)| + |<y, z>|)", gap, ">=", 0.0, stable=False,
+                       tol=tol, why=why, across=at_rounding(tol))
+    return ok1 and ok2
+
+
+def check_dH_equals_minus_Delta(report, element: str, claim: str, Ks: dict, c: OdeConstants, runs: dict, problem,
+                                h: float = 2e-3, every: int = 1) -> bool:
+    err = max(measures.ode_dH_error(Ks[k], c, runs[k], problem, h, every) for k in runs)
+    return report.check(element, claim, err, "<=", 0.0, stable=False, tol=2e-7,
+                        why=f"4th-order finite difference of H with h = {h:g} (error ~ h^4 |H^(5)|) and the solver's "
+                            "rtol 1e-12 divided by h: 10x the observed 1.5e-8",
+                        across=Tolerance(0.5, 0.0, "finite differences of the dense output amplify the solver's "
+                                                   "last bits by 1/h"))
+
+
+def check_continuous_phase1(report, element: str, claim: str, runs, lam: float) -> bool:
+    """max over runs and samples t > 0 of (dist_t - e^{-lambda t} dist_0) / dist_0 <= 0."""
+    tol, why = ODE_PHASE1
+    return report.check(element, claim + " (max relative excess over the bound)",
+                        measures.continuous_phase1_excess(runs, lam), "<=", 0.0, fmt=".1e", stable=False, tol=tol,
+                        why=why, across=at_rounding(tol))
+
+
+def check_rate_slope(report, element: str, runs: dict, problem, f_star: float, slope_max: float = -0.5) -> float:
+    """The discrete rate: (1/T) sum Delta_t falls like T^-1 until its floor 2 L lr^2 d; the fitted slope
+    over the last decade of T before the floor must be <= -1/2 for every lr (no decay: 0)."""
+    worst = -math.inf
+    for lr, tr in runs.items():
+        slope, _, _ = measures.rate_slope(tr, lr, problem.L, f_star)
+        worst = max(worst, math.inf if math.isnan(slope) else slope)
+    report.check(element, f"(1/T) sum Delta_t decays before its floor 2 L lr^2 d, every lr in {tuple(runs)}: fitted slope "
+                 f"of log (1/T) sum Delta_t against log T over the last decade before (H_d(t_0) - f*)/T = 10 x the floor "
+                 "(max over lr)", worst, "<=", slope_max, fmt=".2f", stable=False,
+                 across=Tolerance(1e-6, 0.0, "a least-squares slope of float64 averages"))
+    return worst
+
+
+def tensor_max(x) -> float:
+    return float(torch.as_tensor(x).max())
