@@ -209,14 +209,16 @@ class Claim:
     tol: float = 0.0  # slack added to the threshold in the lenient direction
     why: str = ""  # the reason for tol (required when tol > 0)
     across: dict | None = None  # {"rtol", "atol", "why"}: how close the value is promised on another CPU model
+    scaled: bool = False  # True: the threshold depends on the scale (e.g. 10x a rest after T steps); summary hides it
 
     def line(self) -> str:
         value = _fmt(self.value, self.fmt) if self.stable else "<varies>"
+        threshold = "<scaled>" if self.scaled else _fmt(self.threshold, self.fmt)
         tag = {"sanity": "  (sanity check)", "identity": "  (true by construction; not counted)"}.get(self.kind, "")
         word = ("HOLDS" if self.verdict else "BROKEN") if self.kind == "identity" else ("PASS" if self.verdict else "FAIL")
         slack = f" + {self.tol:.0e}" if self.tol and self.op in ("<=", "<") else (
             f" - {self.tol:.0e}" if self.tol and self.op in (">=", ">") else (f" +- {self.tol:.0e}" if self.tol else ""))
-        return f"{word}  {self.element}: {self.claim}  [{value} {self.op} {_fmt(self.threshold, self.fmt)}{slack}]{tag}"
+        return f"{word}  {self.element}: {self.claim}  [{value} {self.op} {threshold}{slack}]{tag}"
 
 
 @dataclass
@@ -351,17 +353,18 @@ class Report:
 
     def check(self, element: str, claim: str, value, op: str, threshold, fmt: str = ".3g",
               stable: bool = True, sanity: bool = False, *, tol: float = 0.0, why: str = "",
-              across: Tolerance | None = None) -> bool:
+              across: Tolerance | None = None, scaled: bool = False) -> bool:
         """Record `value op threshold` (slack `tol`, for the reason `why`) as a check about `element`
         and return the verdict (NaN fails). `across`: the tolerance promised on another CPU model
-        (default `verify.FLOAT64`, widened to `tol` in absolute terms)."""
+        (default `verify.FLOAT64`, widened to `tol` in absolute terms). `scaled=True`: the threshold
+        depends on the scale, so the checked summary hides it (like the value of `stable=False`)."""
         return self._record(element, claim, value, op, threshold, fmt, stable, "sanity" if sanity else "check",
-                            tol, why, across)
+                            tol, why, across, scaled)
 
     def identity(self, element: str, claim: str, value, op: str, threshold, fmt: str = ".3g", stable: bool = False,
                  *, tol: float = 0.0, why: str = "", across: Tolerance | None = None) -> bool:
         """Record a relation that holds by construction (shown as HOLDS/BROKEN, never counted as a check)."""
-        return self._record(element, claim, value, op, threshold, fmt, stable, "identity", tol, why, across)
+        return self._record(element, claim, value, op, threshold, fmt, stable, "identity", tol, why, across, False)
 
     def illustration(self, element: str, claim: str, value, fmt: str = ".3g", stable: bool = False,
                      across: Tolerance | None = None) -> float:
@@ -372,7 +375,7 @@ class Report:
                                                     {"rtol": across.rtol, "atol": across.atol, "why": across.why})
         return value
 
-    def _record(self, element, claim, value, op, threshold, fmt, stable, kind, tol, why, across) -> bool:
+    def _record(self, element, claim, value, op, threshold, fmt, stable, kind, tol, why, across, scaled) -> bool:
         check_element(element)
         if op not in OPS:
             raise ValueError(f"op must be one of {sorted(OPS)}, got {op!r}")
@@ -383,7 +386,7 @@ class Report:
         across = across or FLOAT64
         across = {"rtol": across.rtol, "atol": max(across.atol, tol), "why": across.why}
         self.claims[(element, claim)] = Claim(element, claim, value, op, threshold, verdict, stable, fmt, kind, tol,
-                                              why, across)
+                                              why, across, scaled)
         return verdict
 
     def finding(self, element: str, claim: str, effects: Sequence[float], *, protocol: Protocol,

@@ -21,8 +21,6 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-import torch
-
 from lionlib.companion.verify import Tolerance
 from lionlib.kappa import Kappa
 from lionlib.theory import measures
@@ -30,7 +28,7 @@ from lionlib.theory.lyapunov import OdeConstants
 
 __all__ = ["Tolerance", "STEP_ROUNDING", "FY_ROUNDING", "at_rounding", "phase1_tolerance", "check_phase1", "check_entry_step",
            "check_one_step_bound", "check_descent", "check_random_states", "check_fenchel_young",
-           "check_dH_equals_minus_Delta", "check_continuous_phase1", "check_rate_slope", "tensor_max"]
+           "check_dH_equals_minus_Delta", "check_continuous_phase1", "check_rate_slope", "check_frank_wolfe"]
 
 STEP_ROUNDING = (1e-14, "float64 rounding of H_d's terms in one step: a few ulps (2.2e-16 each) of 1 + max|H_d|, "
                         "10x; observed <= 1e-16")
@@ -143,5 +141,13 @@ def check_rate_slope(report, element: str, runs: dict, problem, f_star: float, s
     return worst
 
 
-def tensor_max(x) -> float:
-    return float(torch.as_tensor(x).max())
+def check_frank_wolfe(report, element: str, name: str, xs, grads, ball: str, lam: float, lr: float, tol: float,
+                      why: str) -> float:
+    """Lion-K without momentum against Frank-Wolfe with a linprog oracle, one step from every state."""
+    from lionlib.theory.special_cases import frank_wolfe_error
+
+    err = frank_wolfe_error(xs, grads, ball, lam, lr)
+    report.check(element, f"{name}: Lion-K step = Frank-Wolfe step with a linprog oracle (scipy HiGHS) from every "
+                 "state of the run (max |difference|)", err, "<=", 0.0, stable=False, tol=tol, why=why,
+                 across=at_rounding(tol))
+    return err
