@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import torch
+
 from lionlib.companion.verify import Tolerance
 from lionlib.kappa import Kappa
 from lionlib.theory import measures
@@ -28,7 +30,8 @@ from lionlib.theory.lyapunov import OdeConstants
 
 __all__ = ["Tolerance", "STEP_ROUNDING", "FY_ROUNDING", "at_rounding", "phase1_tolerance", "check_phase1", "check_entry_step",
            "check_one_step_bound", "check_descent", "check_random_states", "check_fenchel_young",
-           "check_dH_equals_minus_Delta", "check_continuous_phase1", "check_rate_slope", "check_frank_wolfe"]
+           "check_dH_equals_minus_Delta", "check_continuous_phase1", "check_rate_slope", "check_frank_wolfe", "CHATTER_AT",
+           "check_mirror_descent", "identity_relaxed_mirror", "check_classical"]
 
 STEP_ROUNDING = (1e-14, "float64 rounding of H_d's terms in one step: a few ulps (2.2e-16 each) of 1 + max|H_d|, "
                         "10x; observed <= 1e-16")
@@ -151,3 +154,77 @@ def check_frank_wolfe(report, element: str, name: str, xs, grads, ball: str, lam
                  "state of the run (max |difference|)", err, "<=", 0.0, stable=False, tol=tol, why=why,
                  across=at_rounding(tol))
     return err
+
+
+def CHATTER_AT(atol: float) -> Tolerance:  # noqa: N802 - a tolerance factory, named like the constants it makes
+    """The cross-CPU promise for a maximum over a chattering run: the maximum moves with the chattering, but
+    a value below 0 stays below and one at rounding level stays below `atol`."""
+    return Tolerance(0.5, atol, "a maximum over an O(lr)-chattering run, whose steps move with the CPU's SVD kernels: "
+                                "promised to 50 %, or to the check's tolerance at rounding level")
+
+
+# ----------------------------------------------------------------------------------------------
+# 12: mirror descent and the classical momentum ODEs.
+
+
+def check_mirror_descent(report, element: str, runs: dict) -> float:
+    """runs: name -> (Lion-K x's, mirror-descent x's), from `special_cases.mirror_runs`."""
+    from lionlib.theory.special_cases import mirror_error
+
+    err = mirror_error(runs)
+    report.check(element, "Lion-K with beta1 = beta2 = beta, lr lambda = 1 is mirror descent on f + psi with mirror map "
+                 "psi(x) = K*(lambda x)/lambda and step 1 - beta (every K and beta; max relative |difference| "
+                 "to an independent mirror step from K* alone)", err, "<=", 0.0, stable=False, tol=3e-8,
+                 why="the reference mirror step is solved numerically (L-BFGS-B, then Newton on K*'s autograd "
+                     "Hessian) to ~1e-9 per step: 10x the observed 3e-9",
+                 across=Tolerance(0.5, 3e-8, "an iterative solver's stopping point"))
+    return err
+
+
+def identity_relaxed_mirror(report, element: str, K: Kappa, problem, hp, x0, steps: int) -> float:
+    """Any betas and lr: Lion-K is a relaxed step toward the mirror image of m~ (true by construction)."""
+    from lionlib.theory.special_cases import relaxed_mirror_error
+
+    err = relaxed_mirror_error(K, problem, hp, x0, steps)
+    report.identity(element, f"{K.name}, betas ({hp.beta1}, {hp.beta2}), lr lambda = {hp.lr * hp.lam:g}: x_(t+1) = (1 - "
+                    "lr lambda) x_t + lr lambda (mirror image of m~_(t+1)) (max relative |difference|)", err, "<=", 0.0,
+                    tol=3e-8, why="the numerical mirror step's accuracy, as for the mirror-descent check",
+                    across=Tolerance(0.5, 3e-8, "an iterative solver's stopping point"))
+    return err
+
+
+def check_classical(report, element: str, name: str, problem, alpha: float, gamma: float, eps: float, x0,
+                    t_end: float, lr: float, n_eval: int = 301):
+    """Heavy ball (eps = 0) or Nesterov's high-resolution ODE (eps > 0) against lionlib: the Lion-K ODE
+    follows it, lionlib's H is its energy, and `lionlib.LionK` itself converges to it at first order in
+    lr. The reference's own energy facts are identities of the textbook method."""
+    import numpy as np
+
+    from lionlib.theory.special_cases import classical_run, lionk_optimizer_vs_ode
+
+    run = classical_run(problem, alpha, gamma, eps, x0, t_end, n_eval)
+    report.check(element, f"{name}: the Lion-K ODE (K = 1/2||.||^2, lambda = 1e-11) follows the second-order ODE "
+                 "solved independently (max |x - x_ref|)", float((run.x_lionk - run.x).abs().max()), "<=", 0.0,
+                 stable=False, tol=1e-8, why="two DOP853 solutions at rtol 1e-12 over the run (observed <= 6e-10) and "
+                 "lambda = 1e-11 instead of 0: 10x", across=at_rounding(1e-8))
+    scale = 1 + float(run.E.abs().max())
+    report.check(element, f"{name}: lionlib's H equals the classical energy along the path (max |H - E| / (1 + |E|))",
+                 float(((run.H - run.E).abs() / (1 + run.E.abs())).max()), "<=", 0.0, stable=False, tol=1e-9,
+                 why="(1/lambda) K*(lambda x) at lambda = 1e-11 rounds at ~1e-11 relative (observed <= 7e-11): 10x",
+                 across=at_rounding(1e-9))
+    errs = [lionk_optimizer_vs_ode(problem, alpha, gamma, eps, x0, t_end, h, sol=run.sol) for h in (lr, lr / 2)]
+    report.check(element, f"{name}: lionlib.LionK (K = 1/2||.||^2, betas from PAPER 2.5) is its Euler scheme: the error "
+                 f"max_k |x_k - x_ref(k lr)| halves with lr (error at lr/2 over error at lr = {lr:g}; first order: 0.5)",
+                 errs[1] / errs[0], "<=", 0.6, fmt=".2f", stable=False,
+                 across=Tolerance(1e-6, 0.0, "a ratio of float64 errors of size lr"))
+    report.illustration(element, f"{name}: max |x_LionK - x_ref| of lionlib.LionK at lr = {lr:g}", errs[0])
+    report.identity(element, f"{name} (the reference): the classical energy never increases (max E(t_(i+1)) - E(t_i), "
+                    "relative)", float(torch.diff(run.E).max()) / scale, "<=", 0.0, tol=1e-12,
+                    why="the ODE solver's rtol 1e-12 carried into E", across=at_rounding(1e-12))
+    ok = np.isfinite(run.dE_fd)
+    diss = run.dissipation.numpy()
+    report.identity(element, f"{name} (the reference): -dE/dt = classical dissipation (max relative error, finite "
+                    "differences)", float(np.max(np.abs(run.dE_fd[ok] - diss[ok]) / (1 + diss[ok]))), "<=", 0.0,
+                    tol=1e-7, why="4th-order finite differences with h = 1e-3 (observed <= 1e-8): 10x",
+                    across=Tolerance(0.5, 1e-7, "finite differences amplify the solver's last bits"))
+    return run, errs

@@ -18,7 +18,8 @@ from lionlib.kappa import Kappa
 from lionlib.theory import dynamics, references
 from lionlib.theory.lyapunov import H, OdeConstants
 
-__all__ = ["frank_wolfe_error", "mirror_runs", "mirror_error", "relaxed_mirror_error", "ClassicalRun", "classical_run"]
+__all__ = ["frank_wolfe_error", "mirror_runs", "mirror_error", "relaxed_mirror_error", "ClassicalRun", "classical_run",
+           "lionk_optimizer_vs_ode"]
 
 DTYPE = torch.float64
 
@@ -104,3 +105,34 @@ def classical_run(problem, alpha: float, gamma: float, eps: float, x0, t_end: fl
         if 2 * h <= s <= t[-1] - 2 * h:
             dE[i] = -(-E_at(s + 2 * h) + 8 * E_at(s + h) - 8 * E_at(s - h) + E_at(s - 2 * h)) / (12 * h)
     return ClassicalRun(t, X, lk.x, E, Hs, diss, dE, sol)
+
+
+def lionk_optimizer_vs_ode(problem, alpha: float, gamma: float, eps: float, x0, t_end: float, lr: float,
+                           sol=None) -> float:
+    """max_k |x_k - x_ref(k lr)| for `lionlib.LionK` (K = 1/2||.||^2, no decay) run with step lr as the
+    Euler scheme of the second-order ODE x'' = -alpha grad f - gamma x' - eps alpha Hess f x'.
+
+    The ODE with alpha != gamma is the alpha = gamma one for f~ = (alpha/gamma) f, which LionK is given as
+    the gradient; PAPER 2.5 maps the rest: beta2 = 1 - gamma lr and beta1 = 1 - eps gamma (Nesterov) or
+    beta1 = beta2 (heavy ball, eps = 0, whose discrete eps_ode = lr vanishes with lr). m_0 = 0, so the
+    reference starts at x'(0) = -eps alpha grad f(x0) (the first direction m~ of Lion-K). An error that
+    halves with lr is first-order convergence to the classical method; a wrong mapping stays O(1).
+    """
+    from lionlib import LionK
+
+    x0 = torch.as_tensor(x0, dtype=DTYPE)
+    if sol is None:
+        ode = references.SecondOrderOde(problem, alpha, gamma, eps)
+        sol = ode.solve(x0, (-eps * alpha * problem.grad(x0)).numpy(), t_end)[3]
+    beta2 = 1 - gamma * lr
+    beta1 = beta2 if eps == 0 else 1 - eps * gamma
+    x = torch.nn.Parameter(x0.clone())
+    opt = LionK([x], kappa_lib.get("half_sq_l2"), lr=lr, betas=(beta1, beta2), weight_decay=0.0)
+    n = int(round(t_end / lr))
+    err = 0.0
+    for k in range(1, n + 1):
+        x.grad = (alpha / gamma) * problem.grad(x.detach())
+        opt.step()
+        ref = torch.from_numpy(sol(k * lr)[: x0.numel()])
+        err = max(err, float((x.detach() - ref).abs().max()))
+    return err
