@@ -19,7 +19,7 @@ from lionlib.theory import dynamics, references
 from lionlib.theory.lyapunov import H, OdeConstants
 
 __all__ = ["frank_wolfe_error", "mirror_runs", "mirror_error", "relaxed_mirror_error", "ClassicalRun", "classical_run",
-           "lionk_optimizer_vs_ode"]
+           "euler_betas", "lionk_optimizer_vs_ode"]
 
 DTYPE = torch.float64
 
@@ -107,6 +107,13 @@ def classical_run(problem, alpha: float, gamma: float, eps: float, x0, t_end: fl
     return ClassicalRun(t, X, lk.x, E, Hs, diss, dE, sol)
 
 
+def euler_betas(lr: float, gamma: float, eps: float) -> tuple[float, float]:
+    """The betas of Lion-K whose step lr discretises the ODE with friction gamma and Nesterov coefficient
+    eps (PAPER 2.5): beta2 = 1 - gamma lr, beta1 = 1 - eps gamma (beta1 = beta2 for heavy ball, eps = 0)."""
+    beta2 = 1 - gamma * lr
+    return (beta2 if eps == 0 else 1 - eps * gamma), beta2
+
+
 def lionk_optimizer_vs_ode(problem, alpha: float, gamma: float, eps: float, x0, t_end: float, lr: float,
                            sol=None) -> float:
     """max_k |x_k - x_ref(k lr)| for `lionlib.LionK` (K = 1/2||.||^2, no decay) run with step lr as the
@@ -124,8 +131,7 @@ def lionk_optimizer_vs_ode(problem, alpha: float, gamma: float, eps: float, x0, 
     if sol is None:
         ode = references.SecondOrderOde(problem, alpha, gamma, eps)
         sol = ode.solve(x0, (-eps * alpha * problem.grad(x0)).numpy(), t_end)[3]
-    beta2 = 1 - gamma * lr
-    beta1 = beta2 if eps == 0 else 1 - eps * gamma
+    beta1, beta2 = euler_betas(lr, gamma, eps)
     x = torch.nn.Parameter(x0.clone())
     opt = LionK([x], kappa_lib.get("half_sq_l2"), lr=lr, betas=(beta1, beta2), weight_decay=0.0)
     n = int(round(t_end / lr))
