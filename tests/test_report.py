@@ -90,7 +90,8 @@ def test_summary_text_and_claims_json(tmp_path, capsys):
     row = dict(record["claims"][2])
     assert row.pop("across")["rtol"] > 0  # the cross-CPU promise, with its reason
     assert row == {"element": "Table 2", "claim": "training loss below", "value": 2.71828, "op": "<",
-                   "threshold": 1.0, "verdict": False, "stable": False, "kind": "check", "tol": 0.0, "why": ""}
+                   "threshold": 1.0, "verdict": False, "stable": False, "kind": "check", "tol": 0.0, "why": "",
+                   "scaled": False}
     r.summary()  # written again: byte-identical (no timestamps)
     assert (tmp_path / "claims" / "01_demo.json").read_text() == text
 

@@ -1,4 +1,4 @@
-"""The independent references of lionlib.theory.special and the helpers of lionlib.theory.claims(_extra)
+"""The independent references of lionlib.theory.references (the special cases of Section 3.1) and the helpers of
 agree with closed forms where those exist (so the references are right before they judge the library)."""
 
 import numpy as np
