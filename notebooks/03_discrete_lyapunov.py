@@ -65,7 +65,6 @@ C: tuple[float, float] = (2.0, -3.0)
 X0: tuple[float, float] = (-3.0, 4.0)
 
 # %%
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
