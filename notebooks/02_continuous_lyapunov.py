@@ -146,7 +146,8 @@ report.check("Theorem 3.1", "phase 1: every K with a bounded dom K* enters it",
 #
 # With ½‖·‖² (heavy ball with weak friction) the momentum overshoots and f goes up and down while
 # H still decreases. With the two box-type K the speed |dx/dt| is bounded and, on this problem, f
-# happens to decrease monotonically after entry; H decreases for all three.
+# may or may not decrease monotonically after entry (the largest increase of f per K is printed below);
+# H decreases for all three.
 
 # %%
 fin = df[np.isfinite(df.H)]

@@ -39,7 +39,7 @@
 # **Settings chosen here (the note gives no experiment), all parameters below:** matrix least squares
 # F(X) = ‖AX − B‖²_F / (2n) with Gaussian A (n = 32, X of size 8×6); the unconstrained minimiser has
 # σ_max = 3/λ, so the constraint is active; the start has σ_max = 4/λ, so phase 1 is visible; λ = 1,
-# learning rate 0.05 (so phase 1 ends within ~50 steps), Muon's usual momentum 0.95, 5 Newton-Schulz steps; float64.
+# learning rate 0.05 (so phase 1 ends early in the run; its entry step is printed below), Muon's usual momentum 0.95, 5 Newton-Schulz steps; float64.
 
 # %% tags=["parameters"]
 import os

@@ -1,6 +1,6 @@
 """The layout is part of the design: four rooms, imports that only point inward, small modules.
 
-Rooms (the README's layout section names them):
+Rooms (docs/layout.md names them):
 - the optimizer library: `lionlib` itself (optim, validate, monitor, distributed), the `lionlib.kappa` package
   (the K, one small module per kind) and `lionlib.fused`;
 - `lionlib.theory`: the paper's Lyapunov function and dynamics, built on the library;
