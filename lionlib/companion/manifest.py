@@ -10,8 +10,9 @@
   succeeded, so a failing or interrupted notebook leaves the committed results as they were.
 - `write_manifest`: collects `claims/*.json` into `manifest.json`, and refuses a folder that holds
   claims of more than one scale. Checks and findings are each element's `claims`; identities (true
-  by construction) and illustrations (shown, not tested) are its `identities` and `illustrations`,
-  counted per notebook apart from the checks, so no page counts them as checks passed.
+  by construction) and illustrations (shown, not tested) are its `identities` and `illustrations`
+  (present where there are some), counted per notebook apart from the checks (`identities`,
+  `identities_holding`, `illustrations`), so no page counts them as checks passed.
 """
 
 from __future__ import annotations
@@ -186,8 +187,7 @@ def write_manifest(out_dir: Path, entries) -> Path:
     elements: dict[str, dict] = {}
 
     def element(name):
-        return elements.setdefault(name, {"notebooks": [], "figures": [], "claims": [], "identities": [],
-                                          "illustrations": []})
+        return elements.setdefault(name, {"notebooks": [], "figures": [], "claims": []})
 
     for e in entries:
         for name in e.elements:
@@ -200,9 +200,11 @@ def write_manifest(out_dir: Path, entries) -> Path:
         checks = [c for c in claims if c.get("kind", "check") != "finding"]
         identities, shown = record.get("identities", []), record.get("illustrations", [])
         notebooks[nb] = {"claims": len(checks), "passed": sum(bool(c["verdict"]) for c in checks),
-                         "findings": len(claims) - len(checks), "identities": len(identities),
-                         "identities_holding": sum(bool(c["verdict"]) for c in identities),
-                         "illustrations": len(shown), "scale": scales[nb]}
+                         "findings": len(claims) - len(checks), "scale": scales[nb]}
+        if identities:  # keys only where there are some, so older readers and manifests are unchanged
+            notebooks[nb] |= {"identities": len(identities), "identities_holding": sum(bool(c["verdict"]) for c in identities)}
+        if shown:
+            notebooks[nb]["illustrations"] = len(shown)
         if "run" in record:
             notebooks[nb]["run"] = record["run"]
         for name, files in record["figures"].items():
@@ -219,10 +221,10 @@ def write_manifest(out_dir: Path, entries) -> Path:
                                     | {"notebook": nb, "kind": kind, "verdict": "PASS" if c["verdict"] else "FAIL"})
             el["notebooks"] += [nb] if nb not in el["notebooks"] else []
         for c in identities:
-            element(c["element"])["identities"].append({k: c[k] for k in _CHECK_KEYS} | {
+            element(c["element"]).setdefault("identities", []).append({k: c[k] for k in _CHECK_KEYS} | {
                 "notebook": nb, "kind": "identity", "verdict": "HOLDS" if c["verdict"] else "BROKEN"})
         for c in shown:
-            element(c["element"])["illustrations"].append({"claim": c["claim"], "value": c["value"],
+            element(c["element"]).setdefault("illustrations", []).append({"claim": c["claim"], "value": c["value"],
                                                            "stable": c["stable"], "notebook": nb,
                                                            "kind": "illustration"})
     for el in elements.values():

@@ -145,7 +145,7 @@ def verify_notebooks(paths, args, registry_entry, run_notebook) -> int:
         tol = TOLERANCES.get(entry.name)
         across = not same_cpu(committed, fresh)
         diffs = compare_claims(committed, fresh, tol, across_cpus=across)
-        how = ("exactly (same CPU model and SIMD level)" if tol is None and not across else
+        how = ("exactly" if tol is None and not across else
                "within each claim's cross-CPU tolerance (another CPU model or SIMD level)" if tol is None else
                f"within rtol {tol.rtol:g}, atol {tol.atol:g} ({tol.why})")
         n = len(committed["claims"])
