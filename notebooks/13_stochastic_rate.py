@@ -114,7 +114,7 @@ step_protocol = Protocol(
 # %%
 cfg = list(itertools.product(SIGMAS, LRS, seeds))
 X = stochastic.noisy_lion_batch(l1, problem, X0, steps, torch.tensor([c[1] for c in cfg], dtype=dt), LAM, BETAS,
-                                  torch.tensor([c[0] for c in cfg], dtype=dt), [c[2] for c in cfg])
+                                torch.tensor([c[0] for c in cfg], dtype=dt), [c[2] for c in cfg])
 S = stochastic.kkt_l1_rows(problem, X, LAM)  # (steps+1, runs)
 floor = S[-(steps // 4):].mean(0)
 dists = [LAM * (X[:, j].abs().amax(-1) - 1 / LAM).clamp(min=0) for j in range(len(cfg))]  # dist(lambda x, box)
@@ -136,11 +136,10 @@ def paired(key, lo, hi, fixed_key, fixed):
     return [float(np.log10(sub[(hi, sd)] / sub[(lo, sd)])) for sd in seeds]
 
 
-v1 = report.finding("Stochastic gradients (arXiv v2+)", "the KKT floor grows with the gradient noise",
-                    paired("sigma", *NOISE_PAIR, "lr", LR_FIXED), protocol=noise_protocol)
-v2 = report.finding("Stochastic gradients (arXiv v2+)", "the KKT floor grows with the step size",
-                    paired("lr", *LR_PAIR, "sigma", SIGMA_FIXED), protocol=step_protocol)
-
+report.finding("Stochastic gradients (arXiv v2+)", "the KKT floor grows with the gradient noise",
+               paired("sigma", *NOISE_PAIR, "lr", LR_FIXED), protocol=noise_protocol)
+report.finding("Stochastic gradients (arXiv v2+)", "the KKT floor grows with the step size",
+               paired("lr", *LR_PAIR, "sigma", SIGMA_FIXED), protocol=step_protocol)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -204,7 +203,7 @@ sqrt_rows = []
 for T in RATE_T:
     lr = RATE_EPS0 / np.sqrt(T)
     Xs = stochastic.noisy_lion_batch(l1, problem, X0, T, torch.tensor([lr], dtype=dt), LAM, BETAS,
-                                       torch.zeros(1, dtype=dt), [SEED], implicit=True)
+                                     torch.zeros(1, dtype=dt), [SEED], implicit=True)
     Ss = stochastic.kkt_l1_rows(problem, Xs[:, 0], LAM)
     sqrt_rows.append({"T": T, "lr": lr, "mean S over the last quarter": float(Ss[-(T // 4):].mean())})
 sqrt_df = pd.DataFrame(sqrt_rows)
