@@ -33,7 +33,7 @@
 # ε = 0.01, β = (0.9, 0.99), m_0 = 0; starts inside and outside the box, one of them at c itself; Lion
 # as people use it (explicit decay x ← x − ε(sign(c_t) + λx), paper eq. (1)); and a non-convex toy
 # f = ½‖x − c‖² + a Σ cos(ω x_i) with a = 0.5, ω = 3 (several local minima). Everything runs in float64
-# on the CPU (a 2-D problem; `DEVICE` is not used).
+# on the CPU (a 2-D problem).
 
 # %% tags=["parameters"]
 import os
@@ -41,7 +41,6 @@ from typing import Optional
 
 SCALE: str = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
 SEED: int = 0  # seed of the random states of the one-step checks (the runs themselves are deterministic)
-DEVICE: str = "auto"  # unused: a 2-D float64 problem runs on the CPU
 OUT_DIR: Optional[str] = None  # None -> the repo's paper_figures/
 STEPS: Optional[int] = None  # Lion steps per run; None -> 1500 (smoke), 3000 (cpu, paper)
 C: tuple[float, float] = (2.0, -3.0)  # c, the unconstrained minimiser of f (outside the box for lambda ≥ 0.5)
@@ -64,14 +63,14 @@ import torch
 from matplotlib.patches import Rectangle
 
 from lionlib import kappa
-from lionlib.theory import claims
+from lionlib.companion import theory_checks as checks
+from lionlib.companion.notebook import by_scale, start
+from lionlib.theory import measures
 from lionlib.theory.dynamics import Quadratic, Wavy, simulate
 from lionlib.theory.lyapunov import DiscreteConstants, kkt_score, phase1_factor
-from lionlib.companion.report import Report, setup_plotting
 
-setup_plotting()
-report = Report("01_box_constraint", out_dir=OUT_DIR)
-steps = STEPS or {"smoke": 1500, "cpu": 3000, "paper": 3000}[SCALE]
+report = start("01_box_constraint", OUT_DIR)
+steps = by_scale(STEPS, smoke=1500, cpu=3000, paper=3000)
 K = kappa.get("l1")  # Lion
 quad = Quadratic.isotropic(C)
 wavy = Wavy(quad.c, WAVY_AMP, WAVY_FREQ)
@@ -106,30 +105,31 @@ df = pd.concat(rows, ignore_index=True)
 # For every run with a start outside the box, the violation divided by its bound
 # (1 − ελ)^t·violation_0 stays ≤ 1; runs that start inside never leave. From x_0 = (−3, 4) both
 # coordinates are pushed inward at full speed from the first step (c lies on the far side of both box
-# faces), so the entry step has a closed form (`claims.lion_entry_prediction`):
+# faces), so the entry step has a closed form (`measures.lion_entry_prediction`):
 # |x_t,i| + 1/λ = (1 − ελ)^t (|x_0,i| + 1/λ), inside once this is ≤ 2/λ. The run must hit it exactly:
 # a wrong step size, decay or sign of ∇K moves it.
 
 # %%
 outside = df[df.groupby(["lambda", "start"])["violation"].transform("first") > 0]
 inside_left = df[df.groupby(["lambda", "start"])["violation"].transform("first") == 0].violation.max()
-entry = {k: claims.entry_step(tr.dist) for k, tr in runs.items() if tr.dist[0] > 0}
+entry = {k: measures.entry_step(tr.dist) for k, tr in runs.items() if tr.dist[0] > 0}
 print(f"largest violation ever reached by a run starting inside: {inside_left:g}")
 for (lam, x0), t in entry.items():
     print(f"lambda={lam}, x0={x0}: " + (f"inside the box from step {t} on" if t is not None else
           "approaches the box face geometrically (the gradient keeps pushing outward)")
           + f"; the bound falls to 1e-3 of the start's violation at step {np.log(1e-3) / np.log(1 - LR * lam):.0f}")
-ratio = max(claims.phase1_ratio([tr.dist], LR, lam, IMPLICIT_DECAY) for (lam, _), tr in runs.items())
-print(f"max violation / bound over all outside starts: {ratio:.4f}")
-report.check("Figure 1", "phase 1: max_t violation_t / ((1 - lr lambda)^t violation_0) over all runs", ratio, "<=", 1.0,
-             fmt=".4f")
+RADIUS = max(WEIGHT_DECAYS) * max(max(map(abs, x0)) for x0 in STARTS)  # largest lambda |x_0|_inf
+for lam in WEIGHT_DECAYS:
+    checks.check_phase1(report, "Figure 1", f"phase 1, lambda = {lam}: dist(lambda x_t, box) <= (1 - lr lambda)^t "
+                        "dist_0 at every step of every run", [runs[(lam, x0)].dist for x0 in STARTS], LR, lam,
+                        IMPLICIT_DECAY, radius=RADIUS)
 report.check("Figure 1", "runs starting inside the box never leave it: max violation", inside_left, "==", 0.0)
 FAR_START = (-3.0, 4.0)  # c = (2, -3) lies beyond both faces the start is outside of
 if FAR_START in STARTS and tuple(C) == (2.0, -3.0):
     for lam in WEIGHT_DECAYS:
-        claims.check_entry_step(report, "Figure 1", runs[(lam, FAR_START)], FAR_START, LR, lam, IMPLICIT_DECAY)
+        checks.check_entry_step(report, "Figure 1", runs[(lam, FAR_START)], FAR_START, LR, lam, IMPLICIT_DECAY)
 if (1.0, FAR_START) in runs and LR == 0.01 and BETAS == (0.9, 0.99) and not IMPLICIT_DECAY:  # PAPER 7.1's run
-    check_ratio = claims.phase1_ratio([runs[(1.0, FAR_START)].dist], LR, 1.0)
+    check_ratio = measures.phase1_ratio([runs[(1.0, FAR_START)].dist], LR, 1.0)
     print(f"PAPER 7.1 run (x0 = (-3, 4), lambda = 1): max violation / bound = {check_ratio:.5f}; the digest's own "
           "run of the same recursion gave <= 0.993 (a number of the digest, not of the paper)")
     report.check("Figure 1", "x0 = (-3, 4), lambda = 1: max violation / bound agrees with the digest's own run of "
@@ -154,20 +154,20 @@ if (1.0, FAR_START) in runs and LR == 0.01 and BETAS == (0.9, 0.99) and not IMPL
 implicit_runs = {(lam, x0): simulate(K, quad, DiscreteConstants(LR, *BETAS, weight_decay=lam), x0, steps,
                                      implicit=True) for lam in WEIGHT_DECAYS for x0 in STARTS}
 f_rise = max(float(torch.diff(tr.f).max()) for tr in runs.values())
-print(f"illustration: largest one-step increase of f (the run from x0 = c): {f_rise:.3g}")
-claims.check_one_step_bound(report, "Theorem 4.1", "implicit decay (the theorem's scheme): H_d(t+1) - H_d(t) <= "
+report.illustration("Figure 1", "f is not monotone: largest one-step increase of f(x_t) (the run from x0 = c)", f_rise)
+checks.check_one_step_bound(report, "Theorem 4.1", "implicit decay (the theorem's scheme): H_d(t+1) - H_d(t) <= "
                             "(L/2)||x_{t+1} - x_t||^2 after entry, every lambda and start (max relative excess)",
                             implicit_runs.values())
-claims.check_descent(report, "Theorem 4.1", "implicit decay: linearised change D_t <= 0 after entry, every run "
+checks.check_descent(report, "Theorem 4.1", "implicit decay: linearised change D_t <= 0 after entry, every run "
                      "(max relative D_t)", implicit_runs.values())
-explicit_excess = claims.one_step_excess(runs.values())
-print(f"explicit decay (Lion as used, lr lambda <= {LR * max(WEIGHT_DECAYS)}): max relative excess along these "
-      f"trajectories {explicit_excess:.2e} (not covered by the theorem)")
+explicit_excess = measures.one_step_excess(runs.values())
+report.illustration("Theorem 4.1", f"explicit decay (Lion as used, lr lambda <= {LR * max(WEIGHT_DECAYS)}), not covered "
+                    "by the theorem: max relative one-step excess along these trajectories", explicit_excess)
 gen = torch.Generator().manual_seed(SEED)
-claims.check_random_states(report, "Theorem 4.1", "explicit decay is not covered: some random state with lr lambda "
+checks.check_random_states(report, "Theorem 4.1", "explicit decay is not covered: some random state with lr lambda "
                            ">= 0.5 has D_t > 0 (fraction)", K, N_STATES, gen, implicit=False, lr_lam_min=0.5,
                            expect="some")
-claims.check_random_states(report, "Theorem 4.1", "implicit decay: no random state with lr lambda >= 0.5 has "
+checks.check_random_states(report, "Theorem 4.1", "implicit decay: no random state with lr lambda >= 0.5 has "
                            "D_t > 0 (fraction)", K, N_STATES, gen, implicit=True, lr_lam_min=0.5, expect="none")
 limit_err = max(float((tr.x[-1] - quad.box_minimiser(lam)).abs().max()) for (lam, _), tr in runs.items())
 
@@ -183,8 +183,18 @@ def kkt_at_end(problem, tr, lam, last=1):
 kkt = max(kkt_at_end(quad, tr, lam) for (lam, _), tr in runs.items())
 print(f"max |x_T - clip(c, -1/lambda, 1/lambda)|_inf over all runs: {limit_err:.2e}")
 print(f"max KKT score S = ||grad f||_1 + lambda <x, grad f> at the end of the runs (x_T projected on the box): {kkt:.2e}")
-report.check("Figure 1", "the limit is the clipped optimum: max |x_T - clip(c)|_inf", limit_err, "<=", 1e-2, stable=False)
-report.check("Figure 1", "KKT score S(x_T) at the end of every run", kkt, "<=", 1e-2, stable=False)
+# The slowest coordinate approaches its face geometrically, like the phase-1 bound: after T steps it is
+# at most rest = max_lambda (1 - lr lambda)^T dist_0 / lambda from it, and S is Lipschitz in x with
+# constant <= L d near the KKT point. The thresholds are 10x those (they shrink with the scale's T).
+rest = max(float(phase1_factor(LR, lam, steps, implicit=IMPLICIT_DECAY)[-1]) * float(tr.dist[0]) / lam
+           for (lam, _), tr in runs.items())
+GEOMETRIC_REST = checks.Tolerance(0.1, 0.0, "the geometric rest of the slowest start after T steps, a float64 "
+                                            "recursion: promised to 10 % on another CPU")
+report.check("Figure 1", "the limit is the clipped optimum: max |x_T - clip(c)|_inf <= 10 x the phase-1 rest "
+             "max_lambda (1 - lr lambda)^T dist_0 / lambda", limit_err, "<=", 10 * rest, stable=False, across=GEOMETRIC_REST,
+             scaled=True)
+report.check("Figure 1", "KKT score S(x_T) at the end of every run <= 10 L d x the phase-1 rest", kkt, "<=",
+             10 * quad.L * len(C) * rest, stable=False, across=GEOMETRIC_REST, scaled=True)
 
 # %% [markdown]
 # ## Figure 1: trajectories on the contours of f, one panel per λ
@@ -252,22 +262,22 @@ plt.show()
 # %%
 lam = 1.0
 wavy_runs = {x0: run(wavy, lam, x0) for x0 in STARTS}
-w_bound = torch.as_tensor(phase1_factor(LR, lam, steps, implicit=IMPLICIT_DECAY))
-w_ratio = max(float((tr.dist / (w_bound * tr.dist[0] + 1e-12))[1:].max()) for tr in wavy_runs.values() if tr.dist[0] > 0)
 w_kkt = max(kkt_at_end(wavy, tr, lam, last=100) for tr in wavy_runs.values())
 w_implicit = {x0: simulate(K, wavy, DiscreteConstants(LR, *BETAS, weight_decay=lam), x0, steps, implicit=True)
               for x0 in STARTS}
-w_excess = claims.one_step_excess(w_implicit.values())
 w_feasible = max(float(tr.x[-1].abs().max()) for tr in wavy_runs.values()) * lam - 1
-print(f"non-convex: phase-1 ratio {w_ratio:.4f}, lambda max ||x_T||_inf - 1 = {w_feasible:.1e}, "
-      f"max KKT score over the last 100 steps {w_kkt:.2e} (lr = {LR}), H_d excess {w_excess:.2e}")
-report.check("Figure 1", "non-convex f: phase-1 ratio violation / bound", w_ratio, "<=", 1.0)
-report.check("Figure 1", "non-convex f: x_T in the box up to the phase-1 remainder: lambda ||x_T||_inf - 1",
-             w_feasible, "<=", 1e-3, stable=False)
-report.check("Figure 1", "non-convex f: KKT score over the last 100 steps / lr (a KKT point up to O(lr))",
-             w_kkt / LR, "<=", 10, stable=False)
-report.check("Theorem 4.1", "non-convex f, implicit decay: H_d(t+1) - H_d(t) <= (L/2)||dx||^2 after entry "
-             "(max relative excess)", w_excess, "<=", 1e-13, stable=False)
+w_rest = float(phase1_factor(LR, lam, steps, implicit=IMPLICIT_DECAY)[-1]) * max(float(tr.dist[0]) for tr in wavy_runs.values())
+p1_tol, p1_why = checks.phase1_tolerance(LR, lam, RADIUS)
+checks.check_phase1(report, "Figure 1", "non-convex f: dist(lambda x_t, box) <= (1 - lr lambda)^t dist_0 at every step",
+                    [tr.dist for tr in wavy_runs.values()], LR, lam, IMPLICIT_DECAY, radius=RADIUS)
+report.check("Figure 1", "non-convex f: x_T in the box up to the phase-1 rest (1 - lr lambda)^T max dist_0: "
+             "lambda ||x_T||_inf - 1 - rest", w_feasible - w_rest, "<=", 0.0, stable=False, tol=p1_tol, why=p1_why,
+             across=checks.at_rounding(p1_tol))
+report.check("Figure 1", "non-convex f: the runs end at a KKT point: max KKT score over the last 100 steps (x "
+             "projected on the box) <= 10 L d x the phase-1 rest", w_kkt, "<=", 10 * wavy.L * len(C) * w_rest / lam,
+             stable=False, across=GEOMETRIC_REST, scaled=True)
+checks.check_one_step_bound(report, "Theorem 4.1", "non-convex f, implicit decay: H_d(t+1) - H_d(t) <= (L/2)||dx||^2 "
+                            "after entry (max relative excess)", w_implicit.values())
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
 contour_panel(axes[0], wavy, lam, wavy_runs, f"non-convex f, Lion, lambda = {lam}")
@@ -289,7 +299,7 @@ plt.show()
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-from lionlib.theory.interactive import explore
+from lionlib.companion.interactive import explore
 
 explore(widgets=INTERACTIVE, K_name="l1", lam=WEIGHT_DECAYS[0], beta1=BETAS[0], beta2=BETAS[1], lr=LR,
         x0=STARTS[0][0], y0=STARTS[0][1], implicit=IMPLICIT_DECAY, c=C, steps=steps);

@@ -42,7 +42,6 @@ from typing import Optional
 
 SCALE: str = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
 SEED: int = 0  # seed of the random points of the Fenchel-Young check (the runs are deterministic)
-DEVICE: str = "auto"  # unused: a 2-D float64 problem runs on the CPU
 OUT_DIR: Optional[str] = None  # None -> the repo's paper_figures/
 STEPS: Optional[int] = None  # steps per run; None -> 1000 (smoke), 2000 (cpu, paper)
 C: tuple[float, float] = (2.0, -3.0)
@@ -63,14 +62,14 @@ import torch
 from IPython.display import Markdown, display
 
 from lionlib import kappa
-from lionlib.theory import claims
+from lionlib.companion import theory_checks as checks
+from lionlib.companion.notebook import by_scale, start
+from lionlib.theory import measures
 from lionlib.theory.dynamics import Quadratic, simulate
-from lionlib.theory.lyapunov import DiscreteConstants, kkt_score, phase1_factor
-from lionlib.companion.report import Report, setup_plotting
+from lionlib.theory.lyapunov import DiscreteConstants, kkt_score
 
-setup_plotting()
-report = Report("04_lionk_family", out_dir=OUT_DIR)
-steps = STEPS or {"smoke": 1000, "cpu": 2000, "paper": 2000}[SCALE]
+report = start("04_lionk_family", OUT_DIR)
+steps = by_scale(STEPS, smoke=1000, cpu=2000, paper=2000)
 problem = Quadratic.isotropic(C)
 hp = DiscreteConstants(LR, *BETAS, weight_decay=LAM)
 print(f"scale={SCALE} steps={steps}")
@@ -106,7 +105,7 @@ def markdown_table(df):
 display(Markdown(markdown_table(table)))
 # Each row of the table is checked against its own conjugate: Fenchel-Young holds with equality at
 # y = grad K(z) and as an inequality elsewhere. A wrong grad K (sign, scale) or a wrong K* fails it.
-claims.check_fenchel_young(report, "Table 2", Ks, {"smoke": 100, "cpu": 400, "paper": 2000}[SCALE],
+checks.check_fenchel_young(report, "Table 2", Ks, by_scale(None, smoke=100, cpu=400, paper=2000),
                            torch.Generator().manual_seed(SEED))
 
 # %% [markdown]
@@ -127,22 +126,26 @@ for K in toy_Ks:
         tail = tr.x[-200:]
         rows.append({"K": name, "start": str(x0),
                      "final dist(lambda x, dom K*)": float(tr.dist[-1]),
-                     "max_t dist / phase-1 bound": claims.phase1_ratio([tr.dist], LR, LAM),
+                     "max_t dist / phase-1 bound": measures.phase1_ratio([tr.dist], LR, LAM),
                      "max |x_t - x*|_inf, last 200 steps": float((tail - x_star[name]).abs().max()),
                      "KKT score S(x_T)": float(kkt_score(K, tr.x[-1], problem.grad(tr.x[-1]), LAM)),
                      "x_T": np.round(tr.x[-1].numpy(), 4), "x*": np.round(x_star[name].numpy(), 4)})
 res = pd.DataFrame(rows)
 print(res.to_string(float_format="{:.2e}".format))
-report.check("Figure 4", "every K, every step: dist(lambda x_t, dom K*) <= (1 - lr lambda)^t dist(lambda x_0, dom K*) "
-             "(max ratio)", res["max_t dist / phase-1 bound"].max(), "<=", 1.0, fmt=".4f")
-report.check("Figure 4", "every K: x_t -> argmin f + K*(lambda x)/lambda within 3 lr over the last 200 steps "
-             "(max |x_t - x*|_inf / lr)", res["max |x_t - x*|_inf, last 200 steps"].max() / LR, "<=", 3, stable=False)
+checks.check_phase1(report, "Figure 4", "every K, every step: dist(lambda x_t, dom K*) <= (1 - lr lambda)^t "
+                    "dist(lambda x_0, dom K*)", [tr.dist for tr in runs.values()], LR, LAM,
+                    radius=LAM * max(max(map(abs, x0)) for x0 in STARTS))
+APPROACH = checks.Tolerance(0.1, 1e-9, "the rest of a geometric approach after T steps: promised to 10 % on another CPU")
+report.check("Figure 4", "every K: x_t -> argmin f + K*(lambda x)/lambda: max |x_t - x*|_inf over the last 200 steps "
+             "(10x the value observed at the scale's T)", res["max |x_t - x*|_inf, last 200 steps"].max(),
+             "<=", by_scale(None, smoke=2e-2, cpu=1e-6, paper=1e-6), stable=False, scaled=True, across=APPROACH)
 # S is +inf outside the feasible set: a run that approaches a face of dom K* from outside (logsumexp
 # from a start off the line x1 + x2 = 1/lambda) is covered by the distance claim above instead.
 feasible = res[res["final dist(lambda x, dom K*)"] == 0]
 print(f"{len(feasible)} of {len(res)} runs end exactly inside dom K*")
-report.check("Figure 4", "every K: KKT score S(x_T) / lr (runs ending inside dom K*)",
-             feasible["KKT score S(x_T)"].max() / LR, "<=", 3, stable=False)
+report.check("Figure 4", "every K: KKT score S(x_T) (runs ending inside dom K*; 10x the value observed at the scale's T)",
+             feasible["KKT score S(x_T)"].max(), "<=", by_scale(None, smoke=7e-3, cpu=3e-7, paper=3e-7), stable=False,
+             scaled=True, across=APPROACH)
 on_boundary = {K.describe(): float(K.gauge(LAM * x_star[K.describe()])) for K in toy_Ks if K.gauge(LAM * problem.c) is not None}
 print("lambda * gauge(x*) (1 = on the boundary of the feasible set):", {k: round(v, 4) for k, v in on_boundary.items()})
 

@@ -39,7 +39,7 @@
 # **Settings chosen here (the note gives no experiment), all parameters below:** matrix least squares
 # F(X) = ‖AX − B‖²_F / (2n) with Gaussian A (n = 32, X of size 8×6); the unconstrained minimiser has
 # σ_max = 3/λ, so the constraint is active; the start has σ_max = 4/λ, so phase 1 is visible; λ = 1,
-# learning rate 0.05 (so phase 1 ends within ~50 steps), Muon's usual momentum 0.95, 5 Newton-Schulz steps; float64.
+# learning rate 0.05 (so phase 1 ends early in the run; its entry step is printed below), Muon's usual momentum 0.95, 5 Newton-Schulz steps; float64.
 
 # %% tags=["parameters"]
 import os
@@ -59,6 +59,7 @@ WEIGHT_DECAY: float = 1.0  # lambda: Muon keeps sigma_max(X) below 1/lambda
 SIGMA_TRUE: float = 3.0  # lambda times sigma_max of the unconstrained minimiser (above 1: constraint active)
 SIGMA_START: float = 4.0  # lambda times sigma_max of X_0 (above 1: starts outside the ball)
 NS_STEPS: int = 5  # Newton-Schulz iterations (Muon's default)
+TAIL: int = 200  # the end of a run is measured as the mean over its last TAIL steps (exact SVD chatters at O(lr))
 
 # %%
 import matplotlib.pyplot as plt
@@ -68,16 +69,21 @@ import seaborn as sns
 import torch
 
 from lionlib import Muon, kappa
-from lionlib.kappa import newton_schulz
-from lionlib.theory.lyapunov import DiscreteConstants, H_d, kkt_score, one_step_change, smooth_remainder_bound
-from lionlib.monitor import ConstraintMonitor
-from lionlib.theory import claims
-from lionlib.companion.report import Report, setup_plotting
+from lionlib.companion import theory_checks as checks
+from lionlib.companion.notebook import by_scale, say, start
 from lionlib.experiments.common import resolve_device
+from lionlib.kappa import newton_schulz
+from lionlib.monitor import ConstraintMonitor
+from lionlib.theory.lyapunov import DiscreteConstants, H_d, kkt_score, one_step_change, smooth_remainder_bound
 
-setup_plotting()
-report = Report("06_muon", out_dir=OUT_DIR)
-steps = STEPS or {"smoke": 300, "cpu": 800, "paper": 5000}[SCALE]
+report = start("06_muon", OUT_DIR)
+steps = by_scale(STEPS, smoke=300, cpu=800, paper=5000)
+# Exact-SVD Muon with a constant lr never converges: tiny singular values of c_t get unit steps, so the
+# iterate chatters at O(lr) around X*, and the last bits of the SVD (which differ between CPUs) move
+# where it is at any one step. Its end is measured over the last TAIL steps, with thresholds in lr.
+CHATTER = checks.Tolerance(0.5, 0.0, "exact-SVD Muon chatters at O(lr) around X*, and ISA-dependent SVD kernels "
+                                     "move the chattering; its tail means are promised to 50 % on another CPU")
+ROUND_SVD = (1e-12, "LAPACK's singular values are accurate to a few ulps of ||X||_op (~1): 10x")
 device = resolve_device(DEVICE)
 dtype = torch.float32 if device.type == "mps" else torch.float64  # mps has no float64
 lam = WEIGHT_DECAY
@@ -180,15 +186,21 @@ entry = int(c["step"].iloc[inside[0]])
 after = c["constraint"].to_numpy()[inside[0]:].max()
 X_T = runs["exact SVD"]["X"][-1]
 rel_dist = (torch.linalg.matrix_norm(X_T - X_star) / torch.linalg.matrix_norm(X_star)).item()
+X_tail = runs["exact SVD"]["X"][-TAIL:]
+tail_dist = (torch.linalg.matrix_norm(X_tail - X_star) / torch.linalg.matrix_norm(X_star)).mean().item()
 print(f"phase 1: max_t (lambda sigma_max - bound) = {excess:.2e}; inside the ball from step {entry}")
 print(f"after entry: max lambda sigma_max = {after:.12f}")
-print(f"final: ||X_T - X*||_F / ||X*||_F = {rel_dist:.2e}; F(X_T) - F(X*) = {runs['exact SVD']['F'][-1] - F(X_star).item():.2e}")
-report.check("Muon note", "phase 1 (exact SVD): lambda sigma_max(X_t) never exceeds the bound 1 + (1-lr lambda)^t (lambda sigma_max(X_0) - 1): max excess",
-             excess, "<=", 1e-12, stable=False)
-report.check("Muon note", "after phase 1 (exact SVD): max over later steps of lambda sigma_max(X_t)",
-             after, "<=", 1 + 1e-12, fmt=".4f")
-report.check("Muon note", "Muon (exact SVD) ends near the constrained optimum X* (projected GD): ||X_T - X*||_F / ||X*||_F",
-             rel_dist, "<=", 0.05, stable=False)
+print(f"final: ||X_T - X*||_F / ||X*||_F = {rel_dist:.2e} (mean over the last {TAIL} steps {tail_dist:.2e}); "
+      f"F(X_T) - F(X*) = {runs['exact SVD']['F'][-1] - F(X_star).item():.2e}")
+report.check("Muon note", "phase 1 (exact SVD): lambda sigma_max(X_t) never exceeds the bound 1 + (1-lr lambda)^t "
+             "(lambda sigma_max(X_0) - 1): max excess", excess, "<=", 0.0, stable=False, tol=ROUND_SVD[0],
+             why=ROUND_SVD[1], across=checks.at_rounding(ROUND_SVD[0]))
+report.check("Muon note", "after phase 1 (exact SVD): lambda sigma_max(X_t) - 1 over later steps (max)",
+             after - 1, "<=", 0.0, stable=False, tol=ROUND_SVD[0], why=ROUND_SVD[1],
+             across=checks.CHATTER_AT(ROUND_SVD[0]))
+report.check("Muon note", f"Muon (exact SVD) stays near the constrained optimum X* (projected GD): mean over the last "
+             f"{TAIL} steps of ||X_t - X*||_F / ||X*||_F <= lr (chattering at O(lr))", tail_dist, "<=", LR,
+             stable=False, across=CHATTER)
 
 # %% [markdown]
 # ## 2. Exact SVD vs Newton-Schulz
@@ -220,19 +232,30 @@ moved = {k: torch.linalg.matrix_norm(r["X"][-1] - r["X"][-51]).item() for k, r i
 print(f"movement over the last 50 steps ||X_T - X_(T-50)||_F: NS {moved['Newton-Schulz']:.1e}, SVD {moved['exact SVD']:.1e}")
 print(f"||X_t(NS) - X_t(SVD)||_F / ||X_t(SVD)||_F: max {gap.max():.3f}, final {gap[-1]:.3f}; "
       f"F(X_T): NS {ns['F'][-1]:.5f}, SVD {runs['exact SVD']['F'][-1]:.5f}, F(X*) {F(X_star).item():.5f}")
-report.check("Muon note", "Newton-Schulz run: final lambda sigma_max(X_T) within the ball of radius max_t ||NS(c_t)||_op",
-             final_ns - s_ns, "<=", 1e-9, stable=False)
-report.check("Muon note", "Newton-Schulz Muon does not keep the exact constraint: final lambda sigma_max(X_T)",
-             final_ns, ">", 1, stable=False)
-report.check("Muon note", "Newton-Schulz Muon ends at a higher objective than exact-SVD Muon: F(X_T, NS) - F(X_T, SVD)",
-             ns["F"][-1] - runs["exact SVD"]["F"][-1], ">", 0, stable=False)
+tail_ns = ns["constraint"]["constraint"].to_numpy()[-TAIL:]
+report.check("Muon note", f"Newton-Schulz run: lambda sigma_max(X_t) over the last {TAIL} steps within the ball of "
+             "radius max_t ||NS(c_t)||_op (max of lambda sigma_max - radius)", tail_ns.max() - s_ns, "<=", 0.0,
+             stable=False, tol=ROUND_SVD[0], why=ROUND_SVD[1], across=checks.Tolerance(1e-3, ROUND_SVD[0], "a float64 "
+                                                                                  "fixed point of Newton-Schulz"))
+report.check("Muon note", f"Newton-Schulz Muon does not keep the exact constraint: mean lambda sigma_max(X_t) over the "
+             f"last {TAIL} steps", tail_ns.mean(), ">", 1, stable=False, across=checks.Tolerance(1e-3, 0.0, "a float64 "
+                                                                                     "fixed point of Newton-Schulz"))
+report.check("Muon note", f"Newton-Schulz Muon ends at a higher objective than exact-SVD Muon: mean over the last {TAIL} "
+             "steps of F(X_t, NS) - F(X_t, SVD)", (ns["F"][-TAIL:] - runs["exact SVD"]["F"][-TAIL:]).mean(), ">", 0,
+             stable=False, across=CHATTER)
 
 # %% [markdown]
 # So the 1/λ guarantee is a property of the exact UVᵀ. With Newton-Schulz the run settles at a fixed
-# point λX = NS(c) whose largest singular value is set by Newton-Schulz's overshoot (about 1.13 here,
-# inside the radius max_t ‖NS(c_t)‖_op the phase-1 argument allows), and since NS is not the gradient of
-# the nuclear norm that fixed point is not the constrained optimum: F ends visibly higher. Exact-SVD
-# Muon instead keeps oscillating around X* by O(ε), as Lion does around its box-constrained optimum.
+# point λX = NS(c) whose largest singular value is set by Newton-Schulz's overshoot (its value below,
+# from the run), inside the radius max_t ‖NS(c_t)‖_op the phase-1 argument allows, and since NS is not
+# the gradient of the nuclear norm that fixed point is not the constrained optimum: F ends higher.
+# Exact-SVD Muon instead keeps oscillating around X* by O(ε), as Lion does around its box-constrained optimum.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+say(f"Here the Newton-Schulz run ends at λσ_max = {tail_ns.mean():.3f} (mean of its last {TAIL} steps; radius "
+    f"{s_ns:.3f}), and its objective is {(ns['F'][-TAIL:] - runs['exact SVD']['F'][-TAIL:]).mean():.3g} above "
+    "exact-SVD Muon's over the same steps.")
 
 # %% [markdown]
 # ## 3. The Lyapunov function (exact SVD, implicit decay: the analysed scheme)
@@ -255,21 +278,28 @@ R = np.array([smooth_remainder_bound(L, X[t], X[t + 1]).item() for t in range(st
 dH = np.diff(H[start:])
 S = np.array([kkt_score(K, X[t], grad_F(X[t]), lam).item() for t in range(start, T + 1)])
 S_rel = S[-1] / K.value(-grad_F(X[-1])).item()
+S_tail = float(np.mean([S[t - start] / K.value(-grad_F(X[t])).item() for t in range(T + 1 - TAIL, T + 1)]))
 print(f"H_d finite from step {start}; C_d = {hp.C_d:.4f}; max D_t = {D.max():.2e} (min {D.min():.2e})")
 print(f"max (H_d(t+1) - H_d(t) - (L/2)||dX||^2) = {(dH - R).max():.2e}; steps where H_d rose: {(dH > 0).sum()} of {len(dH)}")
 print(f"H_d: {H[start]:.5f} at step {start} -> {H[-1]:.5f} at the end; F(X*) = {F(X_star).item():.5f}")
-print(f"KKT score S(X_t): {S[0]:.3e} at step {start} -> {S[-1]:.3e}; relative S / ||grad F||_* = {S_rel:.2e}")
-report.check("Muon note", "Lyapunov: linearised one-step change D_t of H_d after phase 1 (max over steps)", D.max(), "<=", 1e-12,
-             stable=False)
-report.check("Muon note", "Lyapunov: H_d(t+1) - H_d(t) - (L/2)||X_{t+1} - X_t||^2 after phase 1 (max over steps)",
-             (dH - R).max(), "<=", 1e-12, stable=False)
-report.check("Muon note", "Lyapunov: H_d at the end minus H_d when phase 1 ended", H[-1] - H[start], "<", 0, stable=False)
-report.check("Muon note", "KKT score at the end, relative to ||grad F(X_T)||_*", S_rel, "<=", 0.05, stable=False)
+print(f"KKT score S(X_t): {S[0]:.3e} at step {start} -> {S[-1]:.3e}; relative S / ||grad F||_* = {S_rel:.2e} "
+      f"(mean over the last {TAIL} steps {S_tail:.2e})")
+H_scale = 1 + float(np.abs(H[start:]).max())
+report.check("Muon note", "Lyapunov: linearised one-step change D_t of H_d after phase 1 (max over steps, relative to "
+             "1 + max |H_d|)", D.max() / H_scale, "<=", 0.0, stable=False, tol=checks.STEP_ROUNDING[0],
+             why=checks.STEP_ROUNDING[1], across=checks.CHATTER_AT(checks.STEP_ROUNDING[0]))
+report.check("Muon note", "Lyapunov: H_d(t+1) - H_d(t) - (L/2)||X_{t+1} - X_t||^2 after phase 1 (max over steps, relative "
+             "to 1 + max |H_d|)", (dH - R).max() / H_scale, "<=", 0.0, stable=False, tol=checks.STEP_ROUNDING[0],
+             why=checks.STEP_ROUNDING[1], across=checks.CHATTER_AT(checks.STEP_ROUNDING[0]))
+report.check("Muon note", f"Lyapunov: mean H_d over the last {TAIL} steps minus H_d when phase 1 ended",
+             H[-TAIL:].mean() - H[start], "<", 0, stable=False, across=CHATTER)
+report.check("Muon note", f"KKT score relative to ||grad F(X_t)||_*, mean over the last {TAIL} steps <= lr (O(lr) "
+             "chattering)", S_tail, "<=", LR, stable=False, across=CHATTER)
 # The same one-step inequality from random states (not only along this run): lambda X a random point of
 # the spectral ball, M and G random 3x2 matrices, random lr lambda and betas with beta2 >= beta1
-# (lionlib.theory.claims.random_one_step). A swapped beta1/beta2 or explicit decay breaks it.
-claims.check_random_states(report, "Muon note", "Lyapunov, K = nuclear norm: no random state (beta2 >= beta1, implicit "
-                           "decay) has D_t > 0 (fraction)", K, {"smoke": 300, "cpu": 1000, "paper": 5000}[SCALE],
+# (lionlib.theory.measures.random_one_step). A swapped beta1/beta2 or explicit decay breaks it.
+checks.check_random_states(report, "Muon note", "Lyapunov, K = nuclear norm: no random state (beta2 >= beta1, implicit "
+                           "decay) has D_t > 0 (fraction)", K, by_scale(None, smoke=300, cpu=1000, paper=5000),
                            torch.Generator().manual_seed(SEED), shape=(3, 2))
 
 # %% [markdown]

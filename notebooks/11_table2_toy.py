@@ -38,7 +38,6 @@ from typing import Optional
 
 SCALE: str = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
 SEED: int = 0  # seed of the random states of the gradient-enhancement counter-example
-DEVICE: str = "auto"  # unused: 2-D float64 problems run on the CPU
 OUT_DIR: Optional[str] = None  # None -> the repo's paper_figures/
 STEPS: Optional[int] = None  # steps per run; None -> 1500 (smoke), 2000 (cpu), 3000 (paper)
 C: tuple[float, float] = (2.0, -3.0)
@@ -60,14 +59,15 @@ import seaborn as sns
 import torch
 
 from lionlib import kappa
-from lionlib.companion.report import Report, setup_plotting
-from lionlib.theory import claims
+from lionlib.companion import theory_checks as checks
+from lionlib.companion.notebook import by_scale, start
+from lionlib.theory import measures
 from lionlib.theory.dynamics import Quadratic, simulate
 from lionlib.theory.lyapunov import DiscreteConstants
 
-setup_plotting()
-report = Report("11_table2_toy", out_dir=OUT_DIR)
-steps = STEPS or {"smoke": 1500, "cpu": 2000, "paper": 3000}[SCALE]
+report = start("11_table2_toy", OUT_DIR)
+steps = by_scale(STEPS, smoke=1500, cpu=2000, paper=3000)
+RADIUS = max(LAMBDAS + (LAM,)) * max(max(map(abs, x0)) for x0 in STARTS)  # largest lambda |x_0|_inf
 problem = Quadratic.isotropic(C)
 hp = DiscreteConstants(LR, *BETAS, weight_decay=LAM)
 Ks = [kappa.get("lp", p=LP_P) if n == "lp" else kappa.get(n) for n in kappa.names() if n != "nuclear"]
@@ -85,14 +85,16 @@ print(f"scale={SCALE} steps={steps}, {len(Ks)} K")
 # %%
 runs = {(K.describe(), x0): simulate(K, problem, hp, x0, steps, implicit=True) for K in Ks for x0 in STARTS}
 x_star = {K.describe(): problem.regularised_minimiser(K, LAM) for K in Ks}
-claims.check_phase1(report, "Figure 4", "every K (implicit decay): max_t dist(lambda x_t, dom K*) / ((1 + lr lambda)^-t "
-                    "dist_0)", [tr.dist for tr in runs.values()], LR, LAM, implicit=True)
-claims.check_descent(report, "Figure 4", "every K: D_t <= 0 after entry (max relative D_t)", runs.values())
-claims.check_one_step_bound(report, "Figure 4", "every K: H_d(t+1) - H_d(t) <= (L/2)||dx||^2 after entry "
+checks.check_phase1(report, "Figure 4", "every K (implicit decay): dist(lambda x_t, dom K*) <= (1 + lr lambda)^-t "
+                    "dist_0 at every step", [tr.dist for tr in runs.values()], LR, LAM, implicit=True, radius=RADIUS)
+checks.check_descent(report, "Figure 4", "every K: D_t <= 0 after entry (max relative D_t)", runs.values())
+checks.check_one_step_bound(report, "Figure 4", "every K: H_d(t+1) - H_d(t) <= (L/2)||dx||^2 after entry "
                             "(max relative excess)", runs.values())
 tail = max(float((tr.x[-200:] - x_star[name]).abs().max()) for (name, _), tr in runs.items())
-report.check("Figure 4", "every K: x_t within 3 lr of argmin f + K*(lambda x)/lambda over the last 200 steps "
-             "(max |x_t - x*|_inf / lr)", tail / LR, "<=", 3, stable=False)
+report.check("Figure 4", "every K: x_t -> argmin f + K*(lambda x)/lambda: max |x_t - x*|_inf over the last 200 steps "
+             "(10x the value observed at the scale's T)", tail, "<=", by_scale(None, smoke=5e-3, cpu=1e-4, paper=1e-4),
+             stable=False, scaled=True,
+             across=checks.Tolerance(0.1, 1e-9, "the rest of a geometric approach after T steps: promised to 10 %"))
 print(f"max |x_t - x*|_inf over the last 200 steps: {tail:.2e} (lr = {LR})")
 
 # %%
@@ -130,7 +132,7 @@ plt.show()
 # ## 2. λ, with explicit and implicit decay (Lion)
 #
 # From x_0 = (−3, 4) Lion moves at full speed until it enters, so each scheme has a closed-form entry
-# step (`claims.lion_entry_prediction`): |x_t,i| + 1/λ = q^t(|x_0,i| + 1/λ) with q = 1 − ελ (explicit)
+# step (`measures.lion_entry_prediction`): |x_t,i| + 1/λ = q^t(|x_0,i| + 1/λ) with q = 1 − ελ (explicit)
 # or 1/(1 + ελ) (implicit). Both must be hit exactly, and both schemes end at clip(c, −1/λ, 1/λ).
 # *Illustration:* the entry step is not monotone in λ (a larger λ contracts faster but the box is smaller).
 
@@ -141,16 +143,17 @@ lam_runs = {(lam, scheme): simulate(l1, problem, DiscreteConstants(LR, *BETAS, w
                                     implicit=scheme == "implicit")
             for lam in LAMBDAS for scheme in ("explicit", "implicit")}
 for (lam, scheme), tr in lam_runs.items():
-    claims.check_entry_step(report, "Figure 1 (lambda, decay scheme)", tr, x0, LR, lam, implicit=scheme == "implicit")
-worst = {s: max(claims.phase1_ratio([lam_runs[(lam, s)].dist], LR, lam, s == "implicit") for lam in LAMBDAS)
-         for s in ("explicit", "implicit")}
-for s, v in worst.items():
-    report.check("Figure 1 (lambda, decay scheme)", f"{s} decay, every lambda: max_t violation / the {s} bound", v, "<=",
-                 1.0, fmt=".4f")
+    checks.check_entry_step(report, "Figure 1 (lambda, decay scheme)", tr, x0, LR, lam, implicit=scheme == "implicit")
+for s in ("explicit", "implicit"):
+    for lam in LAMBDAS:
+        checks.check_phase1(report, "Figure 1 (lambda, decay scheme)", f"{s} decay, lambda = {lam}: dist_t <= the {s} "
+                            "bound at every step", [lam_runs[(lam, s)].dist], LR, lam, s == "implicit", radius=RADIUS)
 limit = max(float((tr.x[-1] - problem.box_minimiser(lam)).abs().max()) for (lam, _), tr in lam_runs.items())
-report.check("Figure 1 (lambda, decay scheme)", "both schemes, every lambda: |x_T - clip(c, -1/lambda, 1/lambda)|_inf",
-             limit, "<=", 1e-2, stable=False)
-entries = pd.DataFrame([{"lambda": lam, "scheme": s, "entry step": claims.entry_step(tr.dist)}
+report.check("Figure 1 (lambda, decay scheme)", "both schemes, every lambda: |x_T - clip(c, -1/lambda, 1/lambda)|_inf "
+             "(10x the value observed at the scale's T)", limit, "<=", by_scale(None, smoke=5e-3, cpu=3e-3, paper=3e-3),
+             stable=False, scaled=True,
+             across=checks.Tolerance(0.1, 1e-9, "the rest of a geometric approach after T steps: promised to 10 %"))
+entries = pd.DataFrame([{"lambda": lam, "scheme": s, "entry step": measures.entry_step(tr.dist)}
                         for (lam, s), tr in lam_runs.items()]).pivot(index="lambda", columns="scheme")
 print(entries)
 
@@ -185,22 +188,23 @@ plt.show()
 # ## 3. Gradient enhancement: β1 < β2 (Lion), β1 = β2, β1 > β2
 #
 # m̃ = β1 m − (1 − β1)∇f weighs the current gradient more than the momentum m does when β1 < β2: the
-# Nesterov-like "gradient enhancement" (PAPER.md §2.2). Theorem 4.1 needs β2 ≥ β1. Checks: along the
-# runs with β1 ≤ β2, D_t ≤ 0 after entry; for β1 > β2 a random state with D_t > 0 exists (the
-# theorem's condition is needed). What the β1 > β2 run does on this toy is shown, not claimed.
+# Nesterov-like "gradient enhancement" (PAPER.md §2.2). Theorem 4.1 needs β2 ≥ β1. The check: for
+# β1 > β2 a random state with D_t > 0 exists (the theorem's condition is needed). Along the runs on this
+# toy, D_t stays ≤ 0 for every pair, β1 > β2 included, so a trajectory check could not tell the orders
+# apart: the largest D_t of each run is shown as an illustration, not claimed.
 
 # %%
 beta_runs = {b: simulate(l1, problem, DiscreteConstants(LR, *b, weight_decay=LAM), x0, steps, implicit=True)
              for b in BETA_PAIRS}
-ok = [tr for b, tr in beta_runs.items() if b[1] >= b[0]]
-claims.check_descent(report, "Gradient enhancement (Section 3.1)", "beta1 <= beta2: D_t <= 0 after entry (max relative "
-                     "D_t)", ok)
+for b, tr in beta_runs.items():
+    report.illustration("Gradient enhancement (Section 3.1)", f"betas {b}: max relative D_t after entry along the run",
+                        measures.max_descent([tr]))
 gen = torch.Generator().manual_seed(SEED)
-claims.check_random_states(report, "Gradient enhancement (Section 3.1)", "beta1 > beta2: some random state has D_t > 0 "
+checks.check_random_states(report, "Gradient enhancement (Section 3.1)", "beta1 > beta2: some random state has D_t > 0 "
                            "(fraction)", l1, N_STATES, gen, order="beta2 < beta1", expect="some")
 for b, tr in beta_runs.items():
     D = tr.D[torch.isfinite(tr.D)]
-    print(f"betas {b}: entry step {claims.entry_step(tr.dist)}, max D_t after entry {float(D.max()):.2e}, "
+    print(f"betas {b}: entry step {measures.entry_step(tr.dist)}, max D_t after entry {float(D.max()):.2e}, "
           f"f(x_T) = {float(tr.f[-1]):.4f}")
 
 # %%
@@ -232,7 +236,7 @@ plt.show()
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-from lionlib.theory.interactive import explore
+from lionlib.companion.interactive import explore
 
 explore(widgets=INTERACTIVE, K_name="l1", lam=LAM, beta1=BETAS[0], beta2=BETAS[1], lr=LR, x0=STARTS[0][0],
         y0=STARTS[0][1], implicit=True, c=C, steps=steps);

@@ -8,7 +8,11 @@ the break and not by the setup), then applies one break with monkeypatch and run
   the recollected (1 - eps lambda)/(1 + eps lambda) (PAPER.md 4.3-4.4 warn about both);
 - `swap_betas`: beta1 and beta2 swapped in the update (the momentum that is stored vs the one used);
 - `flip_grad`: the sign convention of grad K (grad K(-z) instead of grad K(z));
-- `explicit_for_implicit`: the update applies explicit decay where the theorem's implicit scheme is asked.
+- `explicit_for_implicit`: the update applies explicit decay where the theorem's implicit scheme is asked;
+- `drop_decay` / `drop_ode_decay`: the weight decay left out of the update (discrete) or the ODE, so
+  nothing contracts lambda x into dom K* (the phase-1 bounds hold for any gradients, not without decay);
+- `wrong_mapping`: lionlib.LionK run with heavy ball's betas where Nesterov's ODE is compared, so it
+  discretises another ODE (the first-order convergence check of 12).
 
 The sizes are small (a few hundred steps and states): the breaks change the checked quantities by
 orders of magnitude, not at the tolerance's edge.
@@ -18,8 +22,9 @@ import pytest
 import torch
 
 from lionlib import LionK, kappa
+from lionlib.companion import theory_checks as checks
 from lionlib.companion.report import Report
-from lionlib.theory import claims, claims_extra, dynamics
+from lionlib.theory import dynamics, special_cases
 from lionlib.theory.dynamics import Quadratic, Wavy, integrate, simulate
 from lionlib.theory.lyapunov import DiscreteConstants, OdeConstants
 
@@ -57,6 +62,23 @@ def explicit_for_implicit(mp):
                step(K, x, m, g, lr, b1, b2, lam, False))
 
 
+def drop_decay(mp):
+    step = dynamics.lion_k_step
+    mp.setattr(dynamics, "lion_k_step", lambda K, x, m, g, lr, b1, b2, lam, implicit=False:
+               step(K, x, m, g, lr, b1, b2, 0.0, implicit))
+
+
+def drop_ode_decay(mp):
+    velocity = dynamics.ode_velocity
+    mp.setattr(dynamics, "ode_velocity", lambda K, c, x, m, g: velocity(
+        K, OdeConstants(c.alpha, c.gamma, c.eps, 1e-9), x, m, g))
+
+
+def wrong_mapping(mp):
+    betas = special_cases.euler_betas
+    mp.setattr(special_cases, "euler_betas", lambda lr, gamma, eps: betas(lr, gamma, 0.0))  # no gradient enhancement
+
+
 def flip_grad(mp, *classes):
     for cls in classes:
         grad = cls.grad
@@ -79,7 +101,7 @@ def passes_then_fails(monkeypatch, check, *breaks):
 def test_01_entry_step_fails_with_flipped_sign(report, monkeypatch):
     def check():
         tr = simulate(kappa.get("l1"), QUAD, DiscreteConstants(0.01, 0.9, 0.99, 1.0), (-3.0, 4.0), 300)
-        return claims.check_entry_step(report, "Figure 1", tr, (-3.0, 4.0), 0.01, 1.0)
+        return checks.check_entry_step(report, "Figure 1", tr, (-3.0, 4.0), 0.01, 1.0)
 
     passes_then_fails(monkeypatch, check, lambda mp: flip_grad(mp, kappa.L1))
 
@@ -87,7 +109,7 @@ def test_01_entry_step_fails_with_flipped_sign(report, monkeypatch):
 def test_11_entry_step_tells_the_decay_schemes_apart(report, monkeypatch):
     def check():
         tr = simulate(kappa.get("l1"), QUAD, DiscreteConstants(0.01, 0.9, 0.99, 1.0), (-3.0, 4.0), 300, implicit=True)
-        return claims.check_entry_step(report, "Figure 1", tr, (-3.0, 4.0), 0.01, 1.0, implicit=True)
+        return checks.check_entry_step(report, "Figure 1", tr, (-3.0, 4.0), 0.01, 1.0, implicit=True)
 
     passes_then_fails(monkeypatch, check, explicit_for_implicit)
 
@@ -97,7 +119,7 @@ def test_01_03_random_states_fail(report, monkeypatch, brk):
     """The one-step inequality of Theorem 4.1 on random states (01 with lr lambda >= 0.5, 03 with any)."""
     def check():
         gen = torch.Generator().manual_seed(0)
-        return claims.check_random_states(report, "Theorem 4.1", "no violation", kappa.get("l1"), 600, gen,
+        return checks.check_random_states(report, "Theorem 4.1", "no violation", kappa.get("l1"), 600, gen,
                                           lr_lam_min=0.5 if brk is explicit_for_implicit else 1e-3)
 
     passes_then_fails(monkeypatch, check, brk)
@@ -107,7 +129,7 @@ def test_01_03_random_states_fail(report, monkeypatch, brk):
 def test_06_muon_random_states_fail(report, monkeypatch, brk):
     """06_muon: Theorem 4.1 with K = the nuclear norm (Muon) on random matrix states."""
     def check():
-        return claims.check_random_states(report, "Muon note", "no violation", kappa.get("nuclear"), 200,
+        return checks.check_random_states(report, "Muon note", "no violation", kappa.get("nuclear"), 200,
                                           torch.Generator().manual_seed(0), shape=(3, 2))
 
     passes_then_fails(monkeypatch, check, brk)
@@ -124,7 +146,7 @@ def test_02_dH_equals_minus_Delta_fails(report, monkeypatch, brk):
     def check():
         K = kappa.get("logcosh", delta=0.3)
         runs = {"logcosh": integrate(K, SKEW, c, (3.5, 3.5), 6.0, n_eval=61)}
-        return claims.check_dH_equals_minus_Delta(report, "Theorem 3.1", "dH/dt = -Delta", {"logcosh": K}, c, runs,
+        return checks.check_dH_equals_minus_Delta(report, "Theorem 3.1", "dH/dt = -Delta", {"logcosh": K}, c, runs,
                                                   SKEW)
 
     passes_then_fails(monkeypatch, check, brk)
@@ -138,7 +160,7 @@ def test_04_fenchel_young_fails_with_flipped_sign(report, monkeypatch):
     Ks = [kappa.get("lp", p=1.5) if n == "lp" else kappa.get(n) for n in kappa.names()]
 
     def check():
-        return claims.check_fenchel_young(report, "Table 2", Ks, 20, torch.Generator().manual_seed(0))
+        return checks.check_fenchel_young(report, "Table 2", Ks, 20, torch.Generator().manual_seed(0))
 
     passes_then_fails(monkeypatch, check, lambda mp: flip_grad(mp, *{type(K) for K in Ks}))
 
@@ -163,9 +185,9 @@ def test_05_frank_wolfe_fails_with_flipped_sign(report, monkeypatch, name, ball,
             gs.append(x.grad.detach().clone())
             opt.step()
             xs.append(x.detach().clone())
-        err = claims_extra.check_frank_wolfe(report, "Section 3.1", name, torch.stack(xs), torch.stack(gs), ball, 1.0,
-                                             0.02)
-        return err <= 1e-12
+        err = checks.check_frank_wolfe(report, "Section 3.1", name, torch.stack(xs), torch.stack(gs), ball, 1.0,
+                                       0.02, 1e-14, "rounding")
+        return err <= 1e-14
 
     passes_then_fails(monkeypatch, check, lambda mp: flip_grad(mp, cls))
 
@@ -176,38 +198,80 @@ def test_05_frank_wolfe_fails_with_flipped_sign(report, monkeypatch, name, ball,
 
 def test_12_mirror_descent_fails_with_flipped_sign(report, monkeypatch):
     def check():
-        runs = {("logcosh", b): claims_extra.mirror_runs(kappa.get("logcosh"), SKEW, 2.5, b, (0.3, -0.2), 3)
+        runs = {("logcosh", b): special_cases.mirror_runs(kappa.get("logcosh"), SKEW, 2.5, b, (0.3, -0.2), 3)
                 for b in (0.0, 0.9)}
-        return claims_extra.check_mirror_descent(report, "Section 3.1", runs) <= 1e-7
+        checks.check_mirror_descent(report, "Section 3.1 (mirror descent)", runs)
+        return all(c.verdict for c in report.claims.values())
 
     passes_then_fails(monkeypatch, check, lambda mp: flip_grad(mp, kappa.LogCosh))
 
 
-def test_12_nesterov_energy_fails_with_wrong_coefficient(report, monkeypatch):
+@pytest.mark.parametrize("brk", [coef_continuous, wrong_mapping], ids=["coef", "mapping"])
+def test_12_classical_checks_fail(report, monkeypatch, brk):
+    """The Lion-K ODE against Nesterov's ODE (a wrong C breaks H = E) and lionlib.LionK as its Euler
+    scheme (the wrong ODE constants break the first-order convergence)."""
     wavy = Wavy(torch.tensor([2.0, -3.0], dtype=DT), 0.5, 3.0)
 
     def check():
-        claims_extra.check_classical_ode(report, "Section 3.1", "Nesterov", wavy, 2.0, 0.3, 0.5, (3.5, 3.5), 4.0,
-                                         n_eval=41)
-        return all(c.verdict for c in report.claims.values())
+        report.claims.clear()
+        checks.check_classical(report, "Section 3.1 (classical ODEs)", "Nesterov", wavy, 2.0, 0.3, 0.5, (3.5, 3.5),
+                               4.0, 0.02, n_eval=41)
+        return all(c.verdict for c in report.claims.values() if c.kind == "check")
 
-    passes_then_fails(monkeypatch, check, coef_continuous)
+    passes_then_fails(monkeypatch, check, brk)
 
 
 # ----------------------------------------------------------------------------------------------
-# 13_stochastic_rate (the summed-form rate).
+# Phase 1 (01, 03, 04, 11, 13 discrete; 02 continuous): the bound holds for any gradients, not without decay.
 
 
-def test_13_summed_rate_fails_with_flipped_sign(report, monkeypatch):
-    """The summed form is a loose bound: a wrong coefficient, swapped betas or explicit decay leave it
-    true on these runs (it is implied by the one-step inequality, whose own checks catch those); a
-    wrong sign of grad K keeps Lion out of the box and the check fails (nothing after entry)."""
+@pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "implicit"])
+def test_phase1_fails_without_decay(report, monkeypatch, implicit):
+    def check():
+        runs = [simulate(kappa.get(k), QUAD, DiscreteConstants(0.01, 0.9, 0.99, 1.0), x0, 300, implicit=implicit)
+                for k in ("l1", "l2") for x0 in ((-3.0, 4.0), (0.2, 0.3))]
+        return checks.check_phase1(report, "Figure 1", "phase 1", [tr.dist for tr in runs], 0.01, 1.0, implicit,
+                                   radius=4.0)
+
+    passes_then_fails(monkeypatch, check, drop_decay)
+
+
+def test_02_continuous_phase1_fails_without_decay(report, monkeypatch):
+    c = OdeConstants(alpha=2.0, gamma=0.2, eps=0.05, lam=0.8)
+
+    def check():
+        runs = [integrate(kappa.get("logcosh", delta=0.3), SKEW, c, (3.5, 3.5), 6.0, n_eval=61)]
+        return checks.check_continuous_phase1(report, "Theorem 3.1", "phase 1", runs, 0.8)
+
+    passes_then_fails(monkeypatch, check, drop_ode_decay)
+
+
+def test_one_step_bound_and_descent_fail_with_flipped_sign(report, monkeypatch):
+    """01/03/11: D_t <= 0 and the one-step bound along trajectories fail when grad K has the wrong sign (the
+    printed coefficient, swapped betas and explicit decay leave them true along these toy runs: the
+    random-state checks above catch those)."""
+    def check():
+        runs = [simulate(kappa.get(k), SKEW, DiscreteConstants(0.02, 0.9, 0.99, 1.0), (-3.0, 4.0), 300, implicit=True)
+                for k in ("l1", "logcosh")]
+        return (checks.check_descent(report, "Theorem 4.1", "D_t", runs)
+                and checks.check_one_step_bound(report, "Theorem 4.1", "one step", runs))
+
+    passes_then_fails(monkeypatch, check, lambda mp: flip_grad(mp, kappa.L1, kappa.LogCosh))
+
+
+# ----------------------------------------------------------------------------------------------
+# 13_stochastic_rate (the rate: a fitted slope of the average Delta_t before its explicit floor).
+
+
+@pytest.mark.parametrize("brk", [lambda mp: flip_grad(mp, kappa.L1), drop_decay], ids=["flip", "no_decay"])
+def test_13_rate_slope_fails(report, monkeypatch, brk):
+    """A wrong sign of grad K, or no decay, keeps Lion out of the box: no step after entry, no rate."""
     problem = Quadratic.isotropic((0.5, -3.0))
 
     def check():
-        runs = {lr: simulate(kappa.get("l1"), problem, DiscreteConstants(lr, 0.9, 0.99, 1.0), (-3.0, 4.0), 600,
+        runs = {lr: simulate(kappa.get("l1"), problem, DiscreteConstants(lr, 0.9, 0.99, 1.0), (-3.0, 4.0), 1500,
                              implicit=True) for lr in (0.01, 0.03)}
         f_star = float(problem.f(problem.box_minimiser(1.0)))
-        return claims_extra.check_summed_rate(report, "Theorem 4.1 (rate)", runs, problem, 1.0, f_star) <= 0
+        return checks.check_rate_slope(report, "Theorem 4.1 (rate)", runs, problem, f_star) <= -0.5
 
-    passes_then_fails(monkeypatch, check, lambda mp: flip_grad(mp, kappa.L1))
+    passes_then_fails(monkeypatch, check, brk)

@@ -1,7 +1,7 @@
 """The layout is part of the design: four rooms, imports that only point inward, small modules.
 
-Rooms (the README's layout section names them):
-- the optimizer library: `lionlib` itself (optim, validate, monitor, distributed, integrations), the `lionlib.kappa` package
+Rooms (docs/layout.md names them):
+- the optimizer library: `lionlib` itself (optim, muon, validate, monitor, distributed, integrations), the `lionlib.kappa` package
   (the K, one small module per kind) and `lionlib.fused`;
 - `lionlib.theory`: the paper's Lyapunov function and dynamics, built on the library;
 - `lionlib.experiments`: the network experiments, built on the library;

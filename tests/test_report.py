@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from lionlib.companion import paths
-from lionlib.companion.report import Report, setup_plotting
+from lionlib.companion.report import Protocol, Report, setup_plotting
 from lionlib.experiments.common import resolve_device
 
 
@@ -87,8 +87,11 @@ def test_summary_text_and_claims_json(tmp_path, capsys):
     assert record["notebook"] == "01_demo"
     assert record["figures"] == {"Figure 1": ["curve.png"]}
     assert [c["verdict"] for c in record["claims"]] == [True, True, False]
-    assert record["claims"][2] == {"element": "Table 2", "claim": "training loss below", "value": 2.71828,
-                                   "op": "<", "threshold": 1.0, "verdict": False, "stable": False, "kind": "check"}
+    row = dict(record["claims"][2])
+    assert row.pop("across")["rtol"] > 0  # the cross-CPU promise, with its reason
+    assert row == {"element": "Table 2", "claim": "training loss below", "value": 2.71828, "op": "<",
+                   "threshold": 1.0, "verdict": False, "stable": False, "kind": "check", "tol": 0.0, "why": "",
+                   "scaled": False}
     r.summary()  # written again: byte-identical (no timestamps)
     assert (tmp_path / "claims" / "01_demo.json").read_text() == text
 
@@ -108,7 +111,7 @@ def test_table_lists_every_claim_with_full_precision(tmp_path):
     r.check("Figure 1", "a", 0.123456789, "<=", 1)
     r.check("Table 2", "b", 7.0, ">", 1, stable=False)
     df = r.table()
-    assert list(df.columns) == ["element", "claim", "kind", "value", "op", "threshold", "verdict", "stable"]
+    assert list(df.columns) == ["element", "claim", "kind", "value", "op", "threshold", "tol", "verdict", "stable"]
     assert df["value"].tolist() == [0.123456789, 7.0] and df["stable"].tolist() == [True, False]
     assert len(Report("empty", out_dir=tmp_path).table()) == 0
 
@@ -175,7 +178,7 @@ def test_finding_verdicts(tmp_path, effects, verdict):
 
     r = Report("nb", out_dir=tmp_path)
     proto = Protocol("A beats B", "acc(A) - acc(B)", seeds=range(len(effects)))
-    assert r.finding("Section 5", "A beats B", effects, protocol=proto) == verdict
+    assert r.finding("Section 5 (CIFAR-10)", "A beats B", effects, protocol=proto) == verdict
 
 
 def test_findings_are_recorded_apart_and_never_fail(tmp_path, capsys):
@@ -183,11 +186,11 @@ def test_findings_are_recorded_apart_and_never_fail(tmp_path, capsys):
 
     r = Report("nb", out_dir=tmp_path)
     r.check("Figure 1", "bound", 0.5, "<=", 1)
-    r.check("Section 5", "loss decreased", 1.0, ">", 0, sanity=True)
+    r.check("Section 5 (CIFAR-10)", "loss decreased", 1.0, ">", 0, sanity=True)
     proto = Protocol("A beats B", "acc(A) - acc(B)", seeds=range(5), choices="grid 3x2")
-    r.finding("Section 5", "A beats B", [-1, -2, -1, -2, -1.5], protocol=proto)
+    r.finding("Section 5 (CIFAR-10)", "A beats B", [-1, -2, -1, -2, -1.5], protocol=proto)
     with pytest.raises(ValueError, match="5 effects for the protocol's 3 seeds"):
-        r.finding("Section 5", "x", [1, 2, 3, 4, 5], protocol=Protocol("h", "m", seeds=range(3)))
+        r.finding("Section 5 (CIFAR-10)", "x", [1, 2, 3, 4, 5], protocol=Protocol("h", "m", seeds=range(3)))
     r.summary()
     out = capsys.readouterr().out
     assert "NOT REPRODUCED" not in out  # the checked summary text never holds a finding's verdict
@@ -311,3 +314,60 @@ def test_check_parameters_judges_only_the_names_papermill_injected(tmp_path, mon
     monkeypatch.setattr(report, "_user_namespace", lambda: {"In": ["", '# Parameters\ndelta = 0.1\n']})
     with pytest.raises(ValueError, match="'delta' is not a parameter of nbx; did you mean DELTA?"):
         report.check_parameters("nbx", "smoke")
+
+
+def test_tolerance_is_named_and_decides_on_the_lenient_side(tmp_path):
+    r = Report("nb", out_dir=tmp_path)
+    assert not r.check("Figure 1", "ratio", 1 + 1e-12, "<=", 1.0)
+    assert r.check("Figure 1", "ratio", 1 + 1e-12, "<=", 1.0, tol=1e-10, why="float64 rounding of 3000 steps")
+    assert not r.check("Figure 1", "ratio", 1 + 1e-9, "<=", 1.0, tol=1e-10, why="float64 rounding of 3000 steps")
+    assert r.check("Figure 1", "count", -1e-13, ">=", 0.0, tol=1e-12, why="rounding")
+    assert r.check("Figure 1", "eq", 3 + 1e-13, "==", 3.0, tol=1e-12, why="rounding")
+    with pytest.raises(ValueError, match="reason"):
+        r.check("Figure 1", "unexplained", 1.0, "<=", 1.0, tol=1e-9)
+    with pytest.raises(ValueError, match="did you mean 'Figure 1'"):
+        r.check("Figure1", "typo", 1.0, "<=", 1.0)
+
+
+def test_identities_and_illustrations_are_recorded_apart_and_never_counted(tmp_path, capsys):
+    r = Report("nb", out_dir=tmp_path)
+    r.check("Figure 1", "a check", 0.5, "<=", 1.0)
+    assert r.identity("Theorem 4.1", "telescoped sum", 1e-17, "<=", 0.0, tol=1e-12, why="rounding")
+    assert not r.identity("Theorem 4.1", "broken identity", 1.0, "<=", 0.0)
+    r.illustration("Theorem 4.1 (rate)", "fitted slope", -0.48)
+    r.summary()
+    out = capsys.readouterr().out
+    assert "1/1 claims pass" in out and "BROKEN  Theorem 4.1: broken identity" in out
+    assert "SHOWN  Theorem 4.1 (rate): fitted slope  [<varies>]" in out
+    record = json.loads((tmp_path / "claims" / "nb.json").read_text())
+    assert [c["kind"] for c in record["claims"]] == ["check"]
+    assert [c["claim"] for c in record["identities"]] == ["telescoped sum", "broken identity"]
+    assert record["illustrations"][0]["value"] == -0.48
+    assert r.value("fitted slope") == -0.48
+
+
+def test_sentence_renders_a_finding(tmp_path):
+    r = Report("nb", out_dir=tmp_path)
+    r.finding("Section 5 (CIFAR-10)", "A beats B", [1.0, 1.2, 0.9, 1.1, 1.0], protocol=Protocol("A beats B", "pp", range(5)))
+    text = r.sentence("A beats B")
+    assert text.startswith("**reproduced**: A beats B (mean effect 1.04") and "5 seeds" in text
+    with pytest.raises(KeyError):
+        r.sentence("C beats D")
+
+
+def test_verify_compares_exactly_on_the_same_cpu_and_within_each_claims_tolerance_across():
+    from lionlib.companion.verify import compare_claims, same_cpu
+
+    def record(value, cpu="X", cap="AVX2", verdict=True):
+        return {"run": {"environment": {"cpu": cpu, "cpu_capability": cap}},
+                "claims": [{"element": "Figure 1", "claim": "c", "kind": "check", "value": value, "verdict": verdict,
+                            "across": {"rtol": 1e-3, "atol": 0.0, "why": "chaotic"}}],
+                "identities": [], "illustrations": [{"element": "Figure 1", "claim": "slope", "kind": "illustration",
+                                                     "value": value, "across": {"rtol": 1e-3, "atol": 0.0}}]}
+
+    a, b = record(1.0), record(1.0 + 1e-4, cap="DEFAULT")
+    assert same_cpu(a, record(2.0)) and not same_cpu(a, b)
+    assert compare_claims(a, b, across_cpus=False)  # the same bits are promised on the same CPU
+    assert compare_claims(a, b, across_cpus=True) == []
+    assert compare_claims(a, record(1.01), across_cpus=True)  # beyond the claim's own tolerance
+    assert any("verdict" in d for d in compare_claims(a, record(1.0, verdict=False), across_cpus=True))

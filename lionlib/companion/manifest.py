@@ -10,7 +10,10 @@
   succeeded, so a failing or interrupted notebook leaves the committed results as they were.
 - `write_manifest`: collects `claims/*.json` into `manifest.json` (with the commit each notebook's
   results were made at, and which were made from a tree with local changes), and refuses a folder
-  that holds claims of more than one scale.
+  that holds claims of more than one scale. Checks and findings are each element's `claims`;
+  identities (true by construction) and illustrations (shown, not tested) are its `identities` and
+  `illustrations` (present where there are some), counted per notebook apart from the checks
+  (`identities`, `identities_holding`, `illustrations`), so no page counts them as checks passed.
 """
 
 from __future__ import annotations
@@ -77,6 +80,8 @@ def environment() -> dict:
         "system": platform.system(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        # what pins the kernels: the SIMD level torch may use, and the BLAS code path where one is set
+        **{k: os.environ.get(k) for k in ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "OPENBLAS_CORETYPE")},
     }
 
 
@@ -163,6 +168,7 @@ def promote(staging: Path, target: Path, notebook: str) -> list[Path]:
 
 
 _CHECK_KEYS = ("claim", "value", "op", "threshold", "stable")
+_SLACK_KEYS = ("tol", "why", "across")  # claims files written before tolerances existed lack them
 _FINDING_KEYS = ("claim", "verdict", "mean", "ci_low", "ci_high", "n", "effects", "protocol")
 
 
@@ -193,8 +199,13 @@ def write_manifest(out_dir: Path, entries) -> Path:
         nb = record["notebook"]
         claims = record["claims"]
         checks = [c for c in claims if c.get("kind", "check") != "finding"]
+        identities, shown = record.get("identities", []), record.get("illustrations", [])
         notebooks[nb] = {"claims": len(checks), "passed": sum(bool(c["verdict"]) for c in checks),
                          "findings": len(claims) - len(checks), "scale": scales[nb]}
+        if identities:  # keys only where there are some, so older readers and manifests are unchanged
+            notebooks[nb] |= {"identities": len(identities), "identities_holding": sum(bool(c["verdict"]) for c in identities)}
+        if shown:
+            notebooks[nb]["illustrations"] = len(shown)
         if "run" in record:
             notebooks[nb]["run"] = record["run"]
         for name, files in record["figures"].items():
@@ -207,9 +218,16 @@ def write_manifest(out_dir: Path, entries) -> Path:
             if kind == "finding":  # the verdict is already a word; keep the numbers and the protocol
                 el["claims"].append({k: c[k] for k in _FINDING_KEYS} | {"notebook": nb, "kind": kind})
             else:
-                el["claims"].append({k: c[k] for k in _CHECK_KEYS}
+                el["claims"].append({k: c[k] for k in _CHECK_KEYS} | {k: c[k] for k in _SLACK_KEYS if k in c}
                                     | {"notebook": nb, "kind": kind, "verdict": "PASS" if c["verdict"] else "FAIL"})
             el["notebooks"] += [nb] if nb not in el["notebooks"] else []
+        for c in identities:
+            element(c["element"]).setdefault("identities", []).append({k: c[k] for k in _CHECK_KEYS} | {
+                "notebook": nb, "kind": "identity", "verdict": "HOLDS" if c["verdict"] else "BROKEN"})
+        for c in shown:
+            element(c["element"]).setdefault("illustrations", []).append({"claim": c["claim"], "value": c["value"],
+                                                           "stable": c["stable"], "notebook": nb,
+                                                           "kind": "illustration"})
     for el in elements.values():
         el["notebooks"] = sorted(set(el["notebooks"]))
         el["figures"] = sorted(el["figures"])

@@ -1,17 +1,29 @@
 """What every notebook of the companion uses to save figures and state its claims.
 
-A notebook creates one `Report`, saves each figure through `report.savefig` (a deterministic PNG in
-its results folder, recorded against the paper element it reproduces) and states each claim as one of
-two kinds:
+A notebook creates one `Report` (`lionlib.companion.notebook.start` does it in one line), saves each
+figure through `report.savefig` (a deterministic PNG in its results folder, recorded against the paper
+element it reproduces, one of `ELEMENTS`) and states each claim as one of four kinds:
 
 - a **check** (`report.check`): a property the maths or the code guarantees, as a value, a
-  comparison and a threshold, so PASS/FAIL is computed, never typed. A check must pass:
-  `lionlib.companion.reproduce` exits non-zero when one fails. `sanity=True` labels the checks that
-  only say training works ("loss decreased", "accuracy above chance"), which are not paper claims.
+  comparison and a threshold, so PASS/FAIL is computed, never typed. Its slack is a named tolerance
+  `tol` with its reason `why` (e.g. "float64 rounding of 3000 steps"): the verdict is
+  `value <= threshold + tol` (for `>=`, `value >= threshold - tol`; for `==`, `|value - threshold| <= tol`),
+  so no constant hides in a denominator. A check must pass: `lionlib.companion.reproduce` exits
+  non-zero when one fails. `sanity=True` labels the checks that only say training works.
+  `across` is how closely its value is promised on another CPU model (`verify.Tolerance`, with
+  its reason); on the same CPU model the promise is the same bits.
 - a **finding** (`report.finding`): an empirical statement, of the paper or of this companion,
   measured under a `Protocol` written in the notebook before the runs. Its per-seed effects give a
   mean, a 95 % t interval and a verdict (`lionlib.companion.stats`): `reproduced`, `not reproduced`
   or `inconclusive at this scale`. A finding never fails a run.
+- an **identity** (`report.identity`): a relation that holds by construction (an algebraic rewriting
+  of the update, a telescoped sum). It is computed and shown, so a broken implementation shows it,
+  but it is no evidence for the paper and is never counted as a check passed.
+- an **illustration** (`report.illustration`): a number shown to the reader (a fitted slope, a count),
+  not tested against anything.
+
+Checks and findings are written to the claims file's `claims` list; identities and illustrations to
+their own lists (`identities`, `illustrations`), so nothing that counts checks counts them.
 
 Its last cells are
 
@@ -37,24 +49,25 @@ version, git commit, environment; see `lionlib.companion.manifest.run_record`).
 """
 
 import json
-import math
-import operator
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import matplotlib
 
 from lionlib.companion import stats
+from lionlib.companion.claims import OPS, Claim, Finding, Illustration, Protocol, _float, _fmt, _json_num, decide
+from lionlib.companion.elements import check_element
 from lionlib.companion.manifest import SCALES, run_record, write_atomic
 from lionlib.companion.paths import BUILD, NOTEBOOKS, REPO
+from lionlib.companion.verify import FLOAT64, Tolerance
 
-__all__ = ["Report", "Claim", "Finding", "Protocol", "setup_plotting", "default_out_dir", "check_parameters"]
+__all__ = ["Report", "Claim", "Finding", "Illustration", "Protocol", "Tolerance", "decide", "setup_plotting", "default_out_dir",
+           "check_parameters"]
 
 DPI = 150  # fixed so the PNG bytes do not depend on the display's or the user's rcParams
-OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq}
 
 
 def default_out_dir(scale: str | None = None) -> Path:
@@ -180,89 +193,6 @@ def setup_plotting() -> None:
     matplotlib.rcParams["savefig.dpi"] = DPI
 
 
-@dataclass
-class Claim:
-    element: str  # the paper element it supports: "Figure 1", "Theorem 3.1", ...
-    claim: str  # what is asserted, in words
-    value: float
-    op: str
-    threshold: float
-    verdict: bool
-    stable: bool  # False: the value may differ between machines or scales; summary() hides it
-    fmt: str = ".3g"
-    kind: str = "check"  # "check", or "sanity" (training works; not a paper claim)
-
-    def line(self) -> str:
-        value = _fmt(self.value, self.fmt) if self.stable else "<varies>"
-        tag = "  (sanity check)" if self.kind == "sanity" else ""
-        return (f"{'PASS' if self.verdict else 'FAIL'}  {self.element}: {self.claim}  "
-                f"[{value} {self.op} {_fmt(self.threshold, self.fmt)}]{tag}")
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """How a finding is measured, fixed before the numbers (and recorded with them in the manifest).
-
-    hypothesis: the statement tested, with its direction, e.g. "p = 1 beats p = 2 on the ViT";
-        the effects passed to `Report.finding` are signed so that it predicts a positive effect.
-    metric: what one effect is, e.g. "final test accuracy (p=1) - (p=2), percentage points".
-    seeds: the seeds run (at least 5 at the cpu scale for a decision).
-    design: "paired" (per-seed differences of two arms sharing a seed) or "unpaired".
-    source: where the hypothesis comes from: "paper [confirmed]", "paper [inferred]", "companion".
-    choices: the companion's own settings the result depends on (grids, step scales, decayed tensors).
-    """
-
-    hypothesis: str
-    metric: str
-    seeds: tuple[int, ...]
-    design: str = "paired"
-    source: str = "paper [inferred]"
-    choices: str = ""
-    decision_rule: str = ("95 % t interval of the mean effect over seeds: above 0 -> reproduced, "
-                          "below 0 -> not reproduced, else inconclusive at this scale (always "
-                          f"inconclusive with fewer than {stats.MIN_SEEDS} seeds)")
-
-    def __post_init__(self):
-        if self.design not in ("paired", "unpaired"):
-            raise ValueError(f"design must be 'paired' or 'unpaired', got {self.design!r}")
-        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
-
-
-@dataclass
-class Finding:
-    element: str
-    claim: str
-    effects: list[float]
-    mean: float
-    ci_low: float
-    ci_high: float
-    n: int
-    verdict: str  # one of stats.VERDICTS
-    protocol: Protocol
-    fmt: str = ".3g"
-    kind: str = field(default="finding", init=False)
-
-    def line(self) -> str:
-        return (f"{self.verdict.upper()}  {self.element}: {self.claim}  [effect {_fmt(self.mean, self.fmt)}, "
-                f"95% CI ({_fmt(self.ci_low, self.fmt)}, {_fmt(self.ci_high, self.fmt)}), n={self.n}]")
-
-
-def _fmt(x: float, fmt: str) -> str:
-    s = format(x, fmt)
-    # -0 and 0 are the same claim; rounding a tiny negative number must not change the checked text
-    return s[1:] if s.startswith("-") and float(s) == 0 else s
-
-
-def _json_num(x):
-    """Strict JSON has no NaN or infinity: write them as null."""
-    return None if isinstance(x, float) and not math.isfinite(x) else x
-
-
-def _float(x) -> float:
-    """Accept Python numbers, numpy scalars and 0-d torch tensors."""
-    return float(x.item()) if hasattr(x, "item") else float(x)
-
-
 class Report:
     """Figures and claims of one notebook.
 
@@ -282,10 +212,12 @@ class Report:
         self.out_dir = Path(out_dir) if out_dir else default_out_dir(self.scale)
         self.claims: dict[tuple[str, str], Claim] = {}  # keyed so re-running a cell replaces, not duplicates
         self.found: dict[tuple[str, str], Finding] = {}
+        self.shown: dict[tuple[str, str], Illustration] = {}
         self.figures: dict[str, list[str]] = {}  # element -> file names relative to out_dir
 
     def savefig(self, fig, name: str, *, element: str) -> Path:
         """Save `fig` as `<out_dir>/<name>.png` with no timestamp or version in its metadata."""
+        check_element(element)
         if Path(name).suffix or "/" in name:
             raise ValueError(f"name must be a bare file stem (the figure is always PNG), got {name!r}")
         import io
@@ -300,20 +232,48 @@ class Report:
         return path
 
     def check(self, element: str, claim: str, value, op: str, threshold, fmt: str = ".3g",
-              stable: bool = True, sanity: bool = False) -> bool:
-        """Record `value op threshold` as a check about `element` and return the verdict (NaN fails)."""
+              stable: bool = True, sanity: bool = False, *, tol: float = 0.0, why: str = "",
+              across: Tolerance | None = None, scaled: bool = False) -> bool:
+        """Record `value op threshold` (slack `tol`, for the reason `why`) as a check about `element`
+        and return the verdict (NaN fails). `across`: the tolerance promised on another CPU model
+        (default `verify.FLOAT64`, widened to `tol` in absolute terms). `scaled=True`: the threshold
+        depends on the scale, so the checked summary hides it (like the value of `stable=False`)."""
+        return self._record(element, claim, value, op, threshold, fmt, stable, "sanity" if sanity else "check",
+                            tol, why, across, scaled)
+
+    def identity(self, element: str, claim: str, value, op: str, threshold, fmt: str = ".3g", stable: bool = False,
+                 *, tol: float = 0.0, why: str = "", across: Tolerance | None = None) -> bool:
+        """Record a relation that holds by construction (shown as HOLDS/BROKEN, never counted as a check)."""
+        return self._record(element, claim, value, op, threshold, fmt, stable, "identity", tol, why, across, False)
+
+    def illustration(self, element: str, claim: str, value, fmt: str = ".3g", stable: bool = False,
+                     across: Tolerance | None = None) -> float:
+        """Record a number that is shown, not tested (a fitted slope, a count of steps)."""
+        check_element(element)
+        value, across = _float(value), across or FLOAT64
+        self.shown[(element, claim)] = Illustration(element, claim, value, stable, fmt,
+                                                    {"rtol": across.rtol, "atol": across.atol, "why": across.why})
+        return value
+
+    def _record(self, element, claim, value, op, threshold, fmt, stable, kind, tol, why, across, scaled) -> bool:
+        check_element(element)
         if op not in OPS:
             raise ValueError(f"op must be one of {sorted(OPS)}, got {op!r}")
+        if tol < 0 or (tol > 0 and not why):
+            raise ValueError(f"{claim!r}: a tolerance must be >= 0 and state its reason (why=...), got tol={tol!r}")
         value, threshold = _float(value), _float(threshold)
-        verdict = not math.isnan(value) and bool(OPS[op](value, threshold))
-        kind = "sanity" if sanity else "check"
-        self.claims[(element, claim)] = Claim(element, claim, value, op, threshold, verdict, stable, fmt, kind)
+        verdict = decide(value, op, threshold, tol)
+        across = across or FLOAT64
+        across = {"rtol": across.rtol, "atol": max(across.atol, tol), "why": across.why}
+        self.claims[(element, claim)] = Claim(element, claim, value, op, threshold, verdict, stable, fmt, kind, tol,
+                                              why, across, scaled)
         return verdict
 
     def finding(self, element: str, claim: str, effects: Sequence[float], *, protocol: Protocol,
-                fmt: str = ".3g") -> str:
+                fmt: str = ".3g", across: Tolerance | None = None) -> str:
         """Record a finding about `element` from per-seed `effects` (signed so that the protocol's
         hypothesis predicts > 0) and return its verdict. Never fails the run."""
+        check_element(element)
         if not isinstance(protocol, Protocol):
             raise TypeError(f"protocol must be a lionlib.companion.report.Protocol, got {type(protocol).__name__}")
         effects = [_float(e) for e in effects]
@@ -321,8 +281,10 @@ class Report:
             raise ValueError(f"{claim!r}: {len(effects)} effects for the protocol's {len(protocol.seeds)} seeds")
         ci = stats.t_interval(effects)
         verdict = stats.verdict(ci)
+        across = across or FLOAT64
         self.found[(element, claim)] = Finding(element, claim, effects, ci.mean, ci.low, ci.high, ci.n, verdict,
-                                               protocol, fmt)
+                                               protocol, fmt, {"rtol": across.rtol, "atol": across.atol,
+                                                               "why": across.why})
         return verdict
 
     def findings(self):
@@ -335,30 +297,58 @@ class Report:
                 for f in self.found.values()]
         return pd.DataFrame(rows, columns=cols)
 
+    def sentence(self, claim: str) -> str:
+        """The finding `claim` (its claim text) as one Markdown sentence with its verdict and numbers, so
+        prose states a result by rendering it, never by typing it."""
+        f = next((f for f in self.found.values() if f.claim == claim), None)
+        if f is None:
+            raise KeyError(f"no finding {claim!r} recorded yet; recorded: {[f.claim for f in self.found.values()]}")
+        return (f"**{f.verdict}**: {f.claim} (mean effect {_fmt(f.mean, f.fmt)}, 95 % interval "
+                f"({_fmt(f.ci_low, f.fmt)}, {_fmt(f.ci_high, f.fmt)}), {f.n} seeds; {f.protocol.metric}).")
+
+    def value(self, claim: str) -> float:
+        """The value of the check, identity or illustration whose claim text is `claim`."""
+        for c in [*self.claims.values(), *self.shown.values()]:
+            if c.claim == claim:
+                return c.value
+        raise KeyError(f"no claim {claim!r} recorded")
+
     def table(self):
-        """All checks with their full-precision values, as a DataFrame (for the reader, not for nbval)."""
+        """All checks, identities and illustrations with their full-precision values, as a DataFrame
+        (for the reader, not for nbval)."""
         import pandas as pd
 
-        cols = ["element", "claim", "kind", "value", "op", "threshold", "verdict", "stable"]
-        return pd.DataFrame([asdict(c) for c in self.claims.values()], columns=cols + ["fmt"])[cols]
+        cols = ["element", "claim", "kind", "value", "op", "threshold", "tol", "verdict", "stable"]
+        rows = [asdict(c) for c in self.claims.values()]
+        rows += [{**asdict(i), "op": None, "threshold": None, "tol": None, "verdict": None} for i in self.shown.values()]
+        return pd.DataFrame(rows, columns=cols + ["fmt"])[cols]
 
     def summary(self) -> None:
-        """Print one PASS/FAIL line per check, count the findings, and write `<out_dir>/claims/<notebook>.json`."""
-        for c in self.claims.values():
+        """Print one PASS/FAIL line per check (then the identities and illustrations, not counted),
+        count the findings, and write `<out_dir>/claims/<notebook>.json`."""
+        checks = [c for c in self.claims.values() if c.kind != "identity"]
+        identities = [c for c in self.claims.values() if c.kind == "identity"]
+        for c in checks:
             print(c.line())
-        n_pass = sum(c.verdict for c in self.claims.values())
-        print(f"{n_pass}/{len(self.claims)} claims pass")
+        print(f"{sum(c.verdict for c in checks)}/{len(checks)} claims pass")  # the words nbval compares in every notebook
+        for c in [*identities, *self.shown.values()]:
+            print(c.line())
         if self.found:
             print(f"{len(self.found)} findings recorded (verdicts in report.findings() and the manifest)")
         findings = [{**{k: _json_num(v) for k, v in asdict(f).items() if k not in ("fmt", "protocol", "effects")},
                      "effects": [_json_num(e) for e in f.effects], "protocol": asdict(f.protocol)}
                     for f in self.found.values()]
         parameters = self.parameters if self.parameters is not None else _notebook_parameters(self.notebook)
+
+        def row(c):
+            return {k: _json_num(v) for k, v in asdict(c).items() if k != "fmt"}
+
         record = {
             "notebook": self.notebook,
             "run": run_record(self.scale, _jsonable(parameters)),
-            "claims": [{k: _json_num(v) for k, v in asdict(c).items() if k != "fmt"}
-                       for c in self.claims.values()] + findings,
+            "claims": [row(c) for c in checks] + findings,
+            "identities": [row(c) for c in identities],
+            "illustrations": [row(c) for c in self.shown.values()],
             "figures": self.figures,
         }
         write_atomic(self.out_dir / "claims" / f"{self.notebook}.json", json.dumps(record, indent=1, sort_keys=True) + "\n")

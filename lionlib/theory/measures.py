@@ -1,14 +1,14 @@
-"""The checks of the theory notebooks, as functions that can fail.
+"""The quantities the theory notebooks check, computed from real runs of the update (or from K itself).
 
-Each `check_*` computes a quantity from real runs of the update (or from K itself), states it through
-`report.check` (any object with the `lionlib.companion.report.Report.check` signature; theory does not
-import the companion) and returns the verdict. The notebooks call these functions, and
-`tests/test_claims_can_fail.py` calls the same functions after breaking the maths on purpose (a
-Lyapunov coefficient, beta1 and beta2 swapped in the update, the sign of grad K, explicit decay
-where the theorem needs implicit decay) to show that each reports FAIL.
+Pure maths: each function returns numbers; the wording, the thresholds and the `Report` calls are
+the companion's (`lionlib.companion.theory_checks`). The update is reached through the module
+attribute `dynamics.lion_k_step` (never a copy imported by name), so a test that replaces it
+replaces it everywhere, `dynamics.simulate` included.
 
-The update is reached through the module attribute `dynamics.lion_k_step` (never a copy imported by
-name), so a test that replaces it replaces it everywhere, `dynamics.simulate` included.
+Rounding. A check of a bound that holds with equality in exact arithmetic (phase 1 at full speed, the
+one-step inequality) compares at float64 rounding level; `phase1_rounding` and `FLOAT64_EPS` give the
+size of that rounding from the maths, so the companion states it as a tolerance instead of hiding a
+constant in a denominator.
 """
 
 from __future__ import annotations
@@ -22,40 +22,67 @@ from torch import Tensor
 
 from lionlib.kappa import Kappa
 from lionlib.theory import dynamics
-from lionlib.theory.lyapunov import (DiscreteConstants, OdeConstants, H, coupling, one_step_change,
-                                     phase1_factor, phase1_factor_continuous)
+from lionlib.theory.lyapunov import (DiscreteConstants, OdeConstants, H, coupling, one_step_change, phase1_factor,
+                                     phase1_factor_continuous)
 
-__all__ = ["phase1_ratio", "check_phase1", "lion_entry_prediction", "entry_step", "check_entry_step",
-           "one_step_excess", "check_one_step_bound", "check_descent", "random_one_step", "check_random_states",
-           "fenchel_young_errors", "check_fenchel_young", "ode_dH_error", "check_dH_equals_minus_Delta",
-           "check_continuous_phase1"]
+__all__ = ["FLOAT64_EPS", "VIOLATION", "phase1_ratio", "phase1_excess", "phase1_rounding", "continuous_phase1_excess",
+           "lion_entry_prediction", "entry_step", "one_step_excess", "max_descent", "random_one_step",
+           "fenchel_young_errors", "ode_dH_error", "average_delta", "rate_slope"]
 
 DTYPE = torch.float64
-TINY = 1e-12  # absolute slack once a bound is at rounding level
+FLOAT64_EPS = float(torch.finfo(DTYPE).eps)  # 2.2e-16: one rounding of a float64 operation, relative
+VIOLATION = 1e-12  # a random state counts as violating D_t <= 0 when D_t > VIOLATION (1 + |<g, dx>|): 10^4 ulps
 
 
 # ----------------------------------------------------------------------------------------------
 # Phase 1 (PAPER 4.2): dist(lambda x_t, dom K*) <= factor_t * dist_0, for any gradients.
 
 
+def _bounds(d: Tensor, lr, lam: float, implicit: bool) -> Tensor:
+    return torch.as_tensor(phase1_factor(lr, lam, len(d) - 1, implicit=implicit), dtype=DTYPE) * d[0]
+
+
 def phase1_ratio(dists: Iterable[Tensor], lr, lam: float, implicit: bool = False) -> float:
     """max over runs starting outside dom K* and over steps t >= 1 of dist_t / (factor_t dist_0).
 
     `dists` are per-step distance sequences (entry 0 = the start); the factor is (1 - lr lam)^t
-    (explicit decay) or (1 + lr lam)^-t (implicit), the product of the per-step factors for a schedule.
+    (explicit decay) or (1 + lr lam)^-t (implicit). Once dist_t is at rounding level the ratio is
+    rounding over rounding: check `phase1_excess` instead, and read this ratio for the first steps.
     """
     worst = 0.0
     for d in dists:
         d = torch.as_tensor(d, dtype=DTYPE)
-        if not d[0] > 0:
-            continue
-        bound = torch.as_tensor(phase1_factor(lr, lam, len(d) - 1, implicit=implicit), dtype=DTYPE) * d[0]
-        worst = max(worst, float((d[1:] / (bound[1:] + TINY)).max()))
+        if d[0] > 0:
+            worst = max(worst, float((d[1:] / _bounds(d, lr, lam, implicit)[1:]).max()))
     return worst
 
 
-def check_phase1(report, element: str, claim: str, dists, lr, lam: float, implicit: bool = False) -> bool:
-    return report.check(element, claim, phase1_ratio(dists, lr, lam, implicit), "<=", 1.0, fmt=".4f")
+def phase1_excess(dists: Iterable[Tensor], lr, lam: float, implicit: bool = False) -> float:
+    """max over runs and steps t >= 1 of dist_t - factor_t dist_0 (in units of lambda x; <= 0 is the bound).
+    A run starting inside must stay inside: its excess is dist_t itself."""
+    worst = -math.inf
+    for d in dists:
+        d = torch.as_tensor(d, dtype=DTYPE)
+        worst = max(worst, float((d[1:] - _bounds(d, lr, lam, implicit)[1:]).max()))
+    return worst
+
+
+def phase1_rounding(lr, lam: float, radius: float) -> float:
+    """How far float64 rounding can move dist(lambda x_t, dom K*) above its bound: each step rounds
+    lambda|x| (at most `radius`) by about one ulp, and the contraction by (1 - lr lambda) per step sums
+    those errors to at most ulp / (lr lambda)."""
+    return FLOAT64_EPS * (1 + radius) / (float(np.min(lr)) * lam)
+
+
+def continuous_phase1_excess(runs: Iterable, lam: float) -> float:
+    """max over ODE runs starting outside and samples t > 0 of (dist_t - e^{-lambda t} dist_0) / dist_0."""
+    worst = -math.inf
+    for tr in runs:
+        d = torch.as_tensor(tr.dist, dtype=DTYPE)
+        if d[0] > 0:
+            bound = torch.as_tensor(phase1_factor_continuous(tr.t, lam), dtype=DTYPE) * d[0]
+            worst = max(worst, float(((d[1:] - bound[1:]) / d[0]).max()))
+    return worst
 
 
 def lion_entry_prediction(x0: Sequence[float], lr: float, lam: float, implicit: bool = False) -> int:
@@ -83,44 +110,29 @@ def entry_step(dist: Tensor) -> int | None:
     return int(out[-1]) + 1 if out[-1] < len(dist) - 1 else None
 
 
-def check_entry_step(report, element: str, tr, x0, lr: float, lam: float, implicit: bool = False) -> bool:
-    """Lion's entry step equals the closed form of `lion_entry_prediction` (checks lr, decay and sign)."""
-    t = entry_step(tr.dist)
-    pred = lion_entry_prediction(x0, lr, lam, implicit)
-    return report.check(element, f"Lion from {tuple(x0)}, lambda = {lam}, {'implicit' if implicit else 'explicit'} "
-                        f"decay: enters the box at the closed-form step {pred} (entry step - prediction)", math.inf if t is None else t - pred, "==", 0, fmt=".0f")
-
-
 # ----------------------------------------------------------------------------------------------
 # Theorem 4.1 along trajectories and on random states.
 
 
+def _scale(trajs) -> float:
+    return max([1.0] + [1 + float(tr.H[torch.isfinite(tr.H)].abs().max()) for tr in trajs if torch.isfinite(tr.H).any()])
+
+
 def one_step_excess(trajs) -> float:
-    """max over runs and steps after entry of [H_d(t+1) - H_d(t) - (L/2)||x_{t+1} - x_t||^2] / (1 + max|H_d|)."""
-    worst, scale = -math.inf, 1.0
-    for tr in trajs:
-        gap = torch.diff(tr.H) - tr.remainder_bound
-        fin = torch.isfinite(gap)
-        if fin.any():
-            worst = max(worst, float(gap[fin].max()))
-            scale = max(scale, 1 + float(tr.H[torch.isfinite(tr.H)].abs().max()))
-    return math.inf if worst == -math.inf else worst / scale  # no step after entry: nothing shown, so fail
+    """max over runs and steps after entry of [H_d(t+1) - H_d(t) - (L/2)||x_{t+1} - x_t||^2] / (1 + max|H_d|);
+    +inf when no run has a step after entry (nothing was shown)."""
+    trajs = list(trajs)
+    gaps = [(torch.diff(tr.H) - tr.remainder_bound) for tr in trajs]
+    vals = [float(g[torch.isfinite(g)].max()) for g in gaps if torch.isfinite(g).any()]
+    return max(vals) / _scale(trajs) if vals else math.inf
 
 
-def check_one_step_bound(report, element: str, claim: str, trajs, tol: float = 1e-13) -> bool:
-    return report.check(element, claim, one_step_excess(trajs), "<=", tol, stable=False)
-
-
-def check_descent(report, element: str, claim: str, trajs, tol: float = 1e-13) -> bool:
-    """D_t <= 0 after entry (the linearised one-step change of H_d), relative to 1 + max|H_d|."""
-    worst, scale = -math.inf, 1.0
-    for tr in trajs:
-        fin = torch.isfinite(tr.D)
-        if fin.any():
-            worst = max(worst, float(tr.D[fin].max()))
-            scale = max(scale, 1 + float(tr.H[torch.isfinite(tr.H)].abs().max()))
-    value = math.inf if worst == -math.inf else worst / scale  # no step after entry: nothing shown, so fail
-    return report.check(element, claim, value, "<=", tol, stable=False)
+def max_descent(trajs) -> float:
+    """max over runs and steps after entry of D_t / (1 + max|H_d|) (D_t: the linearised one-step change
+    of H_d); +inf when no run has a step after entry."""
+    trajs = list(trajs)
+    vals = [float(tr.D[torch.isfinite(tr.D)].max()) for tr in trajs if torch.isfinite(tr.D).any()]
+    return max(vals) / _scale(trajs) if vals else math.inf
 
 
 def random_one_step(K: Kappa, n: int, generator: torch.Generator, *, order: str = "beta2 >= beta1",
@@ -131,7 +143,7 @@ def random_one_step(K: Kappa, n: int, generator: torch.Generator, *, order: str 
     A state: lambda x a random point of dom K* (`random_dual_point`), m and g Gaussian of random
     scale (10^[-1, 1]), lambda log-uniform in [0.1, 3.2], lr lambda log-uniform in [lr_lam_min, 1],
     betas uniform with the given order ("beta2 >= beta1", "beta2 < beta1"). `coefficient(hp)`
-    replaces C_d (to test other printed forms). D_t > 1e-12 (1 + |<g, dx>|) counts as a violation.
+    replaces C_d (to test other printed forms). D_t > VIOLATION (1 + |<g, dx>|) counts as a violation.
     """
     if order not in ("beta2 >= beta1", "beta2 < beta1"):
         raise ValueError(f"order must be 'beta2 >= beta1' or 'beta2 < beta1', got {order!r}")
@@ -154,18 +166,9 @@ def random_one_step(K: Kappa, n: int, generator: torch.Generator, *, order: str 
             D = float((g * (x1 - x)).sum() + (K.conjugate(lam * x1) - K.conjugate(lam * x)) / lam
                       + coefficient(hp) * (coupling(K, x1, m1, lam) - coupling(K, x, m, lam)))
         rel = D / (1 + float((g * (x1 - x)).sum().abs()))
-        bad += rel > 1e-12
+        bad += rel > VIOLATION
         worst = max(worst, rel)
     return bad / n, worst
-
-
-def check_random_states(report, element: str, claim: str, K: Kappa, n: int, generator, *, expect: str = "none",
-                        **kwargs) -> bool:
-    """expect="none": no random state violates D_t <= 0 (the theorem); "some": a counter-example exists."""
-    frac, _ = random_one_step(K, n, generator, **kwargs)
-    if expect == "none":
-        return report.check(element, claim, frac, "==", 0.0)
-    return report.check(element, claim, frac, ">", 0.0, stable=False)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -173,7 +176,8 @@ def check_random_states(report, element: str, claim: str, K: Kappa, n: int, gene
 
 
 def fenchel_young_errors(K: Kappa, n: int, generator: torch.Generator, shape: tuple = (2,)) -> tuple[float, float]:
-    """(max |K*(grad K(z)) + K(z) - <grad K(z), z>| / (1 + |K(z)|), min of the gap at random (y, z)).
+    """(max |K*(grad K(z)) + K(z) - <grad K(z), z>| / (1 + |K(z)|), min of the gap at random (y, z),
+    relative to 1 + |K(z)| + |<y, z>|).
 
     The equality holds iff grad K(z) is a subgradient of K at z, so it fails for a wrong grad (a sign
     flip, a wrong scale) or a wrong conjugate; the gap at random y in dom K* must be >= 0.
@@ -184,20 +188,9 @@ def fenchel_young_errors(K: Kappa, n: int, generator: torch.Generator, shape: tu
         y = dynamics.random_dual_point(K, shape, generator)
         gz = K.grad(z)
         eq = max(eq, float((K.conjugate(gz) + K.value(z) - (gz * z).sum()).abs() / (1 + K.value(z).abs())))
-        gap = min(gap, float(K.conjugate(y) + K.value(z) - (y * z).sum()))
+        yz = (y * z).sum()
+        gap = min(gap, float((K.conjugate(y) + K.value(z) - yz) / (1 + K.value(z).abs() + yz.abs())))
     return eq, gap
-
-
-def check_fenchel_young(report, element: str, Ks: Sequence[Kappa], n: int, generator) -> bool:
-    errs = {K.describe(): fenchel_young_errors(K, n, generator, (3, 2) if K.name == "nuclear" else (2,)) for K in Ks}
-    eq = max(e for e, _ in errs.values())
-    gap = min(g for _, g in errs.values())
-    ok1 = report.check(element, f"every K of the table ({len(Ks)} rows): Fenchel-Young equality "
-                       "K*(grad K(z)) + K(z) = <grad K(z), z> at random z (max relative error)", eq, "<=", 1e-9,
-                       stable=False)
-    ok2 = report.check(element, "every K of the table: Fenchel-Young gap K*(y) + K(z) - <y, z> >= 0 at random "
-                       "(y in dom K*, z) (min gap)", gap, ">=", -1e-12, stable=False)
-    return ok1 and ok2
 
 
 # ----------------------------------------------------------------------------------------------
@@ -227,18 +220,35 @@ def ode_dH_error(K: Kappa, c: OdeConstants, tr, problem, h: float = 2e-3, every:
     return worst if compared else math.inf  # never inside dom K*: nothing was shown, so fail
 
 
-def check_dH_equals_minus_Delta(report, element: str, claim: str, Ks: dict, c: OdeConstants, runs: dict, problem,
-                                h: float = 2e-3, tol: float = 1e-6, every: int = 1) -> bool:
-    err = max(ode_dH_error(Ks[k], c, runs[k], problem, h, every) for k in runs)
-    return report.check(element, claim, err, "<=", tol, stable=False)
+# ----------------------------------------------------------------------------------------------
+# The discrete rate (PAPER 4.4): (1/T) sum_{t<T} Delta_t <= (H_d(t_0) - inf H_d)/T + 2 L lr^2 d.
 
 
-def check_continuous_phase1(report, element: str, claim: str, runs: Iterable, lam: float) -> bool:
-    """max over runs and samples t > 0 of dist(lambda x_t, dom K*) / (e^{-lambda t} dist_0)."""
-    worst = 0.0
-    for tr in runs:
-        d = tr.dist
-        if d[0] > 0:
-            bound = torch.as_tensor(phase1_factor_continuous(tr.t, lam), dtype=DTYPE) * d[0]
-            worst = max(worst, float((d[1:] / (bound[1:] + TINY)).max()))
-    return report.check(element, claim, worst, "<=", 1.0, fmt=".4f")
+def average_delta(tr) -> tuple[int | None, Tensor]:
+    """(entry step t_0, the running average (1/T) sum_{t_0 <= t < t_0 + T} Delta_t for T = 1, 2, ...)."""
+    t0 = entry_step(tr.dist)
+    if t0 is None:
+        return None, torch.empty(0, dtype=DTYPE)
+    delta = -tr.D[t0:]
+    return t0, torch.cumsum(delta, 0) / torch.arange(1, len(delta) + 1, dtype=DTYPE)
+
+
+def rate_slope(tr, lr: float, L: float, f_star: float, floor_margin: float = 10.0) -> tuple[float, int, int]:
+    """Fitted slope of log (1/T) sum Delta_t against log T over the last decade of T before the floor.
+
+    The floor is explicit: the rate's constant term 2 L lr^2 d; the fit uses T up to the T at which
+    (H_d(t_0) - f*)/T has fallen to `floor_margin` times the floor (or the end of the run), and down
+    to a tenth of it. Returns (slope, T_lo, T_hi); the slope is NaN when the run never enters dom K*
+    or an average is <= 0 (a Delta_t < 0: the one-step inequality itself failed).
+    """
+    t0, avg = average_delta(tr)
+    if t0 is None or len(avg) < 20:
+        return math.nan, 0, 0
+    floor = 2 * L * lr**2 * tr.x.shape[-1]
+    T_hi = int(min(len(avg), max(20.0, float(tr.H[t0] - f_star) / (floor_margin * floor))))
+    T_lo = max(2, T_hi // 10)
+    T = np.unique(np.geomspace(T_lo, T_hi, 25).astype(int))
+    a = avg.numpy()[T - 1]
+    if not (a > 0).all():
+        return math.nan, T_lo, T_hi
+    return float(np.polyfit(np.log(T), np.log(a), 1)[0]), T_lo, T_hi

@@ -1,4 +1,5 @@
-"""Independent references for the special cases of Lion-K (paper Section 3.1, PAPER.md 5).
+"""Independent references for the special cases of Lion-K (paper Section 3.1, PAPER.md 5): textbook
+methods written without lionlib.
 
 Each reference is written from the textbook definition of the method and shares no code with
 `lionlib.LionK` or with grad K, so agreeing with it is evidence, not algebra written twice:
