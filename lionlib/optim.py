@@ -152,13 +152,15 @@ def _resolve_backend(params: list[Tensor], kappa: Kappa, foreach: bool | None, f
     """torch.optim's rules: explicit flags win. fused=True is strict: the device's kernel (checked
     before the step by `validate.check_step`, which names a tensor the kernel cannot take).
     By default (None) the fused kernel of the device where it applies: Triton on CUDA, C++ on CPU
-    (when it builds here); foreach for K without a kernel and the tensors a kernel leaves."""
+    (when it builds here); foreach for K without a kernel and the tensors a kernel leaves. fp64
+    takes the C++ kernel only with fused=True: by default it stays on foreach, bit-identical to the
+    for-loop for every K (the kernel is, for K without tanh, sqrt or pow)."""
     on_cuda = all(p.is_cuda for p in params)
     if fused:
         return validate.fused_backend(params)
     if fused is None and on_cuda and _triton_available() and fused_lib.triton_supports(kappa):
         return "triton"
-    if fused is None and foreach is None and not any(p.is_cuda for p in params):
+    if fused is None and foreach is None and not any(p.is_cuda or p.dtype == torch.float64 for p in params):
         if fused_lib.cpp_supports(kappa) and fused_lib.cpp_available():
             return "cpp"
     return "forloop" if foreach is False else "foreach"

@@ -24,7 +24,9 @@ def real(name: str, value: Any) -> float:
     """`value` as a float if it is a real number: int, float, numpy scalar, or a 1-element real
     tensor (as torch.optim accepts for lr); booleans are refused (True is no learning rate)."""
     if isinstance(value, Tensor):
-        if value.numel() != 1 or value.is_complex() or value.dtype == torch.bool:
+        if value.numel() != 1:  # torch.optim's wording
+            raise ValueError(f"Tensor {name} must be 1-element, got shape {tuple(value.shape)}: pass a float or a 1-element tensor")
+        if value.is_complex() or value.dtype == torch.bool:
             raise ValueError(f"Invalid {name}: {value!r} (a tensor {name} must hold one real number)")
         return float(value.item())
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -48,7 +50,8 @@ def check_hyper(lr, betas, weight_decay, momentum_dtype) -> None:
 
 
 def fused_backend(params: list[Tensor]) -> str:
-    """The kernel `fused=True` asks for: Triton when any tensor is on CUDA, else the C++ kernel."""
+    """The kernel `fused=True` asks for: Triton when any tensor is on CUDA, else the C++ kernel
+    (meta tensors too: they are checked again once they have a device)."""
     return "triton" if any(p.is_cuda for p in params) else "cpp"
 
 
@@ -79,16 +82,17 @@ def check_group(group: dict[str, Any], where: str) -> None:
         raise ValueError(f"{where}: fused=True and foreach=True cannot both be set")
     K = group["kappa"]
     for i, p in enumerate(group["params"]):
-        if p.is_complex():
-            raise ValueError(f"{where}: complex parameters are not supported (parameter {i}, shape {tuple(p.shape)})")
+        if p.is_complex():  # torch.optim's wording and type (Muon, Adafactor)
+            raise RuntimeError(f"{where}: LionK does not support complex parameters (parameter {i}, shape {tuple(p.shape)}); "
+                               "optimise torch.view_as_real(p) instead")
         if not p.is_floating_point():
             raise ValueError(f"{where}: parameter {i} is {p.dtype}; floating-point parameters only")
         try:
             K.check_tensor(p)
         except ValueError as e:
             raise ValueError(f"{where}: parameter {i} cannot be updated with K = {K.describe()}: {e}") from None
-    if group["fused"]:
-        _strict(group, where, ((i, p, None, group["momentum_dtype"]) for i, p in enumerate(group["params"])))
+    if group["fused"]:  # meta tensors (deferred init: built on meta, then to_empty()) are checked at step time
+        _strict(group, where, ((i, p, None, group["momentum_dtype"]) for i, p in enumerate(group["params"]) if not p.is_meta))
 
 
 def check_step(group: dict[str, Any], state: dict, where: str) -> None:

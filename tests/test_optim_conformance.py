@@ -80,7 +80,8 @@ def test_learning_rate_of_any_real_type(lr):
     (dict(lr=np.bool_(True)), r"lr=np.True_"),
     (dict(weight_decay=True), "weight_decay=True"),
     (dict(betas=(True, 0.99)), "beta1=True"),
-    (dict(lr=torch.tensor([0.1, 0.2])), "one real number"),
+    (dict(lr=torch.tensor([0.1, 0.2])), "Tensor lr must be 1-element"),  # torch.optim's wording
+    (dict(lr=torch.tensor(True)), "one real number"),
     (dict(lr="0.1"), "lr='0.1'"),
 ])
 def test_booleans_and_non_numbers_are_refused(kwargs, match):
@@ -153,9 +154,9 @@ def test_a_bad_loaded_group_is_refused_before_anything_changes():
 
 @needs_cpp
 def test_fused_true_names_the_tensor_it_cannot_take():
-    ok, wide = torch.randn(4, requires_grad=True), torch.randn(4, dtype=torch.float64, requires_grad=True)
-    with pytest.raises(RuntimeError, match=r"param group 0.*parameter 1 \(shape \(4,\), torch.float64.*float64"):
-        Lion([ok, wide], fused=True)
+    ok, gappy = torch.randn(4, requires_grad=True), torch.randn(4, 2)[:, 0].detach().requires_grad_()
+    with pytest.raises(RuntimeError, match=r"param group 0.*parameter 1 \(shape \(4,\), torch.float32.*not dense"):
+        Lion([ok, gappy], fused=True)
     with pytest.raises(RuntimeError, match="no code for K = lp"):
         LionK([ok], kappa.get("lp", p=1.5), fused=True)
     # a gradient laid out unlike its parameter: refused at the step, before anything changes
@@ -173,6 +174,33 @@ def test_fused_true_names_the_tensor_it_cannot_take():
             p.grad = g
         Lion(ps, lr=0.1, fused=flag, foreach=None if flag is None else False).step()
     assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+@needs_cpp
+def test_fused_true_takes_meta_parameters_and_checks_them_at_the_step():
+    """FSDP2's deferred init: build the model and optimizer on meta, `to_empty()` (which keeps the
+    parameter objects when parameters are swapped in place, as FSDP2 does), then step."""
+    with torch.device("meta"):
+        model = torch.nn.Linear(4, 3)
+    opt = Lion(model.parameters(), lr=0.1, fused=True)
+    swap = torch.__future__.get_swap_module_params_on_conversion()
+    torch.__future__.set_swap_module_params_on_conversion(True)
+    try:
+        model.to_empty(device="cpu")
+    finally:
+        torch.__future__.set_swap_module_params_on_conversion(swap)
+    assert opt.param_groups[0]["params"][0] is model.weight
+    torch.nn.init.normal_(model.weight), torch.nn.init.zeros_(model.bias)
+    ref = torch.nn.Linear(4, 3)
+    ref.load_state_dict(model.state_dict())
+    ref_opt = Lion(ref.parameters(), lr=0.1, foreach=False)
+    for net in (model, ref):
+        net(torch.ones(2, 4)).square().sum().backward()
+    opt.step(), ref_opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), ref.parameters()))
+    model.weight.grad = torch.randn(3, 4).t().contiguous().t()  # strides unlike the parameter's: refused now
+    with pytest.raises(RuntimeError, match="parameter 0.*strides"):
+        opt.step()
 
 
 @needs_cpp

@@ -16,8 +16,9 @@ once (20 bytes per fp32 parameter):
 Both reproduce the reference (`optim._forloop`) bit for bit for l1, half_sq_l2, huber and
 l1_plus_sq_l2 in fp32/bf16/fp16, including sign(0) = 0, NaN and inf (tests/test_fused.py). Eager
 torch computes `a.add_(b, alpha=s)` as one fused multiply-add, and so do both kernels (`tl.fma`,
-`std::fma`). K with tanh, sqrt or pow agree to a few ulp. Anything a kernel does not cover (fp64,
-non-dense or differently strided tensors, K without a kernel) goes to the foreach path, so
+`std::fma`), and the C++ kernel also in fp64, computed in fp64. K with tanh, sqrt or pow agree
+to a few ulp. Anything a kernel does not cover (fp64 on Triton, non-dense or differently strided
+tensors, K without a kernel) goes to the foreach path, so
 results never depend on which path ran; `refusal` says why, which `fused=True` makes an error.
 
 Which K has a kernel, its code and the scalar slots are `contract.py`'s tables; each K names its
@@ -37,9 +38,12 @@ from torch import Tensor
 from lionlib.fused import contract
 from lionlib.fused import cpu as fused_cpu  # builds nothing at import: the kernel is compiled on first use
 
-__all__ = ["triton_step", "cpp_step", "triton_supports", "cpp_supports", "refusal", "kernel_refusal", "tensor_refusal", "contract"]
+__all__ = ["triton_step", "cpp_step", "triton_supports", "cpp_supports", "supports", "refusal", "kernel_refusal",
+           "tensor_refusal", "contract"]
 
-_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+# Storage dtypes each kernel has code for (fp64 only in C++: Triton's fp64 is slow on most GPUs).
+_DTYPES = {"cpp": (torch.float32, torch.bfloat16, torch.float16, torch.float64),
+           "triton": (torch.float32, torch.bfloat16, torch.float16)}
 _PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter)
 Rest = tuple[list[Tensor], list[Tensor], list[Tensor]]  # (params, grads, exp_avgs) a kernel left untouched
 
@@ -68,22 +72,21 @@ def _f32(x: float) -> float:
 
 
 def _scalars(kappa, lr, beta1, beta2, weight_decay, implicit_decay) -> dict:
+    """The kernel's code, decay mode and scalar slots: `hyper` rounded to fp32 (as torch rounds a
+    Python scalar used with an fp32, bf16 or fp16 tensor), `hyper64` as doubles (fp64 tensors)."""
     code, param = _kernel_k(kappa)
     decay = "none" if not weight_decay else ("implicit" if implicit_decay else "explicit")
-    return dict(
-        code=code,
-        decay=contract.DECAY[decay],
-        hyper=contract.pack(
-            decay_mul=_f32(1 - lr * weight_decay),
-            beta1=_f32(beta1),
-            one_minus_beta1=_f32(1 - beta1),
-            neg_lr=_f32(-lr),
-            decay_div=_f32(1 + lr * weight_decay),
-            beta2=_f32(beta2),
-            one_minus_beta2=_f32(1 - beta2),
-            k_param=_f32(param),
-        ),
+    hyper64 = contract.pack(
+        decay_mul=1 - lr * weight_decay,
+        beta1=beta1,
+        one_minus_beta1=1 - beta1,
+        neg_lr=-lr,
+        decay_div=1 + lr * weight_decay,
+        beta2=beta2,
+        one_minus_beta2=1 - beta2,
+        k_param=float(param),
     )
+    return dict(code=code, decay=contract.DECAY[decay], hyper=tuple(_f32(x) for x in hyper64), hyper64=hyper64)
 
 
 def _dense_alike(p: Tensor, g: Tensor, m: Tensor) -> bool:
@@ -108,18 +111,16 @@ def _plain(t: Tensor) -> bool:
     return type(t) in _PLAIN_TYPES and t.layout == torch.strided
 
 
-def _split(params, grads, exp_avgs, supported):
-    """Partition into (device, dtypes, 16-byte aligned) groups a kernel handles, and the rest (for foreach).
-
-    Runs every step over every tensor, so it sticks to cheap attribute checks."""
+def _split(backend: str, params, grads, exp_avgs):
+    """Partition into (device, dtypes, 16-byte aligned) groups the `backend` kernel takes
+    (`tensor_refusal` is None), and the rest (for foreach). Empty tensors are dropped."""
     groups: dict[tuple, tuple[list, list, list]] = {}
     rest: tuple[list, list, list] = ([], [], [])
     for p, g, m in zip(params, grads, exp_avgs):
         if p.numel() == 0:
             continue
         target = rest
-        if (_plain(p) and _plain(g) and _plain(m) and p.dtype in _DTYPES and g.dtype in _DTYPES and m.dtype in _DTYPES
-                and supported(p) and _dense_alike(p, g, m)):
+        if tensor_refusal(backend, p, g, m) is None:
             aligned = (p.data_ptr() | g.data_ptr() | m.data_ptr()) % 16 == 0  # lets Triton use vector loads
             key = (p.device, p.dtype, g.dtype, m.dtype, aligned)
             target = groups.get(key) or groups.setdefault(key, ([], [], []))
@@ -129,19 +130,22 @@ def _split(params, grads, exp_avgs, supported):
     return groups, rest
 
 
-def refusal(backend: str, kappa, p: Tensor, g: Tensor | None = None, m: Tensor | torch.dtype | None = None) -> str | None:
-    """Why the `backend` ("cpp" or "triton") kernel would leave (p, g, m) to foreach, in words;
-    None when it takes them. `fused=True` turns a reason into an error.
+def supports(backend: str, kappa, p: Tensor, g: Tensor | None = None, m: Tensor | torch.dtype | None = None) -> str | None:
+    """Why the `backend` ("cpp" or "triton") kernel cannot take (p, g, m), in words; None when it
+    can. The one predicate behind both the default dispatch (a refused tensor goes to foreach)
+    and `fused=True` (a refused tensor is an error naming the reason).
 
-    The same tests as `_split` and the step functions (tests/test_optim_conformance.py checks
-    that they agree). `m` may be the momentum, or only its dtype when it does not exist yet (it
-    will be created like p, with p's strides). Without g, only what is known at construction (K,
-    device, dtype, p's layout) is checked."""
+    `m` may be the momentum, or only its dtype when it does not exist yet (it will be created
+    like p, with p's strides). Without g, only what is known at construction (K, device, dtype,
+    p's layout) is checked."""
     return kernel_refusal(backend, kappa) or tensor_refusal(backend, p, g, m)
 
 
+refusal = supports  # the name this predicate had first
+
+
 def kernel_refusal(backend: str, kappa) -> str | None:
-    """The part of `refusal` that depends on K only (checked once per group)."""
+    """The part of `supports` that depends on K only (asked once per param group)."""
     if backend == "cpp":
         return None if cpp_supports(kappa) else f"the C++ kernel has no code for K = {kappa.describe()} (elementwise K only)"
     if backend == "triton":
@@ -150,18 +154,23 @@ def kernel_refusal(backend: str, kappa) -> str | None:
 
 
 def tensor_refusal(backend: str, p: Tensor, g: Tensor | None = None, m: Tensor | torch.dtype | None = None) -> str | None:
-    """The part of `refusal` that depends on the tensors (checked for each, every fused=True step)."""
+    """The part of `supports` that depends on the tensors (asked for each tensor, every step:
+    cheap attribute checks first, words only for a refusal)."""
     g = p if g is None else g
     m_dtype = m.dtype if isinstance(m, Tensor) else (m or p.dtype)
     m = m if isinstance(m, Tensor) else p
+    if not (_plain(p) and _plain(g) and _plain(m)):
+        return f"a tensor of type {type(p).__name__}/{type(g).__name__}/{type(m).__name__} is not a plain strided tensor"
     if backend == "cpp" and not p.is_cpu:
         return f"the C++ kernel runs on CPU tensors, this one is on {p.device}"
     if backend == "triton" and not (p.is_cuda or (_interpreted() and p.device.type == "cpu")):
         return f"the Triton kernel runs on CUDA tensors, this one is on {p.device}"
     if p.numel() == 0:
         return None
-    if not (p.dtype in _DTYPES and g.dtype in _DTYPES and m_dtype in _DTYPES):
-        return f"dtypes (param {p.dtype}, grad {g.dtype}, momentum {m_dtype}) have no kernel (fp32, bf16, fp16 only)"
+    dtypes = _DTYPES[backend]
+    if not (p.dtype in dtypes and g.dtype in dtypes and m_dtype in dtypes):
+        names = ", ".join(str(d).removeprefix("torch.") for d in dtypes)
+        return f"dtypes (param {p.dtype}, grad {g.dtype}, momentum {m_dtype}) have no kernel ({names} only)"
     if backend == "cpp" and not (g.dtype == p.dtype and (p.dtype, m_dtype) in fused_cpu.DTYPE_PAIRS):
         return f"the C++ kernel has no code for param {p.dtype} with grad {g.dtype} and momentum {m_dtype}"
     if not _dense_alike(p, g, m):
@@ -279,7 +288,7 @@ def triton_step(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_deca
                 chunk: int | None = None) -> Rest:
     """One Lion-K step with the fused Triton kernel: one launch per (device, dtypes) group.
 
-    Tensors the kernel does not cover (fp64, non-dense or mismatched strides, a K without kernel)
+    Tensors the kernel does not cover (`supports` says why: fp64, non-dense or mismatched strides, ...)
     are returned for the caller's foreach path (`lionk_step`); without Triton all are, with a
     warning. `chunk` (elements per program) is for tests; the default fills the GPU.
     """
@@ -288,8 +297,7 @@ def triton_step(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_deca
     if not triton_available():
         warnings.warn("Triton is not importable: lionlib falls back to the foreach path", RuntimeWarning, stacklevel=2)
         return params, grads, exp_avgs
-    on_device = (lambda p: p.is_cuda) if not _interpreted() else (lambda p: p.device.type in ("cpu", "cuda"))
-    groups, rest = _split(params, grads, exp_avgs, on_device)
+    groups, rest = _split("triton", params, grads, exp_avgs)
     s = _scalars(kappa, lr, beta1, beta2, weight_decay, implicit_decay)
     for key, (p_list, g_list, m_list) in groups.items():
         _triton_group(p_list, g_list, m_list, s, maximize, chunk, aligned=key[-1])
@@ -323,24 +331,22 @@ def cpp_step(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, 
     """One Lion-K step with the C++ kernel: one call per (dtypes) group, `threads` threads
     (default `torch.get_num_threads()`).
 
-    Tensors the kernel does not cover (fp64, grads of another dtype than their param, non-dense
+    Tensors the kernel does not cover (`supports` says why: grads of another dtype than their param, non-dense
     or mismatched strides, CUDA, a K without kernel) are returned for the caller's foreach path, and
     so is everything when the kernel cannot be built here."""
     if not (cpp_supports(kappa) and cpp_available()):
         return params, grads, exp_avgs
     s = _scalars(kappa, lr, beta1, beta2, weight_decay, implicit_decay)
-    hyper = list(s["hyper"])
+    hyper, hyper64 = list(s["hyper"]), list(s["hyper64"])
     slot = contract.SLOT
-    if s["decay"] != contract.DECAY["explicit"]:
-        hyper[slot["decay_mul"]] = 1.0  # the kernel always applies the explicit decay factor: times 1 is exact
-    if maximize:  # fma(-g, a, b) == fma(g, -a, b) exactly, so maximize costs nothing per element
-        for name in ("one_minus_beta1", "one_minus_beta2"):
-            hyper[slot[name]] = -hyper[slot[name]]
-    groups, rest = _split(params, grads, exp_avgs, lambda p: p.is_cpu)
-    for (_, p_dtype, g_dtype, m_dtype, _), lists in groups.items():
-        if g_dtype == p_dtype and (p_dtype, m_dtype) in fused_cpu.DTYPE_PAIRS:
-            fused_cpu.step(*lists, code=s["code"], implicit=s["decay"] == contract.DECAY["implicit"], hyper=hyper,
-                           threads=threads)
-        else:
-            rest = tuple(r + t for r, t in zip(rest, lists))
+    for h in (hyper, hyper64):
+        if s["decay"] != contract.DECAY["explicit"]:
+            h[slot["decay_mul"]] = 1.0  # the kernel always applies the explicit decay factor: times 1 is exact
+        if maximize:  # fma(-g, a, b) == fma(g, -a, b) exactly, so maximize costs nothing per element
+            for name in ("one_minus_beta1", "one_minus_beta2"):
+                h[slot[name]] = -h[slot[name]]
+    groups, rest = _split("cpp", params, grads, exp_avgs)
+    for (_, p_dtype, _, _, _), lists in groups.items():
+        fused_cpu.step(*lists, code=s["code"], implicit=s["decay"] == contract.DECAY["implicit"],
+                       hyper=hyper64 if p_dtype == torch.float64 else hyper, threads=threads)
     return rest

@@ -47,7 +47,7 @@ SLOT = {name: i for i, name in enumerate(SLOTS)}
 DECAY = {"none": 0, "explicit": 1, "implicit": 2}
 
 # Storage dtypes, by torch name; the code is the index.
-DTYPES = ("float32", "bfloat16", "float16")
+DTYPES = ("float32", "bfloat16", "float16", "float64")
 
 
 def pack(**values: float) -> tuple[float, ...]:
@@ -76,6 +76,11 @@ def c_header() -> str:
         *(f"  float {name};" for name in SLOTS),
         "};",
         f"static_assert(sizeof(Hyper) == {len(SLOTS)} * sizeof(float), \"Hyper must be the packed slot array\");",
+        "// The same slots in fp64, for fp64 tensors (computed in fp64, as eager torch does).",
+        "struct HyperF64 {",
+        *(f"  double {name};" for name in SLOTS),
+        "};",
+        f"static_assert(sizeof(HyperF64) == {len(SLOTS)} * sizeof(double), \"HyperF64 must be the packed slot array\");",
         f"constexpr int HYPER_SLOTS = {len(SLOTS)};",
         "",
         "// Storage dtype codes (lionlib.fused.contract.DTYPES).",

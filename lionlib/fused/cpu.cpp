@@ -27,6 +27,7 @@ struct BFloat16 {
 };
 
 inline float to_float(float x) { return x; }
+inline double to_float(double x) { return x; }  // fp64 is computed in fp64
 inline float to_float(_Float16 x) { return static_cast<float>(x); }
 inline float to_float(BFloat16 x) {
   uint32_t u = static_cast<uint32_t>(x.bits) << 16;
@@ -36,7 +37,9 @@ inline float to_float(BFloat16 x) {
 }
 
 template <typename T> inline T from_float(float x);
+template <typename T> inline T from_float(double x);
 template <> inline float from_float<float>(float x) { return x; }
+template <> inline double from_float<double>(double x) { return x; }
 template <> inline _Float16 from_float<_Float16>(float x) { return static_cast<_Float16>(x); }
 template <> inline BFloat16 from_float<BFloat16>(float x) {
   // Round to nearest even, as c10::BFloat16; NaN becomes the canonical quiet NaN.
@@ -46,20 +49,22 @@ template <> inline BFloat16 from_float<BFloat16>(float x) {
   return BFloat16{bits};
 }
 
-// Hyper (lionk_contract.h): the scalars, each already rounded to fp32 as torch rounds a Python
-// scalar; k_param is the K's kernel parameter (huber/logcosh delta, relativistic delta^2, ...).
+// Hyper / HyperF64 (lionk_contract.h): the scalars, for fp32/bf16/fp16 each already rounded to
+// fp32 as torch rounds a Python scalar, for fp64 the host's doubles; k_param is the K's kernel
+// parameter (huber/logcosh delta, relativistic delta^2, ...). The compute type is that of the
+// struct's fields: float, or double for fp64 tensors.
 
-inline float sign(float x) { return static_cast<float>((x > 0.0f) - (x < 0.0f)); }  // 0 for 0 and NaN, as torch
+template <typename T> inline T sign(T x) { return static_cast<T>((x > T(0)) - (x < T(0))); }  // 0 for 0 and NaN, as torch
 
-template <int K> inline float direction(float c, float k) {  // grad K(c), as lionlib.kappa computes it
+template <int K, typename T> inline T direction(T c, T k) {  // grad K(c), as lionlib.kappa computes it
   static_assert(K != LP, "lp needs a whole-tensor norm: foreach takes it on CPU");
   if constexpr (K == L1) {
     return sign(c);
   } else if constexpr (K == HALF_SQ_L2) {
     return c;
   } else if constexpr (K == HUBER) {
-    float x = c / k;  // clamp(-1, 1) keeps NaN
-    return x < -1.0f ? -1.0f : (x > 1.0f ? 1.0f : x);
+    T x = c / k;  // clamp(-1, 1) keeps NaN
+    return x < T(-1) ? T(-1) : (x > T(1) ? T(1) : x);
   } else if constexpr (K == RELATIVISTIC) {
     return c / std::sqrt(c * c + k);
   } else if constexpr (K == LOGCOSH) {
@@ -72,11 +77,12 @@ template <int K> inline float direction(float c, float k) {  // grad K(c), as li
   }
 }
 
-template <int K, bool IMPLICIT, typename P, typename M>
-inline void update_element(P& p, P g, M& m, const Hyper& h) {
-  float gf = to_float(g), mf = to_float(m);
-  float pf = to_float(p) * h.decay_mul;
-  float c = std::fma(gf, h.one_minus_beta1, mf * h.beta1);
+template <int K, bool IMPLICIT, typename P, typename M, typename H>
+inline void update_element(P& p, P g, M& m, const H& h) {
+  using C = decltype(h.beta1);  // the compute type
+  C gf = to_float(g), mf = to_float(m);
+  C pf = to_float(p) * h.decay_mul;
+  C c = std::fma(gf, h.one_minus_beta1, mf * h.beta1);
   pf = std::fma(direction<K>(c, h.k_param), h.neg_lr, pf);
   if constexpr (IMPLICIT) pf = pf / h.decay_div;
   p = from_float<P>(pf);
@@ -94,8 +100,8 @@ template <int RW, typename T> inline void prefetch_block(const T* x) {
   for (int64_t j = 0; j < BLOCK; j += 64 / static_cast<int64_t>(sizeof(T))) __builtin_prefetch(x + j, RW);
 }
 
-template <int K, bool IMPLICIT, typename P, typename M>
-void update(void* p_out, const void* g_in, void* m_out, int64_t n, const Hyper& h) {
+template <int K, bool IMPLICIT, typename P, typename M, typename H>
+void update(void* p_out, const void* g_in, void* m_out, int64_t n, const H& h) {
   auto* __restrict p = static_cast<P*>(p_out);
   auto* __restrict g = static_cast<const P*>(g_in);
   auto* __restrict m = static_cast<M*>(m_out);
@@ -110,12 +116,12 @@ void update(void* p_out, const void* g_in, void* m_out, int64_t n, const Hyper& 
   }
 }
 
-using Range = void (*)(void*, const void*, void*, int64_t, const Hyper&);
+template <typename H> using Range = void (*)(void*, const void*, void*, int64_t, const H&);
 
-template <typename P, typename M> Range pick_k(int k, bool implicit) {
+template <typename P, typename M, typename H = Hyper> Range<H> pick_k(int k, bool implicit) {
 #define LIONK_CASE(K) \
   case K: \
-    return implicit ? &update<K, true, P, M> : &update<K, false, P, M>;
+    return implicit ? &update<K, true, P, M, H> : &update<K, false, P, M, H>;
   switch (k) {
     LIONK_ELEMENTWISE_KERNELS(LIONK_CASE)  // every elementwise kernel of the contract
     default:
@@ -124,7 +130,7 @@ template <typename P, typename M> Range pick_k(int k, bool implicit) {
 #undef LIONK_CASE
 }
 
-Range pick(int p_dtype, int m_dtype, int k, bool implicit) {
+Range<Hyper> pick(int p_dtype, int m_dtype, int k, bool implicit) {
   if (p_dtype == FLOAT32 && m_dtype == FLOAT32) return pick_k<float, float>(k, implicit);
   if (p_dtype == BFLOAT16 && m_dtype == BFLOAT16) return pick_k<BFloat16, BFloat16>(k, implicit);
   if (p_dtype == BFLOAT16 && m_dtype == FLOAT32) return pick_k<BFloat16, float>(k, implicit);
@@ -136,23 +142,21 @@ Range pick(int p_dtype, int m_dtype, int k, bool implicit) {
 constexpr int64_t ALIGN = 64;               // elements: thread ranges start on cache-line multiples
 constexpr int64_t MIN_PER_THREAD = 1 << 16;  // below this, waking a thread costs more than it saves
 
-}  // namespace
+// The slot array as the struct H (Hyper: floats, HyperF64: doubles), field by field in slot order.
+template <typename H> H unpack(const double* hyper) {
+  using C = decltype(H{}.beta1);
+  C values[HYPER_SLOTS];
+  for (int i = 0; i < HYPER_SLOTS; ++i) values[i] = static_cast<C>(hyper[i]);
+  H h;
+  std::memcpy(&h, values, sizeof h);
+  return h;
+}
 
-extern "C" {
-
-// Updates tensors t = 0..n-1: params[t], grads[t] (the param's dtype) and exp_avgs[t], each
-// dense with sizes[t] elements. The elements of all tensors, taken in order, are split into
-// `threads` contiguous ranges of equal length, one per thread. Returns 0, or -1 for an
-// unsupported (dtype, K) combination, before touching any memory.
-int lionk_step(int64_t n, const int64_t* params, const int64_t* grads, const int64_t* exp_avgs,
-               const int64_t* sizes, int p_dtype, int m_dtype, int k, int implicit, const float* hyper,
-               int threads) {
-  Range range = pick(p_dtype, m_dtype, k, implicit != 0);
-  if (range == nullptr) return -1;
-  Hyper h;
-  std::memcpy(&h, hyper, sizeof h);
-  const int64_t p_size = p_dtype == FLOAT32 ? 4 : 2, m_size = m_dtype == FLOAT32 ? 4 : 2;
-
+// Tensors t = 0..n-1, their elements taken in order, split into `threads` contiguous ranges of
+// equal length, one per thread.
+template <typename H>
+void run(Range<H> range, const H& h, int64_t n, const int64_t* params, const int64_t* grads, const int64_t* exp_avgs,
+         const int64_t* sizes, int64_t p_size, int64_t m_size, int threads) {
   int64_t total = 0;
   for (int64_t t = 0; t < n; ++t) total += sizes[t];
   auto work = [&](int64_t begin, int64_t end) {  // the global element range [begin, end)
@@ -172,6 +176,32 @@ int lionk_step(int64_t n, const int64_t* params, const int64_t* grads, const int
     const int64_t begin = std::min(total, omp_get_thread_num() * per_thread);
     work(begin, std::min(total, begin + per_thread));
   }
+}
+
+int64_t dtype_size(int dtype) { return dtype == FLOAT64 ? 8 : (dtype == FLOAT32 ? 4 : 2); }
+
+}  // namespace
+
+extern "C" {
+
+// Updates tensors t = 0..n-1: params[t], grads[t] (the param's dtype) and exp_avgs[t], each
+// dense with sizes[t] elements. `hyper` holds the slots as doubles (fp32-rounded ones for
+// fp32/bf16/fp16 tensors, which the float kernels read exactly). Returns 0, or -1 for an
+// unsupported (dtype, K) combination, before touching any memory.
+int lionk_step(int64_t n, const int64_t* params, const int64_t* grads, const int64_t* exp_avgs,
+               const int64_t* sizes, int p_dtype, int m_dtype, int k, int implicit, const double* hyper,
+               int threads) {
+  const int64_t p_size = dtype_size(p_dtype), m_size = dtype_size(m_dtype);
+  if (p_dtype == FLOAT64 || m_dtype == FLOAT64) {
+    if (p_dtype != m_dtype) return -1;
+    Range<HyperF64> range = pick_k<double, double, HyperF64>(k, implicit != 0);
+    if (range == nullptr) return -1;
+    run(range, unpack<HyperF64>(hyper), n, params, grads, exp_avgs, sizes, p_size, m_size, threads);
+    return 0;
+  }
+  Range<Hyper> range = pick(p_dtype, m_dtype, k, implicit != 0);
+  if (range == nullptr) return -1;
+  run(range, unpack<Hyper>(hyper), n, params, grads, exp_avgs, sizes, p_size, m_size, threads);
   return 0;
 }
 
