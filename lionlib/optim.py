@@ -11,10 +11,13 @@ is the EMA of +grad (the paper's m is -exp_avg), and for every K:
 For a K that is not symmetric (logsumexp) the direction is +grad K(-c), the paper's grad K(m~);
 for symmetric K the two are equal. With K = ||.||_1 (grad K = sign) this is exactly Lion.
 
-Execution paths, all checked against the for-loop reference (tests/test_optim.py, test_fused.py):
+Three layers, as torch.optim: the class (`LionK`: state, validation, and the backend of each
+param group, decided once and cached), one functional step (`lionk`), and the backends, all
+checked against the for-loop reference (tests/test_optim.py, test_fused.py):
 - "forloop": one tensor at a time; the readable reference.
 - "foreach": horizontally batched `torch._foreach_*` ops per (device, dtype) group.
-- "cpp" / "triton": single-pass fused kernels from `lionlib.fused` (CPU / CUDA), the defaults.
+- "cpp" / "triton": single-pass fused kernels from `lionlib.fused` (CPU / CUDA), the defaults;
+  `lionlib.fused.supports` says which tensors a kernel takes, and foreach takes the rest.
 Low-precision parameters (bf16, fp16) are updated in fp32 and rounded once; `momentum_dtype=
 torch.float32` also keeps the momentum in fp32, and `state_dict` round trips keep it so.
 
@@ -39,105 +42,61 @@ from lionlib import distributed
 from lionlib import fused as fused_lib  # Triton itself is imported only when a kernel runs
 from lionlib import kappa as kappa_lib
 from lionlib import validate
+from lionlib.fused import eager
 from lionlib.kappa import Kappa
 
-__all__ = ["LionK", "Lion", "Muon", "lionk_step", "lp_scale"]
+__all__ = ["LionK", "Lion", "Muon", "lionk", "lionk_step", "lp_scale"]
 
 BACKENDS = ("forloop", "foreach", "cpp", "triton")
-_LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 
 # ----------------------------------------------------------------------------------------------
-# The update, as functions of tensor lists (one param group, already gathered).
+# The backends: torch ops (`lionlib.fused.eager`) and the kernels (`lionlib.fused`).
+
+# The kernels update what `fused.supports` lets them take and hand back the rest, which foreach
+# takes (as torch.optim.adam's fused path leaves what it cannot take), so `lionlib.fused` never
+# calls back into this module. The public names' compile guard is applied in `lionk`.
+_KERNELS = {"cpp": fused_lib.cpp_step.__wrapped__, "triton": fused_lib.triton_step.__wrapped__}
+_STEPS = {"forloop": eager.forloop, "foreach": eager.foreach}
 
 
-def _forloop(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, implicit_decay, maximize):
-    for p, g, m in zip(params, grads, exp_avgs):
-        # Compute in fp32 for low-precision params; write p (and m) back once at the end.
-        work_p = p.float() if p.dtype in _LOW_PRECISION else p
-        work_m = m.float() if m.dtype in _LOW_PRECISION else m
-        g = g.to(work_m.dtype)
-        if maximize:
-            g = -g  # a new tensor: p.grad is never mutated
-        if weight_decay and not implicit_decay:
-            work_p.mul_(1 - lr * weight_decay)
-        c = work_m.mul(beta1).add_(g, alpha=1 - beta1)
-        if kappa.symmetric:
-            work_p.add_(kappa.grad(c).to(work_p.dtype), alpha=-lr)
-        else:
-            work_p.add_(kappa.grad(c.neg_()).to(work_p.dtype), alpha=lr)
-        if weight_decay and implicit_decay:
-            work_p.div_(1 + lr * weight_decay)
-        work_m.mul_(beta2).add_(g, alpha=1 - beta2)
-        if work_p is not p:
-            p.copy_(work_p)
-        if work_m is not m:
-            m.copy_(work_m)
+# ----------------------------------------------------------------------------------------------
+# The functional step.
 
 
-def _foreach(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, implicit_decay, maximize):
-    """Batched `torch._foreach_*` ops per (device, dtype) group, in at most one parameter-sized
-    temporary (torch.optim's budget) for fp32 groups: c, which sign_ overwrites in place for Lion.
-    maximize negates the alphas, not the gradients (-g * a == g * -a exactly, so no copy of g is
-    needed). A K other than l1 gets its direction one tensor at a time (`kappa.grad` allocates
-    its own temporaries), so those stay within a few copies of the largest tensor. bf16/fp16
-    groups work on fp32 copies, as the module docstring says (tests/test_optim_conformance.py
-    measures the peak).
-    """
-    sign = -1.0 if maximize else 1.0
-    grouped = Optimizer._group_tensors_by_device_and_dtype([params, grads, exp_avgs])
-    for (p_list, g_list, m_list), _ in grouped.values():
-        low_p = p_list[0].dtype in _LOW_PRECISION
-        low_m = m_list[0].dtype in _LOW_PRECISION
-        work_p = [p.float() for p in p_list] if low_p else p_list
-        work_m = [m.float() for m in m_list] if low_m else m_list
-        g_list = [g.to(work_m[0].dtype) for g in g_list] if g_list[0].dtype != work_m[0].dtype else g_list
-        if weight_decay and not implicit_decay:
-            torch._foreach_mul_(work_p, 1 - lr * weight_decay)
-        if isinstance(kappa, kappa_lib.L1):  # Lion: c, then sign(c) in place
-            c = torch._foreach_mul(work_m, beta1)
-            torch._foreach_add_(c, g_list, alpha=sign * (1 - beta1))
-            torch._foreach_sign_(c)
-            torch._foreach_add_(work_p, c, alpha=-lr)
-            del c
-        else:
-            for p, g, m in zip(work_p, g_list, work_m):
-                c = m.mul(beta1).add_(g, alpha=sign * (1 - beta1))
-                if kappa.symmetric:
-                    p.add_(kappa.grad(c).to(p.dtype), alpha=-lr)
-                else:
-                    p.add_(kappa.grad(c.neg_()).to(p.dtype), alpha=lr)
-                del c
-        if weight_decay and implicit_decay:
-            torch._foreach_div_(work_p, 1 + lr * weight_decay)
-        torch._foreach_mul_(work_m, beta2)
-        torch._foreach_add_(work_m, g_list, alpha=sign * (1 - beta2))
-        if low_p:
-            torch._foreach_copy_(p_list, work_p)
-        if low_m:
-            torch._foreach_copy_(m_list, work_m)
+def lionk(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], *, kappa: Kappa, lr: float | Tensor,
+          beta1: float, beta2: float, weight_decay: float = 0.0, implicit_decay: bool = False, maximize: bool = False,
+          backend: str | None = None) -> None:
+    """One Lion-K step on lists of tensors (updates `params` and `exp_avgs` in place; grads are
+    only read). `backend` is one of `BACKENDS`, or None for the default dispatch (`LionK`'s with
+    foreach and fused unset). `lr` may be a 0-dim tensor on the parameters' device."""
+    if backend is None:
+        backend = _resolve_backend(params, kappa, None, None)
+    if distributed.has_dtensor(params):  # FSDP2: local shards, global norms (lionlib.distributed)
+        return distributed.sharded_step(params, grads, exp_avgs, backend=backend, step=lionk_step, kappa=kappa, lr=lr,
+                                        beta1=beta1, beta2=beta2, weight_decay=weight_decay,
+                                        implicit_decay=implicit_decay, maximize=maximize)
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    if isinstance(lr, Tensor) and backend == "cpp":
+        lr = float(lr)  # a CPU tensor: host memory, no device sync
+    hyper = dict(kappa=kappa, lr=lr, beta1=beta1, beta2=beta2, weight_decay=weight_decay, implicit_decay=implicit_decay,
+                 maximize=maximize)
+    kernel = _KERNELS.get(backend)
+    if kernel is None:
+        return _STEPS[backend](params, grads, exp_avgs, **hyper)
+    if torch.compiler.is_compiling():  # the launchers work on data_ptr tables: one opaque eager call
+        kernel = torch.compiler.disable(kernel)
+    rest = kernel(params, grads, exp_avgs, **hyper)
+    if rest[0]:
+        eager.foreach(*rest, **hyper)
 
 
 def lionk_step(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], *, backend: str = "forloop", **hyper) -> None:
-    """Functional Lion-K step on lists of tensors (updates `params` and `exp_avgs` in place).
-
-    `hyper` holds kappa, lr, beta1, beta2, weight_decay, implicit_decay and maximize.
-    """
-    if distributed.has_dtensor(params):  # FSDP2: local shards, global norms (lionlib.distributed)
-        return distributed.sharded_step(params, grads, exp_avgs, backend=backend, step=lionk_step, **hyper)
-    if backend == "forloop":
-        _forloop(params, grads, exp_avgs, **hyper)
-    elif backend == "foreach":
-        _foreach(params, grads, exp_avgs, **hyper)
-    elif backend in ("cpp", "triton"):
-        # A kernel updates what it covers and hands back the rest (as torch.optim.adam's fused path
-        # leaves what it cannot take to foreach), so lionlib.fused never calls back into this module.
-        step = fused_lib.cpp_step if backend == "cpp" else fused_lib.triton_step
-        rest = step(params, grads, exp_avgs, **hyper)
-        if rest[0]:
-            _foreach(*rest, **hyper)
-    else:
+    """`lionk` with the for-loop backend by default (the name the functional step had first)."""
+    if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    lionk(params, grads, exp_avgs, backend=backend, **hyper)
 
 
 def _triton_available() -> bool:
@@ -154,14 +113,15 @@ def _resolve_backend(params: list[Tensor], kappa: Kappa, foreach: bool | None, f
     By default (None) the fused kernel of the device where it applies: Triton on CUDA, C++ on CPU
     (when it builds here); foreach for K without a kernel and the tensors a kernel leaves. fp64
     takes the C++ kernel only with fused=True: by default it stays on foreach, bit-identical to the
-    for-loop for every K (the kernel is, for K without tanh, sqrt or pow)."""
+    for-loop for every K (the kernel is, for K without tanh, sqrt or pow). `LionK` asks this once
+    per param group and caches the answer (see `LionK._backend`)."""
     on_cuda = all(p.is_cuda for p in params)
     if fused:
         return validate.fused_backend(params)
-    if fused is None and on_cuda and _triton_available() and fused_lib.triton_supports(kappa):
+    if fused is None and on_cuda and _triton_available() and fused_lib.kernel_refusal("triton", kappa) is None:
         return "triton"
     if fused is None and foreach is None and not any(p.is_cuda or p.dtype == torch.float64 for p in params):
-        if fused_lib.cpp_supports(kappa) and fused_lib.cpp_available():
+        if fused_lib.kernel_refusal("cpp", kappa) is None and fused_lib.cpp_available():
             return "cpp"
     return "forloop" if foreach is False else "foreach"
 
@@ -229,6 +189,16 @@ class LionK(Optimizer):
         except (ValueError, RuntimeError):
             self.param_groups.pop()
             raise
+        self._backends = {}  # recomputed at the next step
+
+    def _backend(self, group: dict[str, Any], params: list[Tensor]) -> str:
+        """The group's backend, decided once (`_resolve_backend`) and cached until the group's K,
+        flags, or its parameters' devices and dtypes change (or a group is added or loaded)."""
+        key = (group["kappa"], group["foreach"], group["fused"], frozenset((p.device, p.dtype) for p in params))
+        cached = self.__dict__.setdefault("_backends", {}).get(id(group))
+        if cached is None or cached[0] != key:
+            cached = self._backends[id(group)] = (key, _resolve_backend(params, group["kappa"], group["foreach"], group["fused"]))
+        return cached[1]
 
     def _gather(self, group: dict[str, Any]) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
         params, grads, exp_avgs = [], [], []
@@ -257,18 +227,18 @@ class LionK(Optimizer):
             if not params:
                 continue
             beta1, beta2 = (validate.real("beta", b) for b in group["betas"])
-            lionk_step(
+            lionk(
                 params,
                 grads,
                 exp_avgs,
-                backend=_resolve_backend(params, group["kappa"], group["foreach"], group["fused"]),
                 kappa=group["kappa"],
-                lr=validate.real("lr", group["lr"]),  # a 1-element tensor lr works, as in torch
+                lr=validate.lr(group["lr"]),  # a 1-element tensor lr works, as in torch, without a host sync
                 beta1=beta1,
                 beta2=beta2,
                 weight_decay=validate.real("weight_decay", group["weight_decay"]),
                 implicit_decay=group["implicit_decay"],
                 maximize=group["maximize"],
+                backend=self._backend(group, params),
             )
         return loss
 
@@ -295,6 +265,7 @@ class LionK(Optimizer):
         for i, (g, own) in enumerate(zip(groups, self.param_groups)):
             validate.check_group({**g, "params": own["params"]}, f"loaded param group {i}")
         super().load_state_dict({**state_dict, "param_groups": groups})
+        self._backends = {}
         saved_ids = (pid for g in state_dict["param_groups"] for pid in g["params"])
         own_params = (p for g in self.param_groups for p in g["params"])
         for pid, p in zip(saved_ids, own_params):

@@ -17,7 +17,7 @@ from torch import Tensor
 from lionlib import fused as fused_lib
 from lionlib import kappa as kappa_lib
 
-__all__ = ["real", "check_hyper", "check_group", "check_step", "fused_backend", "fill_missing_keys"]
+__all__ = ["real", "lr", "check_hyper", "check_params", "check_group", "check_step", "fused_backend", "fill_missing_keys"]
 
 
 def real(name: str, value: Any) -> float:
@@ -34,10 +34,28 @@ def real(name: str, value: Any) -> float:
     return float(value)
 
 
-def check_hyper(lr, betas, weight_decay, momentum_dtype) -> None:
-    lr_value = real("lr", lr)
+def lr(value: Any) -> float | Tensor:
+    """The learning rate as a step uses it: a float, or, for a 1-element tensor on an accelerator,
+    a 0-dim tensor there, which the step reads on the device (`.item()` would be a host sync).
+    A CPU tensor is read on the host: no sync, and the same bits as the float lr."""
+    if isinstance(value, Tensor) and value.device.type != "cpu":
+        if value.numel() != 1:
+            raise ValueError(f"Tensor lr must be 1-element, got shape {tuple(value.shape)}: pass a float or a 1-element tensor")
+        if not value.is_floating_point():
+            raise ValueError(f"Invalid lr: a tensor lr must hold one real floating-point number, got {value.dtype}")
+        return value.reshape(())
+    return real("lr", value)
+
+
+def check_hyper(lr_, betas, weight_decay, momentum_dtype=None, *, at_step: bool = False) -> None:
+    """lr, betas, weight decay and momentum dtype. At a step (`at_step`), a tensor lr on an
+    accelerator is checked for shape and dtype only (its value was checked when it was set;
+    reading it again would sync the host every step)."""
+    lr_value = lr(lr_)
+    if isinstance(lr_value, Tensor):
+        lr_value = 0.0 if at_step else float(lr_value)
     if not 0.0 <= lr_value < math.inf:
-        raise ValueError(f"Invalid learning rate: lr={lr!r} (need a finite float >= 0)")
+        raise ValueError(f"Invalid learning rate: lr={lr_!r} (need a finite float >= 0)")
     if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
         raise ValueError(f"Invalid betas: {betas!r} (need a pair (beta1, beta2))")
     for i, beta in enumerate(betas):
@@ -75,18 +93,24 @@ def _strict(group: dict[str, Any], where: str, triples) -> None:
                                f"cannot take the fused path: {reason}. Use fused=None to let lionlib choose.")
 
 
+def check_params(params, where: str, name: str = "LionK") -> None:
+    """Real floating-point parameters only (torch.optim's wording and type for complex ones)."""
+    for i, p in enumerate(params):
+        if p.is_complex():
+            raise RuntimeError(f"{where}: {name} does not support complex parameters (parameter {i}, shape {tuple(p.shape)}); "
+                               "optimise torch.view_as_real(p) instead")
+        if not p.is_floating_point():
+            raise ValueError(f"{where}: parameter {i} is {p.dtype}; floating-point parameters only")
+
+
 def check_group(group: dict[str, Any], where: str) -> None:
     """A param group as added: its K, its hyperparameters, and every tensor against them."""
     check_hyper(group["lr"], group["betas"], group["weight_decay"], group["momentum_dtype"])
     if group["fused"] and group["foreach"]:
         raise ValueError(f"{where}: fused=True and foreach=True cannot both be set")
     K = group["kappa"]
+    check_params(group["params"], where)
     for i, p in enumerate(group["params"]):
-        if p.is_complex():  # torch.optim's wording and type (Muon, Adafactor)
-            raise RuntimeError(f"{where}: LionK does not support complex parameters (parameter {i}, shape {tuple(p.shape)}); "
-                               "optimise torch.view_as_real(p) instead")
-        if not p.is_floating_point():
-            raise ValueError(f"{where}: parameter {i} is {p.dtype}; floating-point parameters only")
         try:
             K.check_tensor(p)
         except ValueError as e:
@@ -99,7 +123,7 @@ def check_step(group: dict[str, Any], state: dict, where: str) -> None:
     """Everything a step of this group needs, checked before any group is updated: the
     gradients, the hyperparameters (a scheduler or user may have changed them), the K's shape
     needs, and the fused path's for fused=True."""
-    check_hyper(group["lr"], group["betas"], group["weight_decay"], group["momentum_dtype"])
+    check_hyper(group["lr"], group["betas"], group["weight_decay"], group["momentum_dtype"], at_step=True)
     K = kappa_lib.get(group["kappa"]) if not isinstance(group["kappa"], kappa_lib.Kappa) else group["kappa"]
     shaped = type(K).check_tensor is not kappa_lib.Kappa.check_tensor  # only some K have shape needs
     strict = bool(group["fused"])

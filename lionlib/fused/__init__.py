@@ -1,6 +1,6 @@
 """Single-pass Lion-K updates: a horizontally fused Triton kernel (CUDA) and a C++ kernel (CPU).
 
-The reference update in `lionlib.optim` streams p, g and m through memory several times (one pass
+The reference update (`lionlib.fused.eager`) streams p, g and m through memory several times (one pass
 per torch op). Lion's step is memory bound, so the fast paths here read p, g, m once and write p, m
 once (20 bytes per fp32 parameter):
 
@@ -13,7 +13,7 @@ once (20 bytes per fp32 parameter):
   prefetch. (It replaced a `torch.compile` loop, which could not express the fma that eager
   torch uses without emulating it in fp64: 62% of the bandwidth limit at 64M parameters.)
 
-Both reproduce the reference (`optim._forloop`) bit for bit for l1, half_sq_l2, huber and
+Both reproduce the reference (`lionlib.fused.eager.forloop`) bit for bit for l1, half_sq_l2, huber and
 l1_plus_sq_l2 in fp32/bf16/fp16, including sign(0) = 0, NaN and inf (tests/test_fused.py). Eager
 torch computes `a.add_(b, alpha=s)` as one fused multiply-add, and so do both kernels (`tl.fma`,
 `std::fma`), and the C++ kernel also in fp64, computed in fp64. K with tanh, sqrt or pow agree
@@ -49,7 +49,16 @@ Rest = tuple[list[Tensor], list[Tensor], list[Tensor]]  # (params, grads, exp_av
 
 
 def _kernel_k(kappa) -> tuple[int, float] | None:
-    """(kernel code, kernel parameter) of K, from the K itself (`Kappa.kernel()`), or None."""
+    """(kernel code, kernel parameter) of K, from the K itself (`Kappa.kernel()`), or None.
+    Asked once per K (the K are frozen dataclasses, so hashable), not on every step."""
+    try:
+        return _kernel_of(kappa)
+    except TypeError:  # an unhashable K-like object
+        return _kernel_of.__wrapped__(kappa)
+
+
+@functools.lru_cache(maxsize=256)
+def _kernel_of(kappa) -> tuple[int, float] | None:
     kernel = kappa.kernel() if hasattr(kappa, "kernel") else None
     if kernel is None:
         return None

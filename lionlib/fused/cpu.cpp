@@ -4,7 +4,7 @@
 // seconds). Every element reads p, g, m once and writes p, m once: 20 bytes per fp32 parameter.
 //
 // The arithmetic is eager torch's, operation for operation, so results are bit-identical to
-// `lionlib.optim._forloop` (tests/test_fused.py): products are rounded, `a.add_(b, alpha=s)` is
+// `lionlib.fused.eager.forloop` (tests/test_fused.py): products are rounded, `a.add_(b, alpha=s)` is
 // one fused multiply-add, bf16/fp16 values are computed in fp32 and rounded once when stored.
 // Compiled with -ffp-contract=off, so only the explicit std::fma calls are fused. Threads are
 // OpenMP's: in a torch process, torch's own pool (see cpu.py).

@@ -163,7 +163,7 @@ def _update_block(p_ptr, g_ptr, m_ptr, mask, decay, b1, omb1, neg_lr, div, b2, o
                   K: tl.constexpr, DECAY: tl.constexpr, MAXIMIZE: tl.constexpr, INTERPRET: tl.constexpr,
                   P_DTYPE: tl.constexpr, M_DTYPE: tl.constexpr):
     # One block of the update: the same operations, in the same order and rounding, as
-    # optim._forloop.
+    # lionlib.fused.eager.forloop.
     g, m, c = _momenta(g_ptr, m_ptr, mask, b1, omb1, MAXIMIZE, INTERPRET)
     p = tl.load(p_ptr, mask=mask).to(tl.float32)
     if DECAY == DECAY_EXPLICIT:

@@ -1,0 +1,99 @@
+"""The backends written in torch ops: the for-loop reference and the foreach path.
+
+Both update lists of tensors (one param group, already gathered) in place, as `lionlib.optim`'s
+functional step `lionk` calls them; the kernels of `lionlib.fused` reproduce `forloop` bit for
+bit. `lr` is a float, or a 0-dim tensor on the parameters' device (read there, never on the host).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from lionlib import kappa as kappa_lib
+
+__all__ = ["forloop", "foreach"]
+
+_LOW_PRECISION = (torch.bfloat16, torch.float16)
+
+
+
+def _descend(p: Tensor, direction: Tensor, lr, sign: float = -1.0) -> None:
+    """p += sign * lr * direction: one fused multiply-add for a float lr (eager torch's add with
+    alpha), a device-side product for a tensor lr (no host sync)."""
+    if isinstance(lr, Tensor):
+        p.add_(direction.mul_(lr), alpha=sign)
+    else:
+        p.add_(direction, alpha=sign * lr)
+
+
+def forloop(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, implicit_decay, maximize):
+    for p, g, m in zip(params, grads, exp_avgs):
+        # Compute in fp32 for low-precision params; write p (and m) back once at the end.
+        work_p = p.float() if p.dtype in _LOW_PRECISION else p
+        work_m = m.float() if m.dtype in _LOW_PRECISION else m
+        g = g.to(work_m.dtype)
+        if maximize:
+            g = -g  # a new tensor: p.grad is never mutated
+        if weight_decay and not implicit_decay:
+            work_p.mul_(1 - lr * weight_decay)
+        c = work_m.mul(beta1).add_(g, alpha=1 - beta1)
+        if kappa.symmetric:
+            _descend(work_p, kappa.grad(c).to(work_p.dtype), lr)
+        else:
+            _descend(work_p, kappa.grad(c.neg_()).to(work_p.dtype), lr, sign=1.0)
+        if weight_decay and implicit_decay:
+            work_p.div_(1 + lr * weight_decay)
+        work_m.mul_(beta2).add_(g, alpha=1 - beta2)
+        if work_p is not p:
+            p.copy_(work_p)
+        if work_m is not m:
+            m.copy_(work_m)
+
+
+def foreach(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, implicit_decay, maximize):
+    """Batched `torch._foreach_*` ops per (device, dtype) group, in at most one parameter-sized
+    temporary (torch.optim's budget) for fp32 groups: c, which sign_ overwrites in place for Lion.
+    maximize negates the alphas, not the gradients (-g * a == g * -a exactly, so no copy of g is
+    needed). A K other than l1 gets its direction one tensor at a time (`kappa.grad` allocates
+    its own temporaries), so those stay within a few copies of the largest tensor. bf16/fp16
+    groups work on fp32 copies, as the module docstring says (tests/test_optim_conformance.py
+    measures the peak).
+    """
+    sign = -1.0 if maximize else 1.0
+    grouped = Optimizer._group_tensors_by_device_and_dtype([params, grads, exp_avgs])
+    for (p_list, g_list, m_list), _ in grouped.values():
+        low_p = p_list[0].dtype in _LOW_PRECISION
+        low_m = m_list[0].dtype in _LOW_PRECISION
+        work_p = [p.float() for p in p_list] if low_p else p_list
+        work_m = [m.float() for m in m_list] if low_m else m_list
+        g_list = [g.to(work_m[0].dtype) for g in g_list] if g_list[0].dtype != work_m[0].dtype else g_list
+        if weight_decay and not implicit_decay:
+            torch._foreach_mul_(work_p, 1 - lr * weight_decay)
+        if isinstance(kappa, kappa_lib.L1):  # Lion: c, then sign(c) in place
+            c = torch._foreach_mul(work_m, beta1)
+            torch._foreach_add_(c, g_list, alpha=sign * (1 - beta1))
+            torch._foreach_sign_(c)
+            if isinstance(lr, Tensor):
+                torch._foreach_mul_(c, lr)
+                torch._foreach_sub_(work_p, c)
+            else:
+                torch._foreach_add_(work_p, c, alpha=-lr)
+            del c
+        else:
+            for p, g, m in zip(work_p, g_list, work_m):
+                c = m.mul(beta1).add_(g, alpha=sign * (1 - beta1))
+                if kappa.symmetric:
+                    _descend(p, kappa.grad(c).to(p.dtype), lr)
+                else:
+                    _descend(p, kappa.grad(c.neg_()).to(p.dtype), lr, sign=1.0)
+                del c
+        if weight_decay and implicit_decay:
+            torch._foreach_div_(work_p, 1 + lr * weight_decay)
+        torch._foreach_mul_(work_m, beta2)
+        torch._foreach_add_(work_m, g_list, alpha=sign * (1 - beta2))
+        if low_p:
+            torch._foreach_copy_(p_list, work_p)
+        if low_m:
+            torch._foreach_copy_(m_list, work_m)
