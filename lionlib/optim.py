@@ -18,7 +18,11 @@ checked against the for-loop reference (tests/test_optim.py, test_fused.py):
 - "foreach": horizontally batched `torch._foreach_*` ops per (device, dtype) group.
 - "cpp" / "triton": single-pass fused kernels from `lionlib.fused` (CPU / CUDA), the defaults;
   `lionlib.fused.supports` says which tensors a kernel takes, and foreach takes the rest.
-Low-precision parameters (bf16, fp16) are updated in fp32 and rounded once; `momentum_dtype=
+Low-precision parameters (bf16, fp16) are updated in fp32 and stored once, by default with Kahan
+summation (`kahan_sum`: a compensation buffer in the parameter's dtype carries what rounding
+dropped into the next step, so steps below half an ulp still add up), or with stochastic rounding
+(`stochastic_rounding`, bf16: unbiased in expectation, deterministic under `torch.manual_seed`),
+or rounded to nearest (`kahan_sum=False`), identically on every path. `momentum_dtype=
 torch.float32` also keeps the momentum in fp32, and `state_dict` round trips keep it so.
 
 NaN and inf follow torch's eager semantics, identically on every path (tested). torch.sign(NaN)
@@ -48,6 +52,8 @@ from lionlib.kappa import Kappa
 __all__ = ["LionK", "Lion", "Muon", "lionk", "lionk_step", "lp_scale"]
 
 BACKENDS = ("forloop", "foreach", "cpp", "triton")
+_LOW_PRECISION = (torch.bfloat16, torch.float16)
+_M32 = 0xFFFFFFFF
 
 
 # ----------------------------------------------------------------------------------------------
@@ -66,10 +72,15 @@ _STEPS = {"forloop": eager.forloop, "foreach": eager.foreach}
 
 def lionk(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], *, kappa: Kappa, lr: float | Tensor,
           beta1: float, beta2: float, weight_decay: float = 0.0, implicit_decay: bool = False, maximize: bool = False,
-          backend: str | None = None) -> None:
+          backend: str | None = None, comps: list[Tensor | None] | None = None,
+          keys: list[int | None] | None = None) -> None:
     """One Lion-K step on lists of tensors (updates `params` and `exp_avgs` in place; grads are
     only read). `backend` is one of `BACKENDS`, or None for the default dispatch (`LionK`'s with
-    foreach and fused unset). `lr` may be a 0-dim tensor on the parameters' device."""
+    foreach and fused unset). `lr` may be a 0-dim tensor on the parameters' device.
+
+    How each low-precision parameter is stored (`lionlib.fused.eager.store`): with `comps[i]` a
+    Kahan buffer (its dtype), with `keys[i]` (bf16) stochastically rounded under that 32-bit
+    key, else rounded to nearest."""
     if backend is None:
         backend = _resolve_backend(params, kappa, None, None)
     if distributed.has_dtensor(params):  # FSDP2: local shards, global norms (lionlib.distributed)
@@ -82,14 +93,15 @@ def lionk(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], *, 
         lr = float(lr)  # a CPU tensor: host memory, no device sync
     hyper = dict(kappa=kappa, lr=lr, beta1=beta1, beta2=beta2, weight_decay=weight_decay, implicit_decay=implicit_decay,
                  maximize=maximize)
+    stores = dict(comps=comps, keys=keys) if comps or keys else {}
     kernel = _KERNELS.get(backend)
     if kernel is None:
-        return _STEPS[backend](params, grads, exp_avgs, **hyper)
+        return _STEPS[backend](params, grads, exp_avgs, **hyper, **stores)
     if torch.compiler.is_compiling():  # the launchers work on data_ptr tables: one opaque eager call
         kernel = torch.compiler.disable(kernel)
-    rest = kernel(params, grads, exp_avgs, **hyper)
+    rest = kernel(params, grads, exp_avgs, **hyper, **stores)
     if rest[0]:
-        eager.foreach(*rest, **hyper)
+        eager.foreach(*rest[:3], **hyper, **(dict(comps=rest[3], keys=rest[4]) if stores else {}))
 
 
 def lionk_step(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], *, backend: str = "forloop", **hyper) -> None:
@@ -146,6 +158,13 @@ class LionK(Optimizer):
         maximize: ascend the objective instead.
         foreach / fused: execution path, as in torch.optim (see the module docstring).
         momentum_dtype: dtype of `exp_avg` (default: the parameter's); torch.float32 for bf16 params.
+        kahan_sum: Kahan-compensated stores for bf16/fp16 parameters (state `kahan_comp`, one buffer
+            in the parameter's dtype); None (default) turns it on for them unless stochastic
+            rounding is chosen, as optimi does. fp32/fp64 parameters never need it.
+        stochastic_rounding: store bf16 parameters stochastically rounded from the fp32 result
+            (random bits hash32(key + index) with a per-tensor key from `torch.initial_seed()`, the
+            parameter's position and the step, state `sr_key` and `step`): no extra memory.
+            Plain tensors only (a DTensor under FSDP2 is rounded to nearest).
     """
 
     def __init__(
@@ -161,8 +180,11 @@ class LionK(Optimizer):
         foreach: bool | None = None,
         fused: bool | None = None,
         momentum_dtype: torch.dtype | None = None,
+        kahan_sum: bool | None = None,
+        stochastic_rounding: bool = False,
     ):
         validate.check_hyper(lr, betas, weight_decay, momentum_dtype)
+        validate.check_stores(kahan_sum, stochastic_rounding)
         if fused and foreach:
             raise ValueError("fused=True and foreach=True cannot both be set")
         defaults = dict(
@@ -175,6 +197,8 @@ class LionK(Optimizer):
             foreach=foreach,
             fused=fused,
             momentum_dtype=momentum_dtype,
+            kahan_sum=kahan_sum,
+            stochastic_rounding=stochastic_rounding,
         )
         super().__init__(params, defaults)
 
@@ -200,8 +224,11 @@ class LionK(Optimizer):
             cached = self._backends[id(group)] = (key, _resolve_backend(params, group["kappa"], group["foreach"], group["fused"]))
         return cached[1]
 
-    def _gather(self, group: dict[str, Any]) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
-        params, grads, exp_avgs = [], [], []
+    def _gather(self, group: dict[str, Any]):
+        """The group's tensors with a gradient, their momenta, and how each is stored: Kahan
+        buffers and stochastic-rounding keys (None lists when the group uses neither)."""
+        params, grads, exp_avgs, comps, keys = [], [], [], [], []
+        kahan = group["kahan_sum"] is True or (group["kahan_sum"] is None and not group["stochastic_rounding"])
         for p in group["params"]:
             if p.grad is None:
                 continue
@@ -209,10 +236,29 @@ class LionK(Optimizer):
             if "exp_avg" not in state:
                 dtype = group["momentum_dtype"] or p.dtype
                 state["exp_avg"] = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
+                plain = not distributed.is_dtensor(p)
+                if kahan and p.dtype in _LOW_PRECISION and plain:
+                    state["kahan_comp"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                if group["stochastic_rounding"] and p.dtype == torch.bfloat16 and plain:
+                    state["sr_key"], state["step"] = self._stochastic_key(p), 0
             params.append(p)
             grads.append(p.grad)
             exp_avgs.append(state["exp_avg"])
-        return params, grads, exp_avgs
+            comps.append(state.get("kahan_comp"))
+            if "sr_key" in state:
+                state["step"] += 1
+                keys.append(eager.hash32((state["sr_key"] + eager.hash32(state["step"] & _M32)) & _M32))
+            else:
+                keys.append(None)
+        return params, grads, exp_avgs, (comps if any(c is not None for c in comps) else None), \
+            (keys if any(k is not None for k in keys) else None)
+
+    def _stochastic_key(self, p: Tensor) -> int:
+        """A 32-bit key for p's stochastic rounding: from `torch.initial_seed()` (so runs repeat
+        under `torch.manual_seed`) and p's position in the optimizer."""
+        position = next(i for i, q in enumerate(q for g in self.param_groups for q in g["params"]) if q is p)
+        seed = torch.initial_seed()
+        return eager.hash32((eager.hash32(seed & _M32 ^ eager.hash32((seed >> 32) & _M32)) + position * 0x9E3779B9) & _M32)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
@@ -223,7 +269,7 @@ class LionK(Optimizer):
         for i, group in enumerate(self.param_groups):  # check everything before changing anything
             validate.check_step(group, self.state, f"{type(self).__name__} param group {i}")
         for group in self.param_groups:
-            params, grads, exp_avgs = self._gather(group)
+            params, grads, exp_avgs, comps, keys = self._gather(group)
             if not params:
                 continue
             beta1, beta2 = (validate.real("beta", b) for b in group["betas"])
@@ -239,6 +285,8 @@ class LionK(Optimizer):
                 implicit_decay=group["implicit_decay"],
                 maximize=group["maximize"],
                 backend=self._backend(group, params),
+                comps=comps,
+                keys=keys,
             )
         return loss
 

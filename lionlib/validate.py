@@ -17,7 +17,7 @@ from torch import Tensor
 from lionlib import fused as fused_lib
 from lionlib import kappa as kappa_lib
 
-__all__ = ["real", "lr", "check_hyper", "check_params", "check_group", "check_step", "fused_backend", "fill_missing_keys"]
+__all__ = ["real", "lr", "check_hyper", "check_stores", "check_params", "check_group", "check_step", "fused_backend", "fill_missing_keys"]
 
 
 def real(name: str, value: Any) -> float:
@@ -93,6 +93,17 @@ def _strict(group: dict[str, Any], where: str, triples) -> None:
                                f"cannot take the fused path: {reason}. Use fused=None to let lionlib choose.")
 
 
+def check_stores(kahan_sum, stochastic_rounding) -> None:
+    """How low-precision parameters are stored: Kahan or stochastic rounding, not both."""
+    if kahan_sum not in (None, True, False):
+        raise ValueError(f"Invalid kahan_sum: {kahan_sum!r} (need None, True or False)")
+    if stochastic_rounding not in (True, False):
+        raise ValueError(f"Invalid stochastic_rounding: {stochastic_rounding!r} (need True or False)")
+    if kahan_sum is True and stochastic_rounding:
+        raise ValueError("kahan_sum=True and stochastic_rounding=True cannot both be set: choose one way to keep "
+                         "small updates of bf16 parameters")
+
+
 def check_params(params, where: str, name: str = "LionK") -> None:
     """Real floating-point parameters only (torch.optim's wording and type for complex ones)."""
     for i, p in enumerate(params):
@@ -106,6 +117,7 @@ def check_params(params, where: str, name: str = "LionK") -> None:
 def check_group(group: dict[str, Any], where: str) -> None:
     """A param group as added: its K, its hyperparameters, and every tensor against them."""
     check_hyper(group["lr"], group["betas"], group["weight_decay"], group["momentum_dtype"])
+    check_stores(group["kahan_sum"], group["stochastic_rounding"])
     if group["fused"] and group["foreach"]:
         raise ValueError(f"{where}: fused=True and foreach=True cannot both be set")
     K = group["kappa"]

@@ -412,7 +412,7 @@ from lionlib.fused import contract, triton_kernel as k
 
 def compile(fn, consts):
     ints = {"chunk": "i32"}
-    tables = {"p_ptrs", "g_ptrs", "m_ptrs", "sizes", "chunk_tensor", "chunk_start"}
+    tables = {"p_ptrs", "g_ptrs", "m_ptrs", "c_ptrs", "keys", "sizes", "chunk_tensor", "chunk_start"}
     sig = {n: "constexpr" if n in consts else ints.get(n, "*i64" if n in tables else "*fp32") for n in fn.arg_names}
     src = ASTSource(fn=fn, signature=sig, constexprs={(fn.arg_names.index(n),): v for n, v in consts.items()})
     ptx = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=dict(num_warps=4, enable_fp_fusion=False)).asm["ptx"]
@@ -421,8 +421,10 @@ def compile(fn, consts):
 
 for K in range(len(contract.KERNELS)):
     for dt in (tl.float32, tl.bfloat16):
-        compile(k.step_kernel, dict(ALIGNED=dt == tl.float32, K=K, DECAY=K % 3, MAXIMIZE=K % 2 == 0, INTERPRET=False,
-                                    BLOCK=1024, P_DTYPE=dt, G_DTYPE=dt, M_DTYPE=tl.float32))
+        stores = range(len(contract.STORES)) if dt == tl.bfloat16 else [contract.STORE["nearest"]]
+        for store in stores:
+            compile(k.step_kernel, dict(ALIGNED=dt == tl.float32, K=K, DECAY=K % 3, STORE=store, MAXIMIZE=K % 2 == 0,
+                                        INTERPRET=False, BLOCK=1024, P_DTYPE=dt, G_DTYPE=dt, M_DTYPE=tl.float32))
 for total in (False, True):
     compile(k.norm_kernel, dict(MAXIMIZE=False, INTERPRET=False, SUM=total, BLOCK=1024,
                                 P_DTYPE=tl.float16, G_DTYPE=tl.float16, M_DTYPE=tl.float32))
@@ -457,7 +459,7 @@ def test_triton_unaligned_dense_tensors():
     params = [flat[1:2049], flat[2051:4999].view(4, 737)]
     grads = [torch.randn(2048, device=DEVICE), torch.randn(4, 737, device=DEVICE)[:, :]]
     exp_avgs = [torch.randn_like(p) for p in params]
-    assert fused._split("triton", params, grads, exp_avgs)[0].keys() == {(params[0].device, FP32, FP32, FP32, False)}
+    assert fused._split("triton", params, grads, exp_avgs)[0].keys() == {(params[0].device, FP32, FP32, FP32, "nearest", False)}
     ref_params, ref_exp_avgs = [p.clone() for p in params], [m.clone() for m in exp_avgs]
     flat_before = flat.clone()
     triton_step(params, grads, exp_avgs, **hyper)

@@ -45,7 +45,7 @@ __all__ = ["triton_step", "cpp_step", "triton_supports", "cpp_supports", "suppor
 _DTYPES = {"cpp": (torch.float32, torch.bfloat16, torch.float16, torch.float64),
            "triton": (torch.float32, torch.bfloat16, torch.float16)}
 _PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter)
-Rest = tuple[list[Tensor], list[Tensor], list[Tensor]]  # (params, grads, exp_avgs) a kernel left untouched
+Rest = tuple[list, ...]  # (params, grads, exp_avgs[, comps, keys]) a kernel left untouched
 
 
 def _kernel_k(kappa) -> tuple[int, float] | None:
@@ -120,23 +120,34 @@ def _plain(t: Tensor) -> bool:
     return type(t) in _PLAIN_TYPES and t.layout == torch.strided
 
 
-def _split(backend: str, params, grads, exp_avgs):
-    """Partition into (device, dtypes, 16-byte aligned) groups the `backend` kernel takes
-    (`tensor_refusal` is None), and the rest (for foreach). Empty tensors are dropped."""
-    groups: dict[tuple, tuple[list, list, list]] = {}
-    rest: tuple[list, list, list] = ([], [], [])
-    for p, g, m in zip(params, grads, exp_avgs):
+def _split(backend: str, params, grads, exp_avgs, comps=None, keys=None):
+    """Partition into (device, dtypes, store, 16-byte aligned) groups the `backend` kernel takes
+    (`tensor_refusal` is None), and the rest (for foreach), each as lists (params, grads,
+    exp_avgs, comps, keys). Empty tensors are dropped. A tensor's store is Kahan when it has a
+    compensation buffer, stochastic when it has a key (bf16 only), else nearest."""
+    n = len(params)
+    comps, keys = comps or [None] * n, keys or [None] * n
+    groups: dict[tuple, tuple[list, ...]] = {}
+    rest: tuple[list, ...] = ([], [], [], [], [])
+    for item in zip(params, grads, exp_avgs, comps, keys):
+        p, g, m, comp, key = item
         if p.numel() == 0:
             continue
         target = rest
-        if tensor_refusal(backend, p, g, m) is None:
-            aligned = (p.data_ptr() | g.data_ptr() | m.data_ptr()) % 16 == 0  # lets Triton use vector loads
-            key = (p.device, p.dtype, g.dtype, m.dtype, aligned)
-            target = groups.get(key) or groups.setdefault(key, ([], [], []))
-        target[0].append(p)
-        target[1].append(g)
-        target[2].append(m)
+        if tensor_refusal(backend, p, g, m) is None and (comp is None or _dense_alike(p, comp, comp)):
+            store = "kahan" if comp is not None else "stochastic" if key is not None and p.dtype == torch.bfloat16 else "nearest"
+            aligned = (p.data_ptr() | g.data_ptr() | m.data_ptr() | (comp.data_ptr() if comp is not None else 0)) % 16 == 0
+            group_key = (p.device, p.dtype, g.dtype, m.dtype, store, aligned)  # aligned lets Triton use vector loads
+            target = groups.get(group_key) or groups.setdefault(group_key, ([], [], [], [], []))
+        for lst, x in zip(target, item):
+            lst.append(x)
     return groups, rest
+
+
+def _handed_back(rest, with_store: bool):
+    """The tensors a kernel left, in the form they were given: (params, grads, exp_avgs), and
+    comps and keys when the caller passed them."""
+    return rest if with_store else rest[:3]
 
 
 def supports(backend: str, kappa, p: Tensor, g: Tensor | None = None, m: Tensor | torch.dtype | None = None) -> str | None:
@@ -218,30 +229,47 @@ def _chunk_size(total: int, device: torch.device) -> int:
     return chunk
 
 
-def _tables(p_list, g_list, m_list, chunk: int, device) -> tuple[Tensor, ...]:
-    """Pointer, size and chunk tables, built on the host and moved to the device in one copy."""
+def _tables(p_list, g_list, m_list, c_list, k_list, chunk: int, device) -> tuple[Tensor, ...]:
+    """Pointer, key, size and chunk tables, built on the host and moved to the device in one copy."""
     sizes = [p.numel() for p in p_list]
     counts = [(n + chunk - 1) // chunk for n in sizes]
     chunk_tensor = [t for t, c in enumerate(counts) for _ in range(c)]
     chunk_start = [i * chunk for c in counts for i in range(c)]
     host = torch.tensor(
         [x.data_ptr() for x in p_list] + [x.data_ptr() for x in g_list] + [x.data_ptr() for x in m_list]
+        + [x.data_ptr() if x is not None else 0 for x in c_list] + [k if k is not None else 0 for k in k_list]
         + sizes + chunk_tensor + chunk_start,
         dtype=torch.int64,
     )
     flat = host.to(device, non_blocking=False)
     n, k = len(p_list), len(chunk_tensor)
-    return flat[:n], flat[n : 2 * n], flat[2 * n : 3 * n], flat[3 * n : 4 * n], flat[4 * n : 4 * n + k], flat[4 * n + k :]
+    rows = [flat[i * n : (i + 1) * n] for i in range(6)]
+    return (*rows, flat[6 * n : 6 * n + k], flat[6 * n + k :])
 
 
-def _triton_group(p_list, g_list, m_list, s, maximize: bool, chunk: int | None, aligned: bool) -> None:
+def _hyper_tensor(s, lr, weight_decay, device) -> Tensor:
+    """The scalar slots as an fp32 tensor on `device`; with a tensor lr, its slots are computed
+    there (no host sync), in fp32."""
+    hyper = torch.tensor(s["hyper"], dtype=torch.float32).to(device)
+    if isinstance(lr, Tensor):
+        lr32 = lr.to(device, torch.float32)
+        slot = contract.SLOT
+        hyper[slot["neg_lr"]] = -lr32
+        hyper[slot["decay_mul"]] = 1 - lr32 * weight_decay
+        hyper[slot["decay_div"]] = 1 + lr32 * weight_decay
+    return hyper
+
+
+def _triton_group(p_list, g_list, m_list, c_list, k_list, s, maximize: bool, chunk: int | None, store: str,
+                  aligned: bool) -> None:
     kernels = _triton()
     tl = kernels.tl
     device = p_list[0].device
     chunk = chunk or _chunk_size(sum(p.numel() for p in p_list), device)
-    p_ptrs, g_ptrs, m_ptrs, sizes, chunk_tensor, chunk_start = _tables(p_list, g_list, m_list, chunk, device)
+    p_ptrs, g_ptrs, m_ptrs, c_ptrs, keys, sizes, chunk_tensor, chunk_start = _tables(
+        p_list, g_list, m_list, c_list, k_list, chunk, device)
     tl_dtype = {torch.float32: tl.float32, torch.bfloat16: tl.bfloat16, torch.float16: tl.float16}
-    hyper = torch.tensor(s["hyper"], dtype=torch.float32).to(device)
+    hyper = _hyper_tensor(s, s["lr"], s["weight_decay"], device)
     kp = s["hyper"][contract.SLOT["k_param"]]
     grid = (chunk_tensor.numel(),)
     common = dict(
@@ -264,8 +292,8 @@ def _triton_group(p_list, g_list, m_list, s, maximize: bool, chunk: int | None, 
             unorm_raw = total.pow(1.0 / kp)
             unorm = torch.where(unorm_raw > 0, unorm_raw, ones)
         kernels.step_kernel[grid](
-            p_ptrs, g_ptrs, m_ptrs, sizes, chunk_tensor, chunk_start, safe, unorm, chunk, hyper,
-            ALIGNED=aligned, K=s["code"], DECAY=s["decay"], **common, **launch,
+            p_ptrs, g_ptrs, m_ptrs, c_ptrs, keys, sizes, chunk_tensor, chunk_start, safe, unorm, chunk, hyper,
+            ALIGNED=aligned, K=s["code"], DECAY=s["decay"], STORE=contract.STORE[store], **common, **launch,
         )
 
 
@@ -294,23 +322,26 @@ def _eager_under_compile(fn):
 
 @_eager_under_compile
 def triton_step(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, implicit_decay, maximize,
-                chunk: int | None = None) -> Rest:
+                chunk: int | None = None, comps=None, keys=None) -> Rest:
     """One Lion-K step with the fused Triton kernel: one launch per (device, dtypes) group.
 
     Tensors the kernel does not cover (`supports` says why: fp64, non-dense or mismatched strides, ...)
     are returned for the caller's foreach path (`lionk_step`); without Triton all are, with a
     warning. `chunk` (elements per program) is for tests; the default fills the GPU.
     """
+    with_store = comps is not None or keys is not None
+    everything = (params, grads, exp_avgs, comps or [None] * len(params), keys or [None] * len(params))
     if not triton_supports(kappa):
-        return params, grads, exp_avgs
+        return _handed_back(everything, with_store)
     if not triton_available():
         warnings.warn("Triton is not importable: lionlib falls back to the foreach path", RuntimeWarning, stacklevel=2)
-        return params, grads, exp_avgs
-    groups, rest = _split("triton", params, grads, exp_avgs)
-    s = _scalars(kappa, lr, beta1, beta2, weight_decay, implicit_decay)
-    for key, (p_list, g_list, m_list) in groups.items():
-        _triton_group(p_list, g_list, m_list, s, maximize, chunk, aligned=key[-1])
-    return rest
+        return _handed_back(everything, with_store)
+    groups, rest = _split("triton", params, grads, exp_avgs, comps, keys)
+    s = {**_scalars(kappa, 0.0 if isinstance(lr, Tensor) else lr, beta1, beta2, weight_decay, implicit_decay),
+         "lr": lr, "weight_decay": weight_decay}
+    for key, lists in groups.items():
+        _triton_group(*lists, s, maximize, chunk, store=key[-2], aligned=key[-1])
+    return _handed_back(rest, with_store)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -336,15 +367,16 @@ def cpp_available() -> bool:
 
 @_eager_under_compile
 def cpp_step(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, implicit_decay, maximize,
-             threads: int | None = None) -> Rest:
+             threads: int | None = None, comps=None, keys=None) -> Rest:
     """One Lion-K step with the C++ kernel: one call per (dtypes) group, `threads` threads
     (default `torch.get_num_threads()`).
 
     Tensors the kernel does not cover (`supports` says why: grads of another dtype than their param, non-dense
     or mismatched strides, CUDA, a K without kernel) are returned for the caller's foreach path, and
     so is everything when the kernel cannot be built here."""
+    with_store = comps is not None or keys is not None
     if not (cpp_supports(kappa) and cpp_available()):
-        return params, grads, exp_avgs
+        return _handed_back((params, grads, exp_avgs, comps or [None] * len(params), keys or [None] * len(params)), with_store)
     s = _scalars(kappa, lr, beta1, beta2, weight_decay, implicit_decay)
     hyper, hyper64 = list(s["hyper"]), list(s["hyper64"])
     slot = contract.SLOT
@@ -354,8 +386,9 @@ def cpp_step(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, 
         if maximize:  # fma(-g, a, b) == fma(g, -a, b) exactly, so maximize costs nothing per element
             for name in ("one_minus_beta1", "one_minus_beta2"):
                 h[slot[name]] = -h[slot[name]]
-    groups, rest = _split("cpp", params, grads, exp_avgs)
-    for (_, p_dtype, _, _, _), lists in groups.items():
-        fused_cpu.step(*lists, code=s["code"], implicit=s["decay"] == contract.DECAY["implicit"],
-                       hyper=hyper64 if p_dtype == torch.float64 else hyper, threads=threads)
-    return rest
+    groups, rest = _split("cpp", params, grads, exp_avgs, comps, keys)
+    for (_, p_dtype, _, _, store, _), (p_list, g_list, m_list, c_list, k_list) in groups.items():
+        fused_cpu.step(p_list, g_list, m_list, code=s["code"], implicit=s["decay"] == contract.DECAY["implicit"],
+                       hyper=hyper64 if p_dtype == torch.float64 else hyper, threads=threads,
+                       comps=c_list if store == "kahan" else None, keys=k_list if store == "stochastic" else None)
+    return _handed_back(rest, with_store)

@@ -13,9 +13,66 @@ from torch.optim import Optimizer
 
 from lionlib import kappa as kappa_lib
 
-__all__ = ["forloop", "foreach"]
+__all__ = ["forloop", "foreach", "hash32", "store"]
 
 _LOW_PRECISION = (torch.bfloat16, torch.float16)
+_M32 = 0xFFFFFFFF
+
+
+# ----------------------------------------------------------------------------------------------
+# Storing the fp32 result into a low-precision parameter: rounded to nearest, Kahan-compensated,
+# or stochastically rounded. The kernels (cpu.cpp's update_element, triton_kernel's
+# _update_block) do the same operations in the same order, so every path stores the same bits.
+
+
+def _mul32(x, c: int):
+    """x * c mod 2^32 for x < 2^32 (a Python int or an int64 tensor), without int64 overflow."""
+    return (x * (c & 0xFFFF) + (((x * (c >> 16)) & 0xFFFF) << 16)) & _M32
+
+
+def hash32(x):
+    """lowbias32 (C. Wellons): a 32-bit integer hash, of a Python int or an int64 tensor of
+    values < 2^32. Random bits for stochastic rounding are hash32(key + element index)."""
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = _mul32(x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def _element_index(p: Tensor) -> Tensor:
+    """Each element's offset in p's memory (what a kernel's flat loop counts), or its position
+    in logical order for tensors that are not dense (which only these paths take)."""
+    n = torch.arange(p.numel(), device=p.device, dtype=torch.int64)
+    if p.is_contiguous():
+        return n.view(p.shape)
+    dense = sorted((st, sz) for st, sz in zip(p.stride(), p.shape) if sz != 1)
+    expected = 1
+    for stride, size in dense:
+        if stride != expected:
+            return n.view(p.shape)
+        expected *= size
+    return n.as_strided(p.shape, p.stride())
+
+
+def store(p: Tensor, work: Tensor, comp: Tensor | None = None, key: int | None = None) -> None:
+    """Write the fp32 result `work` (a copy; it is overwritten) into the parameter p.
+
+    comp (Kahan, p's dtype): d = (work - p) + comp; p <- round(p + d); comp <- round(d - (p_new - p)),
+    so what rounding drops is added back next step. key (bf16 p): stochastic rounding, the fp32
+    bits plus 16 random bits hash32(key + index), truncated (NaN stays NaN). Else round to nearest."""
+    if comp is not None:
+        p0 = p.float()
+        d = work.sub_(p0).add_(comp.float())
+        p.copy_(p0.add(d))
+        comp.copy_(d.sub_(p.float().sub_(p0)))
+    elif key is not None and p.dtype == torch.bfloat16:
+        r = hash32((_element_index(p) + key) & _M32)
+        bits = (work.view(torch.int32).to(torch.int64) & _M32).add_(r & 0xFFFF).bitwise_right_shift_(16)
+        bits = torch.where(work.isnan(), 0x7FC0, bits)
+        p.copy_(torch.where(bits >= 0x8000, bits - 0x10000, bits).to(torch.int16).view(torch.bfloat16))
+    else:
+        p.copy_(work)
 
 
 
@@ -28,8 +85,11 @@ def _descend(p: Tensor, direction: Tensor, lr, sign: float = -1.0) -> None:
         p.add_(direction, alpha=sign * lr)
 
 
-def forloop(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, implicit_decay, maximize):
-    for p, g, m in zip(params, grads, exp_avgs):
+def forloop(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, implicit_decay, maximize,
+            comps=None, keys=None):
+    """One tensor at a time. `comps` / `keys` (one entry per tensor, or None) choose `store`."""
+    n = len(params)
+    for p, g, m, comp, key in zip(params, grads, exp_avgs, comps or [None] * n, keys or [None] * n):
         # Compute in fp32 for low-precision params; write p (and m) back once at the end.
         work_p = p.float() if p.dtype in _LOW_PRECISION else p
         work_m = m.float() if m.dtype in _LOW_PRECISION else m
@@ -47,23 +107,24 @@ def forloop(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, i
             work_p.div_(1 + lr * weight_decay)
         work_m.mul_(beta2).add_(g, alpha=1 - beta2)
         if work_p is not p:
-            p.copy_(work_p)
+            store(p, work_p, comp, key)
         if work_m is not m:
             m.copy_(work_m)
 
 
-def foreach(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, implicit_decay, maximize):
+def foreach(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, implicit_decay, maximize,
+            comps=None, keys=None):
     """Batched `torch._foreach_*` ops per (device, dtype) group, in at most one parameter-sized
     temporary (torch.optim's budget) for fp32 groups: c, which sign_ overwrites in place for Lion.
     maximize negates the alphas, not the gradients (-g * a == g * -a exactly, so no copy of g is
     needed). A K other than l1 gets its direction one tensor at a time (`kappa.grad` allocates
     its own temporaries), so those stay within a few copies of the largest tensor. bf16/fp16
     groups work on fp32 copies, as the module docstring says (tests/test_optim_conformance.py
-    measures the peak).
+    measures the peak). Kahan and stochastic stores (`comps` / `keys`) are `store`, per tensor.
     """
     sign = -1.0 if maximize else 1.0
-    grouped = Optimizer._group_tensors_by_device_and_dtype([params, grads, exp_avgs])
-    for (p_list, g_list, m_list), _ in grouped.values():
+    grouped = Optimizer._group_tensors_by_device_and_dtype([params, grads, exp_avgs], with_indices=bool(comps or keys))
+    for (p_list, g_list, m_list), indices in grouped.values():
         low_p = p_list[0].dtype in _LOW_PRECISION
         low_m = m_list[0].dtype in _LOW_PRECISION
         work_p = [p.float() for p in p_list] if low_p else p_list
@@ -93,7 +154,10 @@ def foreach(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, i
             torch._foreach_div_(work_p, 1 + lr * weight_decay)
         torch._foreach_mul_(work_m, beta2)
         torch._foreach_add_(work_m, g_list, alpha=sign * (1 - beta2))
-        if low_p:
+        if low_p and (comps or keys):
+            for p, w, i in zip(p_list, work_p, indices):
+                store(p, w, comps[i] if comps else None, keys[i] if keys else None)
+        elif low_p:
             torch._foreach_copy_(p_list, work_p)
         if low_m:
             torch._foreach_copy_(m_list, work_m)
