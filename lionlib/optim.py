@@ -73,20 +73,22 @@ _STEPS = {"forloop": eager.forloop, "foreach": eager.foreach}
 def lionk(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], *, kappa: Kappa, lr: float | Tensor,
           beta1: float, beta2: float, weight_decay: float = 0.0, implicit_decay: bool = False, maximize: bool = False,
           backend: str | None = None, comps: list[Tensor | None] | None = None,
-          keys: list[int | None] | None = None) -> None:
+          keys: list[int | None] | None = None, cautious: bool = False, cautious_weight_decay: bool = False) -> None:
     """One Lion-K step on lists of tensors (updates `params` and `exp_avgs` in place; grads are
     only read). `backend` is one of `BACKENDS`, or None for the default dispatch (`LionK`'s with
     foreach and fused unset). `lr` may be a 0-dim tensor on the parameters' device.
 
     How each low-precision parameter is stored (`lionlib.fused.eager.store`): with `comps[i]` a
     Kahan buffer (its dtype), with `keys[i]` (bf16) stochastically rounded under that 32-bit
-    key, else rounded to nearest."""
+    key, else rounded to nearest. `cautious` / `cautious_weight_decay`: see `LionK`; the kernels
+    have no code for them (`lionlib.fused.supports` says why), so a kernel backend takes foreach."""
+    careful = dict(cautious=cautious, cautious_weight_decay=cautious_weight_decay) if cautious or cautious_weight_decay else {}
     if backend is None:
-        backend = _resolve_backend(params, kappa, None, None)
+        backend = _resolve_backend(params, kappa, None, None, **careful)
     if distributed.has_dtensor(params):  # FSDP2: local shards, global norms (lionlib.distributed)
         return distributed.sharded_step(params, grads, exp_avgs, backend=backend, step=lionk_step, kappa=kappa, lr=lr,
                                         beta1=beta1, beta2=beta2, weight_decay=weight_decay,
-                                        implicit_decay=implicit_decay, maximize=maximize)
+                                        implicit_decay=implicit_decay, maximize=maximize, **careful)
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
     if isinstance(lr, Tensor) and backend == "cpp":
@@ -94,9 +96,9 @@ def lionk(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], *, 
     hyper = dict(kappa=kappa, lr=lr, beta1=beta1, beta2=beta2, weight_decay=weight_decay, implicit_decay=implicit_decay,
                  maximize=maximize)
     stores = dict(comps=comps, keys=keys) if comps or keys else {}
-    kernel = _KERNELS.get(backend)
+    kernel = None if careful else _KERNELS.get(backend)
     if kernel is None:
-        return _STEPS[backend](params, grads, exp_avgs, **hyper, **stores)
+        return _STEPS.get(backend, eager.foreach)(params, grads, exp_avgs, **hyper, **stores, **careful)
     if torch.compiler.is_compiling():  # the launchers work on data_ptr tables: one opaque eager call
         kernel = torch.compiler.disable(kernel)
     rest = kernel(params, grads, exp_avgs, **hyper, **stores)
@@ -119,17 +121,21 @@ def _triton_available() -> bool:
     return True
 
 
-def _resolve_backend(params: list[Tensor], kappa: Kappa, foreach: bool | None, fused: bool | None) -> str:
+def _resolve_backend(params: list[Tensor], kappa: Kappa, foreach: bool | None, fused: bool | None, *,
+                     cautious: bool = False, cautious_weight_decay: bool = False) -> str:
     """torch.optim's rules: explicit flags win. fused=True is strict: the device's kernel (checked
     before the step by `validate.check_step`, which names a tensor the kernel cannot take).
     By default (None) the fused kernel of the device where it applies: Triton on CUDA, C++ on CPU
     (when it builds here); foreach for K without a kernel and the tensors a kernel leaves. fp64
     takes the C++ kernel only with fused=True: by default it stays on foreach, bit-identical to the
     for-loop for every K (the kernel is, for K without tanh, sqrt or pow). `LionK` asks this once
-    per param group and caches the answer (see `LionK._backend`)."""
+    per param group and caches the answer (see `LionK._backend`). The cautious options have no
+    kernel (`fused.kernel_refusal` says why): foreach, or the for-loop with foreach=False."""
     on_cuda = all(p.is_cuda for p in params)
     if fused:
         return validate.fused_backend(params)
+    if cautious or cautious_weight_decay:
+        return "forloop" if foreach is False else "foreach"
     if fused is None and on_cuda and _triton_available() and fused_lib.kernel_refusal("triton", kappa) is None:
         return "triton"
     if fused is None and foreach is None and not any(p.is_cuda or p.dtype == torch.float64 for p in params):
@@ -165,6 +171,13 @@ class LionK(Optimizer):
             (random bits hash32(key + index) with a per-tensor key from `torch.initial_seed()`, the
             parameter's position and the step, state `sr_key` and `step`): no extra memory.
             Plain tensors only (a DTensor under FSDP2 is rounded to nearest).
+        cautious: C-Lion (Liang et al., "Cautious Optimizers"): each coordinate's step is dropped
+            where the direction grad K(c) disagrees in sign with the gradient, and the kept ones
+            rescaled by numel / (number kept) per tensor. That count is a per-tensor reduction, so
+            the fused kernels cannot take it: the foreach path does (fused=True is refused with
+            the reason). Under FSDP2 the count is taken per shard.
+        cautious_weight_decay: decay only the coordinates where the update and the parameter
+            agree in sign (those the step already moves toward 0); foreach / for-loop only.
     """
 
     def __init__(
@@ -182,6 +195,8 @@ class LionK(Optimizer):
         momentum_dtype: torch.dtype | None = None,
         kahan_sum: bool | None = None,
         stochastic_rounding: bool = False,
+        cautious: bool = False,
+        cautious_weight_decay: bool = False,
     ):
         validate.check_hyper(lr, betas, weight_decay, momentum_dtype)
         validate.check_stores(kahan_sum, stochastic_rounding)
@@ -199,6 +214,8 @@ class LionK(Optimizer):
             momentum_dtype=momentum_dtype,
             kahan_sum=kahan_sum,
             stochastic_rounding=stochastic_rounding,
+            cautious=cautious,
+            cautious_weight_decay=cautious_weight_decay,
         )
         super().__init__(params, defaults)
 
@@ -218,10 +235,13 @@ class LionK(Optimizer):
     def _backend(self, group: dict[str, Any], params: list[Tensor]) -> str:
         """The group's backend, decided once (`_resolve_backend`) and cached until the group's K,
         flags, or its parameters' devices and dtypes change (or a group is added or loaded)."""
-        key = (group["kappa"], group["foreach"], group["fused"], frozenset((p.device, p.dtype) for p in params))
+        careful = dict(cautious=group["cautious"], cautious_weight_decay=group["cautious_weight_decay"])
+        key = (group["kappa"], group["foreach"], group["fused"], *careful.values(), frozenset((p.device, p.dtype) for p in params))
         cached = self.__dict__.setdefault("_backends", {}).get(id(group))
         if cached is None or cached[0] != key:
-            cached = self._backends[id(group)] = (key, _resolve_backend(params, group["kappa"], group["foreach"], group["fused"]))
+            backend = _resolve_backend(params, group["kappa"], group["foreach"], group["fused"],
+                                       **{k: v for k, v in careful.items() if v})
+            cached = self._backends[id(group)] = (key, backend)
         return cached[1]
 
     def _gather(self, group: dict[str, Any]):
@@ -287,6 +307,8 @@ class LionK(Optimizer):
                 backend=self._backend(group, params),
                 comps=comps,
                 keys=keys,
+                cautious=group["cautious"],
+                cautious_weight_decay=group["cautious_weight_decay"],
             )
         return loss
 

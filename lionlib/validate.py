@@ -83,7 +83,8 @@ def _strict(group: dict[str, Any], where: str, triples) -> None:
                            "use fused=None to let lionlib choose")
     if backend == "triton" and not fused_lib.triton_available():
         raise RuntimeError(f"{where}: fused=True on CUDA needs Triton (pip install triton), which is not importable")
-    reason = fused_lib.kernel_refusal(backend, group["kappa"])
+    reason = fused_lib.kernel_refusal(backend, group["kappa"], cautious=group["cautious"],
+                                      cautious_weight_decay=group["cautious_weight_decay"])
     if reason:
         raise RuntimeError(f"{where}: fused=True, but {reason}. Use fused=None to let lionlib choose.")
     for i, p, g, m in triples:
@@ -118,6 +119,9 @@ def check_group(group: dict[str, Any], where: str) -> None:
     """A param group as added: its K, its hyperparameters, and every tensor against them."""
     check_hyper(group["lr"], group["betas"], group["weight_decay"], group["momentum_dtype"])
     check_stores(group["kahan_sum"], group["stochastic_rounding"])
+    for flag in ("cautious", "cautious_weight_decay"):
+        if group[flag] not in (True, False):
+            raise ValueError(f"{where}: Invalid {flag}: {group[flag]!r} (need True or False)")
     if group["fused"] and group["foreach"]:
         raise ValueError(f"{where}: fused=True and foreach=True cannot both be set")
     K = group["kappa"]

@@ -145,27 +145,34 @@ def _split(backend: str, params, grads, exp_avgs, comps=None, keys=None):
 
 
 def _handed_back(rest, with_store: bool):
-    """The tensors a kernel left, in the form they were given: (params, grads, exp_avgs), and
-    comps and keys when the caller passed them."""
+    """The tensors a kernel left, as given: (params, grads, exp_avgs[, comps, keys])."""
     return rest if with_store else rest[:3]
 
 
-def supports(backend: str, kappa, p: Tensor, g: Tensor | None = None, m: Tensor | torch.dtype | None = None) -> str | None:
+def supports(backend: str, kappa, p: Tensor, g: Tensor | None = None, m: Tensor | torch.dtype | None = None, *,
+             cautious: bool = False, cautious_weight_decay: bool = False) -> str | None:
     """Why the `backend` ("cpp" or "triton") kernel cannot take (p, g, m), in words; None when it
     can. The one predicate behind both the default dispatch (a refused tensor goes to foreach)
     and `fused=True` (a refused tensor is an error naming the reason).
 
     `m` may be the momentum, or only its dtype when it does not exist yet (it will be created
     like p, with p's strides). Without g, only what is known at construction (K, device, dtype,
-    p's layout) is checked."""
-    return kernel_refusal(backend, kappa) or tensor_refusal(backend, p, g, m)
+    p's layout) is checked. The cautious options have no kernel (see `kernel_refusal`)."""
+    return kernel_refusal(backend, kappa, cautious=cautious, cautious_weight_decay=cautious_weight_decay) \
+        or tensor_refusal(backend, p, g, m)
 
 
 refusal = supports  # the name this predicate had first
 
-
-def kernel_refusal(backend: str, kappa) -> str | None:
-    """The part of `supports` that depends on K only (asked once per param group)."""
+def kernel_refusal(backend: str, kappa, *, cautious: bool = False, cautious_weight_decay: bool = False) -> str | None:
+    """The part of `supports` that depends on K and the group's options only (asked once per
+    param group). `cautious` rescales each tensor's update by numel / (number kept), a per-tensor
+    reduction before any element can be written, which a single pass cannot do; cautious weight
+    decay is elementwise but has no kernel code yet. Both take the foreach path."""
+    if cautious:
+        return "cautious=True rescales each tensor's update by a per-tensor count, which a single-pass kernel cannot do"
+    if cautious_weight_decay:
+        return "cautious_weight_decay=True has no kernel code (the foreach path takes it)"
     if backend == "cpp":
         return None if cpp_supports(kappa) else f"the C++ kernel has no code for K = {kappa.describe()} (elementwise K only)"
     if backend == "triton":
@@ -299,10 +306,9 @@ def _triton_group(p_list, g_list, m_list, c_list, k_list, s, maximize: bool, chu
 
 def triton_available() -> bool:
     try:
-        _triton()
+        return _triton() is not None
     except ImportError:
         return False
-    return True
 
 
 def _eager_under_compile(fn):

@@ -13,7 +13,7 @@ from torch.optim import Optimizer
 
 from lionlib import kappa as kappa_lib
 
-__all__ = ["forloop", "foreach", "hash32", "store"]
+__all__ = ["forloop", "foreach", "hash32", "store", "cautious_update"]
 
 _LOW_PRECISION = (torch.bfloat16, torch.float16)
 _M32 = 0xFFFFFFFF
@@ -85,10 +85,32 @@ def _descend(p: Tensor, direction: Tensor, lr, sign: float = -1.0) -> None:
         p.add_(direction, alpha=sign * lr)
 
 
+def cautious_update(p: Tensor, u: Tensor, g: Tensor, lr, weight_decay: float, implicit_decay: bool, cautious: bool,
+                    cautious_weight_decay: bool) -> None:
+    """p <- p - lr u (u the descent direction, overwritten) with the cautious options.
+
+    cautious (C-Lion, Liang et al. 2024, "Cautious Optimizers"): u is zeroed where it disagrees in
+    sign with the gradient g (u g <= 0) and the rest rescaled by numel / (number kept), as the
+    C-Optim paper does (a count of 0 is taken as 1): one per-tensor reduction, on the device.
+    cautious_weight_decay: the decay acts only where the update and the parameter agree in sign
+    (u p > 0, the coordinates the step already moves toward 0), explicit or implicit."""
+    if cautious:
+        keep = (u * g) > 0
+        u.mul_(keep).mul_(keep.numel() / keep.sum().clamp_min(1))
+    decayed = (u * p) > 0 if cautious_weight_decay and weight_decay else None
+    if weight_decay and not implicit_decay:
+        p.mul_(torch.where(decayed, 1 - lr * weight_decay, 1.0) if decayed is not None else 1 - lr * weight_decay)
+    _descend(p, u, lr)
+    if weight_decay and implicit_decay:
+        p.div_(torch.where(decayed, 1 + lr * weight_decay, 1.0) if decayed is not None else 1 + lr * weight_decay)
+
+
 def forloop(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, implicit_decay, maximize,
-            comps=None, keys=None):
-    """One tensor at a time. `comps` / `keys` (one entry per tensor, or None) choose `store`."""
+            comps=None, keys=None, cautious=False, cautious_weight_decay=False):
+    """One tensor at a time. `comps` / `keys` (one entry per tensor, or None) choose `store`;
+    the cautious options go through `cautious_update`."""
     n = len(params)
+    careful = cautious or cautious_weight_decay
     for p, g, m, comp, key in zip(params, grads, exp_avgs, comps or [None] * n, keys or [None] * n):
         # Compute in fp32 for low-precision params; write p (and m) back once at the end.
         work_p = p.float() if p.dtype in _LOW_PRECISION else p
@@ -96,6 +118,17 @@ def forloop(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, i
         g = g.to(work_m.dtype)
         if maximize:
             g = -g  # a new tensor: p.grad is never mutated
+        if careful:
+            c = work_m.mul(beta1).add_(g, alpha=1 - beta1)
+            u = kappa.grad(c) if kappa.symmetric else kappa.grad(c.neg_()).neg_()
+            cautious_update(work_p, u.to(work_p.dtype), g, lr, weight_decay, implicit_decay, cautious,
+                            cautious_weight_decay)
+            work_m.mul_(beta2).add_(g, alpha=1 - beta2)
+            if work_p is not p:
+                store(p, work_p, comp, key)
+            if work_m is not m:
+                m.copy_(work_m)
+            continue
         if weight_decay and not implicit_decay:
             work_p.mul_(1 - lr * weight_decay)
         c = work_m.mul(beta1).add_(g, alpha=1 - beta1)
@@ -112,8 +145,34 @@ def forloop(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, i
             m.copy_(work_m)
 
 
+def _foreach_update(work_p, g_list, work_m, kappa, lr, beta1, sign, weight_decay, implicit_decay) -> None:
+    """The parameter update of `foreach` (the momentum is updated after it)."""
+    if weight_decay and not implicit_decay:
+        torch._foreach_mul_(work_p, 1 - lr * weight_decay)
+    if isinstance(kappa, kappa_lib.L1):  # Lion: c, then sign(c) in place
+        c = torch._foreach_mul(work_m, beta1)
+        torch._foreach_add_(c, g_list, alpha=sign * (1 - beta1))
+        torch._foreach_sign_(c)
+        if isinstance(lr, Tensor):
+            torch._foreach_mul_(c, lr)
+            torch._foreach_sub_(work_p, c)
+        else:
+            torch._foreach_add_(work_p, c, alpha=-lr)
+        del c
+    else:
+        for p, g, m in zip(work_p, g_list, work_m):
+            c = m.mul(beta1).add_(g, alpha=sign * (1 - beta1))
+            if kappa.symmetric:
+                _descend(p, kappa.grad(c).to(p.dtype), lr)
+            else:
+                _descend(p, kappa.grad(c.neg_()).to(p.dtype), lr, sign=1.0)
+            del c
+    if weight_decay and implicit_decay:
+        torch._foreach_div_(work_p, 1 + lr * weight_decay)
+
+
 def foreach(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, implicit_decay, maximize,
-            comps=None, keys=None):
+            comps=None, keys=None, cautious=False, cautious_weight_decay=False):
     """Batched `torch._foreach_*` ops per (device, dtype) group, in at most one parameter-sized
     temporary (torch.optim's budget) for fp32 groups: c, which sign_ overwrites in place for Lion.
     maximize negates the alphas, not the gradients (-g * a == g * -a exactly, so no copy of g is
@@ -130,28 +189,16 @@ def foreach(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, i
         work_p = [p.float() for p in p_list] if low_p else p_list
         work_m = [m.float() for m in m_list] if low_m else m_list
         g_list = [g.to(work_m[0].dtype) for g in g_list] if g_list[0].dtype != work_m[0].dtype else g_list
-        if weight_decay and not implicit_decay:
-            torch._foreach_mul_(work_p, 1 - lr * weight_decay)
-        if isinstance(kappa, kappa_lib.L1):  # Lion: c, then sign(c) in place
-            c = torch._foreach_mul(work_m, beta1)
-            torch._foreach_add_(c, g_list, alpha=sign * (1 - beta1))
-            torch._foreach_sign_(c)
-            if isinstance(lr, Tensor):
-                torch._foreach_mul_(c, lr)
-                torch._foreach_sub_(work_p, c)
-            else:
-                torch._foreach_add_(work_p, c, alpha=-lr)
-            del c
+        if cautious or cautious_weight_decay:  # batched momenta; the update per tensor (a reduction each)
+            c_list = torch._foreach_mul(work_m, beta1)
+            torch._foreach_add_(c_list, g_list, alpha=sign * (1 - beta1))
+            for p, g, c in zip(work_p, g_list, c_list):
+                u = kappa.grad(c) if kappa.symmetric else kappa.grad(c.neg_()).neg_()
+                cautious_update(p, u.to(p.dtype), -g if maximize else g, lr, weight_decay, implicit_decay, cautious,
+                                cautious_weight_decay)
+            del c_list
         else:
-            for p, g, m in zip(work_p, g_list, work_m):
-                c = m.mul(beta1).add_(g, alpha=sign * (1 - beta1))
-                if kappa.symmetric:
-                    _descend(p, kappa.grad(c).to(p.dtype), lr)
-                else:
-                    _descend(p, kappa.grad(c.neg_()).to(p.dtype), lr, sign=1.0)
-                del c
-        if weight_decay and implicit_decay:
-            torch._foreach_div_(work_p, 1 + lr * weight_decay)
+            _foreach_update(work_p, g_list, work_m, kappa, lr, beta1, sign, weight_decay, implicit_decay)
         torch._foreach_mul_(work_m, beta2)
         torch._foreach_add_(work_m, g_list, alpha=sign * (1 - beta2))
         if low_p and (comps or keys):
