@@ -96,13 +96,20 @@ def cautious_update(p: Tensor, u: Tensor, g: Tensor, lr, weight_decay: float, im
     (u p > 0, the coordinates the step already moves toward 0), explicit or implicit."""
     if cautious:
         keep = (u * g) > 0
-        u.mul_(keep).mul_(keep.numel() / keep.sum().clamp_min(1))
-    decayed = (u * p) > 0 if cautious_weight_decay and weight_decay else None
-    if weight_decay and not implicit_decay:
-        p.mul_(torch.where(decayed, 1 - lr * weight_decay, 1.0) if decayed is not None else 1 - lr * weight_decay)
+        u.mul_(keep).mul_(keep.numel() / keep.sum().clamp_min(1).to(u.dtype))
+    if not weight_decay:
+        return _descend(p, u, lr)
+    one = torch.ones((), dtype=p.dtype, device=p.device)
+    if cautious_weight_decay:  # the factor where u p > 0, else 1 (in p's dtype)
+        decayed = (u * p) > 0
+        factor = lambda x: torch.where(decayed, one * x, one)  # noqa: E731
+    else:
+        factor = lambda x: x  # noqa: E731
+    if not implicit_decay:
+        p.mul_(factor(1 - lr * weight_decay))
     _descend(p, u, lr)
-    if weight_decay and implicit_decay:
-        p.div_(torch.where(decayed, 1 + lr * weight_decay, 1.0) if decayed is not None else 1 + lr * weight_decay)
+    if implicit_decay:
+        p.div_(factor(1 + lr * weight_decay))
 
 
 def forloop(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, implicit_decay, maximize,
