@@ -61,8 +61,9 @@ _M32 = 0xFFFFFFFF
 
 # The kernels update what `fused.supports` lets them take and hand back the rest, which foreach
 # takes (as torch.optim.adam's fused path leaves what it cannot take), so `lionlib.fused` never
-# calls back into this module. The public names' compile guard is applied in `lionk`.
-_KERNELS = {"cpp": fused_lib.cpp_step.__wrapped__, "triton": fused_lib.triton_step.__wrapped__}
+# calls back into this module. Looked up by name at each step (so a replaced `fused.cpp_step` is
+# the one called); the public names' compile guard is skipped (one frame less) and applied in `lionk`.
+_KERNELS = {"cpp": "cpp_step", "triton": "triton_step"}
 _STEPS = {"forloop": eager.forloop, "foreach": eager.foreach}
 
 
@@ -96,9 +97,10 @@ def lionk(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], *, 
     hyper = dict(kappa=kappa, lr=lr, beta1=beta1, beta2=beta2, weight_decay=weight_decay, implicit_decay=implicit_decay,
                  maximize=maximize)
     stores = dict(comps=comps, keys=keys) if comps or keys else {}
-    kernel = None if careful else _KERNELS.get(backend)
+    kernel = None if careful or backend not in _KERNELS else getattr(fused_lib, _KERNELS[backend])
     if kernel is None:
         return _STEPS.get(backend, eager.foreach)(params, grads, exp_avgs, **hyper, **stores, **careful)
+    kernel = getattr(kernel, "__wrapped__", kernel)
     if torch.compiler.is_compiling():  # the launchers work on data_ptr tables: one opaque eager call
         kernel = torch.compiler.disable(kernel)
     rest = kernel(params, grads, exp_avgs, **hyper, **stores)
