@@ -27,7 +27,7 @@ from placement import layouts
 
 ORIGINAL = "constexpr int64_t BLOCK = 128, PREFETCH_AHEAD = "
 VARIANTS = {"12 blocks (6 KiB fp32)": "12 * BLOCK", "8 blocks (4 KiB)": "8 * BLOCK", "6 blocks (3 KiB)": "6 * BLOCK",
-            "4 blocks (2 KiB)": "4 * BLOCK", "no prefetch": "(int64_t{1} << 62)"}
+            "4 blocks (2 KiB)": "4 * BLOCK", "no prefetch": "(int64_t{1} << 62)", "plain simd loop (default)": "PLAIN"}
 _I64P = ctypes.POINTER(ctypes.c_int64)
 
 

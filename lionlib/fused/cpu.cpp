@@ -117,12 +117,13 @@ inline void update_element(P& p, P g, M& m, P* comp, const H& h, uint32_t key, i
   m = from_float<M>(std::fma(gf, h.one_minus_beta2, mf * h.beta2));
 }
 
-// Blocks of BLOCK elements, each prefetching the block PREFETCH_AHEAD elements on: hardware
-// prefetchers stop at every 4 KiB page, and with five streams per thread the software hints
-// raise the step from ~93% to 110-120% of the bandwidth of `torch.add_` (2 cores, benchmarks/).
-// Six blocks ahead (3 KiB of fp32) beat eight by 3-6% at 64M on 1 thread (benchmarks/prefetch.py;
-// no prefetch is 5-8% slower than eight), and by ~8% in a noisy 2-thread run.
-constexpr int64_t BLOCK = 128, PREFETCH_AHEAD = 6 * BLOCK;
+// The loop: by default one `omp simd` loop over the range, no software prefetch (PLAIN). The
+// alternative, blocks of BLOCK elements each prefetching the block PREFETCH_AHEAD elements on
+// (hardware prefetchers stop at every 4 KiB page), was faster on this project's machine in an
+// earlier measurement and slower in a later one; benchmarks/prefetch.py builds this file with
+// each PREFETCH_AHEAD (and PLAIN) and times them, so the choice can be re-measured.
+constexpr int64_t PLAIN = -1;
+constexpr int64_t BLOCK = 128, PREFETCH_AHEAD = PLAIN;
 
 template <int RW, typename T> inline void prefetch_block(const T* x) {
   for (int64_t j = 0; j < BLOCK; j += 64 / static_cast<int64_t>(sizeof(T))) __builtin_prefetch(x + j, RW);
@@ -134,6 +135,12 @@ void update(void* p_out, const void* g_in, void* m_out, void* comp_out, int64_t 
   auto* __restrict g = static_cast<const P*>(g_in);
   auto* __restrict m = static_cast<M*>(m_out);
   auto* __restrict comp = static_cast<P*>(comp_out);
+  if constexpr (PREFETCH_AHEAD == PLAIN) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i)
+      update_element<K, IMPLICIT, STORE>(p[i], g[i], m[i], STORE == STORE_KAHAN ? comp + i : nullptr, h, key, first + i);
+    return;
+  }
   for (int64_t start = 0; start < n; start += BLOCK) {
     if (start + PREFETCH_AHEAD < n) {
       prefetch_block<1>(p + start + PREFETCH_AHEAD);
