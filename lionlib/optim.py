@@ -115,14 +115,6 @@ def lionk_step(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor]
     lionk(params, grads, exp_avgs, backend=backend, **hyper)
 
 
-def _triton_available() -> bool:
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _resolve_backend(params: list[Tensor], kappa: Kappa, foreach: bool | None, fused: bool | None, *,
                      cautious: bool = False, cautious_weight_decay: bool = False) -> str:
     """torch.optim's rules: explicit flags win. fused=True is strict: the device's kernel (checked
@@ -138,7 +130,7 @@ def _resolve_backend(params: list[Tensor], kappa: Kappa, foreach: bool | None, f
         return validate.fused_backend(params)
     if cautious or cautious_weight_decay:
         return "forloop" if foreach is False else "foreach"
-    if fused is None and on_cuda and _triton_available() and fused_lib.kernel_refusal("triton", kappa) is None:
+    if fused is None and on_cuda and fused_lib.kernel_refusal("triton", kappa) is None and fused_lib.triton_available():
         return "triton"
     if fused is None and foreach is None and not any(p.is_cuda or p.dtype == torch.float64 for p in params):
         if fused_lib.kernel_refusal("cpp", kappa) is None and fused_lib.cpp_available():
