@@ -41,8 +41,7 @@ from lionlib.fused import cpu as fused_cpu  # builds nothing at import: the kern
 __all__ = ["triton_step", "cpp_step", "triton_supports", "cpp_supports", "supports", "refusal", "kernel_refusal",
            "tensor_refusal", "contract"]
 
-# Storage dtypes each kernel has code for (fp64 only in C++: Triton's fp64 is slow on most GPUs).
-_DTYPES = {"cpp": (torch.float32, torch.bfloat16, torch.float16, torch.float64),
+_DTYPES = {"cpp": (torch.float32, torch.bfloat16, torch.float16, torch.float64),  # fp64 in C++ only
            "triton": (torch.float32, torch.bfloat16, torch.float16)}
 _PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter)
 Rest = tuple[list, ...]  # (params, grads, exp_avgs[, comps, keys]) a kernel left untouched
@@ -163,6 +162,7 @@ def supports(backend: str, kappa, p: Tensor, g: Tensor | None = None, m: Tensor 
 
 
 refusal = supports  # the name this predicate had first
+
 
 def kernel_refusal(backend: str, kappa, *, cautious: bool = False, cautious_weight_decay: bool = False) -> str | None:
     """The part of `supports` that depends on K and the group's options only (asked once per
