@@ -15,6 +15,14 @@ biases and norm weights), scaled to the requested total. The implementations are
 `--warmup` untimed steps (compilation happens there; the first step's time is recorded apart) and
 `--repeats` timed steps, each right after one timed stream of the same bytes. Reported: medians.
 
+Issue 19's targets are printed as `ratios` of medians from the same alternating rounds (and stored
+per size): the default fp32 step against the plain C pass (>= 95 %), and bf16 steps (parameters,
+gradients and momentum in bf16; rounded to nearest, and with Kahan's buffer) against the fp32 step
+(<= 0.55x, <= 0.70x). With `--threads 1` every time is the calling thread's CPU time (robust on a
+shared machine); otherwise wall time.
+
+    python benchmarks/bench_step.py --sizes 64 --threads 1 --rounds 5 \
+        --impls lionlib.default lionlib.bf16 lionlib.bf16_kahan   # the ratios at 64M parameters
     python benchmarks/bench_step.py                       # 1M ... 256M parameters (CPU: ~10 min)
     python benchmarks/bench_step.py --threads 1            # one CPU thread (robust on a loaded box)
     python benchmarks/bench_step.py --device cuda --sizes 1 4 16 64 256
@@ -51,6 +59,7 @@ class Impl:
     family: str  # "lion" or "adamw": sets bytes per parameter
     make: Callable  # params -> optimizer
     devices: tuple[str, ...] = ("cpu", "cuda")
+    dtype: torch.dtype = torch.float32  # of the parameters, gradients and momentum
 
 
 def _lionlib(**kw):
@@ -88,6 +97,11 @@ IMPLS = [
     Impl("lionlib.forloop", "lion", _lionlib(foreach=False)),
     Impl("lionlib.foreach", "lion", _lionlib(foreach=True)),
     Impl("lionlib.cpp", "lion", _lionlib(fused=True), ("cpu",)),
+    # bf16 parameters, gradients and momentum (half the bytes): rounded to nearest, and with Kahan's
+    # compensation buffer (one more bf16 read and write per parameter: 14 of fp32's 20 bytes)
+    Impl("lionlib.bf16", "lion", _lionlib(kahan_sum=False), dtype=torch.bfloat16),
+    Impl("lionlib.bf16_kahan", "lion", _lionlib(), dtype=torch.bfloat16),
+    Impl("lionlib.bf16_stochastic", "lion", _lionlib(stochastic_rounding=True), dtype=torch.bfloat16),
     Impl("lionlib.triton", "lion", _lionlib(fused=True), ("cuda",)),
     Impl("lion_pytorch.default", "lion", _lion_pytorch()),
     Impl("lion_pytorch.foreach", "lion", _lion_pytorch(foreach=True)),
@@ -97,6 +111,10 @@ IMPLS = [
     Impl("torch.AdamW.fused", "adamw", _adamw(fused=True)),
 ]
 BYTES_PER_PARAM = {"lion": 20, "adamw": 28}  # fp32: read p, g, m (, v); write p, m (, v)
+# The step-time ratios the issue sets targets for (numerator, denominator, target, "<=" or ">="),
+# each from medians of the same alternating rounds; "lion_pass" is the plain C pass.
+RATIOS = [("lion_pass", "lionlib.default", 0.95, ">="), ("lionlib.bf16", "lionlib.default", 0.55, "<="),
+          ("lionlib.bf16_kahan", "lionlib.default", 0.70, "<=")]
 
 
 def transformer_shapes(n_params: int, vocab: int = 8192) -> list[tuple[int, ...]]:
@@ -116,12 +134,18 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+# With one CPU thread every step and baseline runs in the calling thread, so its CPU clock times
+# them without the waits of a shared machine's other processes (`--threads 1`); else wall time.
+CLOCK = {"clock": time.perf_counter}
+
+
 def timed(fn: Callable[[], None], device: str) -> float:
+    clock = CLOCK["clock"]
     sync(device)
-    t0 = time.perf_counter()
+    t0 = clock()
     fn()
     sync(device)
-    return time.perf_counter() - t0
+    return clock() - t0
 
 
 class Stream:
@@ -173,6 +197,11 @@ def bench_size(n_target: int, device: str, impls: list[Impl], warmup: int, repea
     params = [torch.nn.Parameter(torch.randn(s, generator=gen).mul_(0.02).to(device)) for s in shapes]
     for p in params:
         p.grad = torch.randn(p.shape, generator=gen).mul_(1e-3).to(device)
+    by_dtype = {torch.float32: params}
+    for dtype in {i.dtype for i in impls} - {torch.float32}:  # the same values, stored in `dtype`
+        by_dtype[dtype] = [torch.nn.Parameter(p.detach().to(dtype)) for p in params]
+        for q, p in zip(by_dtype[dtype], params):
+            q.grad = p.grad.to(dtype)
     n = sum(p.numel() for p in params)
     stream = Stream(max(BYTES_PER_PARAM.values()) * n, device)
     base = _baselines(n, device)
@@ -185,7 +214,8 @@ def bench_size(n_target: int, device: str, impls: list[Impl], warmup: int, repea
         for impl in impls:
             if device not in impl.devices or (impl.name in runs and runs[impl.name] is None):
                 continue
-            result = measure(impl, params, stream.runner(BYTES_PER_PARAM[impl.family] * n), device, warmup, repeats)
+            result = measure(impl, by_dtype[impl.dtype], stream.runner(BYTES_PER_PARAM[impl.family] * n), device, warmup,
+                             repeats)
             if impl.name not in runs or result is None:
                 runs[impl.name] = result
             else:
@@ -213,10 +243,11 @@ def bench_size(n_target: int, device: str, impls: list[Impl], warmup: int, repea
                  if med else "")
         print(f"  {impl.name:28s} {step * 1e3:9.2f} ms  {limit / step:6.1%} of stream ({limit * 1e3:.2f} ms){extra}"
               f"  first step {info['first_step_s']:.2f} s", flush=True)
-    del params, stream, base
+    del params, by_dtype, stream, base
     gc.collect()
     lion = [r["stream_s"] for r in rows if r["family"] == "lion"]
-    info = dict(n_params=n, n_tensors=len(shapes), stream_lion_s=statistics.median(lion) if lion else None)
+    info = dict(n_params=n, n_tensors=len(shapes), stream_lion_s=statistics.median(lion) if lion else None,
+                load_avg=list(os.getloadavg()), ratios=ratios(rows, med))
     if med:
         info |= dict(baselines_s=med, baselines_s_all=base_times, triad_gb_s=triad_gb_s,
                      lion_pass_gb_s=20 * n / med["lion_pass"] / 1e9)
@@ -224,6 +255,20 @@ def bench_size(n_target: int, device: str, impls: list[Impl], warmup: int, repea
               f"{12 * n / med['triad_nt'] / 1e9:.1f} GB/s, C Lion pass {med['lion_pass'] * 1e3:.2f} ms "
               f"({info['lion_pass_gb_s']:.1f} GB/s), kernel on one flat buffer {med['kernel_flat'] * 1e3:.2f} ms", flush=True)
     return info, rows
+
+
+def ratios(rows: list[dict], baselines: dict) -> list[dict]:
+    """The `RATIOS` this run can compute: time(numerator) / time(denominator), and whether the
+    target holds (for the C pass, the ratio is C pass time / step time: the step's share of it)."""
+    times = {r["impl"]: r["step_s"] for r in rows} | ({"lion_pass": baselines["lion_pass"]} if baselines else {})
+    out = []
+    for num, den, target, sense in RATIOS:
+        if num in times and den in times:
+            value = times[num] / times[den]
+            out.append(dict(ratio=f"{num} / {den}", value=value, target=f"{sense} {target}",
+                            met=value >= target if sense == ">=" else value <= target))
+            print(f"  {num} / {den}: {value:.3f} (target {sense} {target}: {'met' if out[-1]['met'] else 'NOT met'})")
+    return out
 
 
 def _baselines(n: int, device: str):
@@ -275,6 +320,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.threads == 1 and args.device == "cpu":
+        CLOCK["clock"] = time.thread_time
     sizes = args.sizes or [1, 4, 16, 64, 256]
     impls = [i for i in IMPLS if args.impls is None or i.name in args.impls]
     machine = machine_description(args.device)
@@ -290,7 +337,7 @@ def main() -> None:
         streams.append(info)
         rows += size_rows
     machine["load_avg_end"] = list(os.getloadavg())
-    result = dict(machine=machine, note=args.note, device=args.device, warmup=args.warmup, repeats=args.repeats, rounds=args.rounds,
+    result = dict(machine=machine, note=args.note, device=args.device, clock=CLOCK["clock"].__name__, warmup=args.warmup, repeats=args.repeats, rounds=args.rounds,
                   lr=LR, weight_decay=WD, stream=streams, results=rows)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")

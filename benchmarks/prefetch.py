@@ -27,7 +27,7 @@ from placement import layouts
 
 ORIGINAL = "constexpr int64_t BLOCK = 128, PREFETCH_AHEAD = "
 VARIANTS = {"12 blocks (6 KiB fp32)": "12 * BLOCK", "8 blocks (4 KiB)": "8 * BLOCK", "6 blocks (3 KiB)": "6 * BLOCK",
-            "4 blocks (2 KiB)": "4 * BLOCK", "no prefetch": "(int64_t{1} << 62)"}
+            "4 blocks (2 KiB)": "4 * BLOCK", "no prefetch": "(int64_t{1} << 62)", "plain simd loop (default)": "PLAIN"}
 _I64P = ctypes.POINTER(ctypes.c_int64)
 
 
@@ -43,10 +43,11 @@ def build(expr: str, folder: Path) -> ctypes.CDLL:
 
 def call(lib, p, g, m, hyper_arr, threads) -> None:
     k = len(p)
-    table = torch.tensor([t.data_ptr() for t in (*p, *g, *m)] + [t.numel() for t in p], dtype=torch.int64)
+    table = torch.tensor([t.data_ptr() for t in (*p, *g, *m)] + [0] * (2 * k) + [t.numel() for t in p], dtype=torch.int64)
     base = table.data_ptr()
-    row = lambda i: ctypes.cast(base + 8 * i * k, _I64P)  # noqa: E731
-    assert lib.lionk_step(k, row(0), row(1), row(2), row(3), 0, 0, contract.CODE["l1"], 0, hyper_arr, threads) == 0
+    row = lambda i: ctypes.cast(base + 8 * i * k, _I64P)  # noqa: E731  (rows: p, g, m, comps, keys, sizes)
+    assert lib.lionk_step(k, row(0), row(1), row(2), row(3), row(4), row(5), 0, 0, contract.STORE["nearest"],
+                          contract.CODE["l1"], 0, hyper_arr, threads) == 0
 
 
 def main() -> None:
@@ -62,7 +63,7 @@ def main() -> None:
         libs = {label: build(expr, Path(folder)) for label, expr in VARIANTS.items()}
     cases = {k: v for k, v in layouts(transformer_shapes(int(args.size * 2**20)), torch.Generator().manual_seed(0)).items()
              if k[0] in args.layouts}
-    hyper_arr = (ctypes.c_float * len(contract.SLOTS))(*hyper())
+    hyper_arr = (ctypes.c_double * len(contract.SLOTS))(*hyper())
     times = {(v, c): [] for v in libs for c in cases}
     for _ in range(args.rounds):
         for v, lib in libs.items():

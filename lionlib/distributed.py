@@ -33,7 +33,6 @@ backward on its own batch and calls `step()`.
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -44,6 +43,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from lionlib import kappa as kappa_lib
+from lionlib import validate
 
 __all__ = ["is_dtensor", "has_dtensor", "full_tensor", "sharded_step", "replicated_step", "owner_directions",
            "gathered_directions", "DistributedLion", "pack_signs", "unpack_signs"]
@@ -274,12 +274,8 @@ _all_gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_t
 
 
 def _check(lr, betas, weight_decay, vote) -> None:
-    if not (isinstance(lr, (int, float)) and 0.0 <= lr < math.inf):
-        raise ValueError(f"Invalid learning rate: lr={lr!r} (need a finite float >= 0)")
-    if not (isinstance(betas, (tuple, list)) and len(betas) == 2 and all(isinstance(b, (int, float)) and 0 <= b <= 1 for b in betas)):
-        raise ValueError(f"Invalid betas: {betas!r} (need a pair (beta1, beta2) in [0, 1])")
-    if not (isinstance(weight_decay, (int, float)) and 0.0 <= weight_decay < math.inf):
-        raise ValueError(f"Invalid weight_decay: {weight_decay!r} (need a finite float >= 0)")
+    """`LionK`'s checks of lr, betas and weight decay (`lionlib.validate`), and the vote."""
+    validate.check_hyper(lr, betas, weight_decay)
     if vote not in ("majority", "average"):
         raise ValueError(f"Invalid vote: {vote!r} (choose 'majority' or 'average')")
 
@@ -347,10 +343,12 @@ class DistributedLion(Optimizer):
         group = self.param_groups[-1]
         try:
             _check(group["lr"], group["betas"], group["weight_decay"], group["vote"])
+            validate.check_params(group["params"], f"DistributedLion param group {len(self.param_groups) - 1}",
+                                  "DistributedLion")
             for p in group["params"]:
-                if not p.is_floating_point() or p.is_complex() or is_dtensor(p):
-                    raise ValueError(f"DistributedLion needs plain real floating-point parameters, got {type(p).__name__} {p.dtype}")
-        except ValueError:
+                if is_dtensor(p):
+                    raise ValueError("DistributedLion needs plain tensors, got a DTensor: use LionK under FSDP2")
+        except (ValueError, RuntimeError):
             self.param_groups.pop()
             raise
 
@@ -360,9 +358,11 @@ class DistributedLion(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        for group in self.param_groups:  # check everything before changing anything
+            validate.check_hyper(group["lr"], group["betas"], group["weight_decay"], at_step=True)
         entries = []  # (group, p, c) for every parameter, in a fixed order shared by all workers
         for group in self.param_groups:
-            beta1, beta2 = group["betas"]
+            beta1, beta2 = (validate.real("beta", b) for b in group["betas"])
             for p in group["params"]:
                 state = self.state[p]
                 if "exp_avg" not in state:
@@ -391,7 +391,8 @@ class DistributedLion(Optimizer):
             votes = net[offset : offset + n].view_as(p)
             offset += n
             direction = votes.sign().to(p.dtype) if group["vote"] == "majority" else votes.to(p.dtype) / self.world
-            if group["weight_decay"]:
-                p.mul_(1 - group["lr"] * group["weight_decay"])
-            p.add_(direction, alpha=-group["lr"])
+            lr, weight_decay = validate.lr(group["lr"]), validate.real("weight_decay", group["weight_decay"])
+            if weight_decay:
+                p.mul_(1 - lr * weight_decay)
+            p.add_(direction.mul_(lr) if isinstance(lr, Tensor) else direction, alpha=-1 if isinstance(lr, Tensor) else -lr)
         return loss

@@ -140,7 +140,8 @@ class Muon(LionK):
       contracts every coordinate, so neither keeps the phase-1 bound guaranteed.
     - `process_group` (DDP replicas): each matrix's Newton-Schulz on one owner rank, broadcast.
       Under FSDP2 the same sharing is automatic (`lionlib.distributed`).
-    LionK's keywords (`implicit_decay`, `maximize`, `momentum_dtype`) apply. The group's `kappa`
+    LionK's keywords (`implicit_decay`, `maximize`, `momentum_dtype`) apply; `kahan_sum` and
+    `stochastic_rounding` do not yet (bf16 matrices are stored rounded to nearest). The group's `kappa`
     and `betas` are derived from these settings at every step; set the settings, not them.
     """
 
@@ -165,6 +166,10 @@ class Muon(LionK):
     ):
         if kwargs.get("fused") or kwargs.get("foreach"):
             raise ValueError("Muon has one path (a for-loop: the nuclear K has no fused kernel); leave foreach and fused unset")
+        if kwargs.get("kahan_sum") or kwargs.get("stochastic_rounding"):
+            raise ValueError("Muon stores low-precision parameters rounded to nearest (no kahan_sum or "
+                             "stochastic_rounding on its path yet): keep the matrices in fp32, or use LionK")
+        kwargs.update(kahan_sum=False, stochastic_rounding=False)
         self._muon_defaults = dict(momentum=momentum, nesterov=nesterov, adjust_lr_fn=adjust_lr_fn,
                                    ns_coefficients=tuple(ns_coefficients), ns_steps=ns_steps, eps=eps, ns_dtype=ns_dtype,
                                    exact_svd=exact_svd, cautious=cautious, cautious_weight_decay=cautious_weight_decay)
@@ -197,7 +202,7 @@ class Muon(LionK):
             group["kappa"], group["betas"] = _nuclear(group), _betas(group)
             validate.check_step(group, self.state, where)
         for group in self.param_groups:
-            params, grads, exp_avgs = self._gather(group)
+            params, grads, exp_avgs, _, _ = self._gather(group)  # no Kahan buffers or keys (see __init__)
             if not params:
                 continue
             beta1, beta2 = group["betas"]

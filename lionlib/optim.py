@@ -11,11 +11,18 @@ is the EMA of +grad (the paper's m is -exp_avg), and for every K:
 For a K that is not symmetric (logsumexp) the direction is +grad K(-c), the paper's grad K(m~);
 for symmetric K the two are equal. With K = ||.||_1 (grad K = sign) this is exactly Lion.
 
-Execution paths, all checked against the for-loop reference (tests/test_optim.py, test_fused.py):
+Three layers, as torch.optim: the class (`LionK`: state, validation, and the backend of each
+param group, decided once and cached), one functional step (`lionk`), and the backends, all
+checked against the for-loop reference (tests/test_optim.py, test_fused.py):
 - "forloop": one tensor at a time; the readable reference.
 - "foreach": horizontally batched `torch._foreach_*` ops per (device, dtype) group.
-- "cpp" / "triton": single-pass fused kernels from `lionlib.fused` (CPU / CUDA), the defaults.
-Low-precision parameters (bf16, fp16) are updated in fp32 and rounded once; `momentum_dtype=
+- "cpp" / "triton": single-pass fused kernels from `lionlib.fused` (CPU / CUDA), the defaults;
+  `lionlib.fused.supports` says which tensors a kernel takes, and foreach takes the rest.
+Low-precision parameters (bf16, fp16) are updated in fp32 and stored once, by default with Kahan
+summation (`kahan_sum`: a compensation buffer in the parameter's dtype carries what rounding
+dropped into the next step, so steps below half an ulp still add up), or with stochastic rounding
+(`stochastic_rounding`, bf16: unbiased in expectation, deterministic under `torch.manual_seed`),
+or rounded to nearest (`kahan_sum=False`), identically on every path. `momentum_dtype=
 torch.float32` also keeps the momentum in fp32, and `state_dict` round trips keep it so.
 
 NaN and inf follow torch's eager semantics, identically on every path (tested). torch.sign(NaN)
@@ -39,127 +46,94 @@ from lionlib import distributed
 from lionlib import fused as fused_lib  # Triton itself is imported only when a kernel runs
 from lionlib import kappa as kappa_lib
 from lionlib import validate
+from lionlib.fused import eager
 from lionlib.kappa import Kappa
 
-__all__ = ["LionK", "Lion", "lionk_step", "lp_scale"]
+__all__ = ["LionK", "Lion", "lionk", "lionk_step", "lp_scale"]
 
 BACKENDS = ("forloop", "foreach", "cpp", "triton")
 _LOW_PRECISION = (torch.bfloat16, torch.float16)
+_M32 = 0xFFFFFFFF
 
 
 # ----------------------------------------------------------------------------------------------
-# The update, as functions of tensor lists (one param group, already gathered).
+# The backends: torch ops (`lionlib.fused.eager`) and the kernels (`lionlib.fused`).
+
+# The kernels update what `fused.supports` lets them take and hand back the rest, which foreach
+# takes (as torch.optim.adam's fused path leaves what it cannot take), so `lionlib.fused` never
+# calls back into this module. Looked up by name at each step (so a replaced `fused.cpp_step` is
+# the one called); the public names' compile guard is skipped (one frame less) and applied in `lionk`.
+_KERNELS = {"cpp": "cpp_step", "triton": "triton_step"}
+_STEPS = {"forloop": eager.forloop, "foreach": eager.foreach}
 
 
-def _forloop(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, implicit_decay, maximize):
-    for p, g, m in zip(params, grads, exp_avgs):
-        # Compute in fp32 for low-precision params; write p (and m) back once at the end.
-        work_p = p.float() if p.dtype in _LOW_PRECISION else p
-        work_m = m.float() if m.dtype in _LOW_PRECISION else m
-        g = g.to(work_m.dtype)
-        if maximize:
-            g = -g  # a new tensor: p.grad is never mutated
-        if weight_decay and not implicit_decay:
-            work_p.mul_(1 - lr * weight_decay)
-        c = work_m.mul(beta1).add_(g, alpha=1 - beta1)
-        if kappa.symmetric:
-            work_p.add_(kappa.grad(c).to(work_p.dtype), alpha=-lr)
-        else:
-            work_p.add_(kappa.grad(c.neg_()).to(work_p.dtype), alpha=lr)
-        if weight_decay and implicit_decay:
-            work_p.div_(1 + lr * weight_decay)
-        work_m.mul_(beta2).add_(g, alpha=1 - beta2)
-        if work_p is not p:
-            p.copy_(work_p)
-        if work_m is not m:
-            m.copy_(work_m)
+# ----------------------------------------------------------------------------------------------
+# The functional step.
 
 
-def _foreach(params, grads, exp_avgs, *, kappa, lr, beta1, beta2, weight_decay, implicit_decay, maximize):
-    """Batched `torch._foreach_*` ops per (device, dtype) group, in at most one parameter-sized
-    temporary (torch.optim's budget) for fp32 groups: c, which sign_ overwrites in place for Lion.
-    maximize negates the alphas, not the gradients (-g * a == g * -a exactly, so no copy of g is
-    needed). A K other than l1 gets its direction one tensor at a time (`kappa.grad` allocates
-    its own temporaries), so those stay within a few copies of the largest tensor. bf16/fp16
-    groups work on fp32 copies, as the module docstring says (tests/test_optim_conformance.py
-    measures the peak).
-    """
-    sign = -1.0 if maximize else 1.0
-    grouped = Optimizer._group_tensors_by_device_and_dtype([params, grads, exp_avgs])
-    for (p_list, g_list, m_list), _ in grouped.values():
-        low_p = p_list[0].dtype in _LOW_PRECISION
-        low_m = m_list[0].dtype in _LOW_PRECISION
-        work_p = [p.float() for p in p_list] if low_p else p_list
-        work_m = [m.float() for m in m_list] if low_m else m_list
-        g_list = [g.to(work_m[0].dtype) for g in g_list] if g_list[0].dtype != work_m[0].dtype else g_list
-        if weight_decay and not implicit_decay:
-            torch._foreach_mul_(work_p, 1 - lr * weight_decay)
-        if isinstance(kappa, kappa_lib.L1):  # Lion: c, then sign(c) in place
-            c = torch._foreach_mul(work_m, beta1)
-            torch._foreach_add_(c, g_list, alpha=sign * (1 - beta1))
-            torch._foreach_sign_(c)
-            torch._foreach_add_(work_p, c, alpha=-lr)
-            del c
-        else:
-            for p, g, m in zip(work_p, g_list, work_m):
-                c = m.mul(beta1).add_(g, alpha=sign * (1 - beta1))
-                if kappa.symmetric:
-                    p.add_(kappa.grad(c).to(p.dtype), alpha=-lr)
-                else:
-                    p.add_(kappa.grad(c.neg_()).to(p.dtype), alpha=lr)
-                del c
-        if weight_decay and implicit_decay:
-            torch._foreach_div_(work_p, 1 + lr * weight_decay)
-        torch._foreach_mul_(work_m, beta2)
-        torch._foreach_add_(work_m, g_list, alpha=sign * (1 - beta2))
-        if low_p:
-            torch._foreach_copy_(p_list, work_p)
-        if low_m:
-            torch._foreach_copy_(m_list, work_m)
+def lionk(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], *, kappa: Kappa, lr: float | Tensor,
+          beta1: float, beta2: float, weight_decay: float = 0.0, implicit_decay: bool = False, maximize: bool = False,
+          backend: str | None = None, comps: list[Tensor | None] | None = None,
+          keys: list[int | None] | None = None, cautious: bool = False, cautious_weight_decay: bool = False) -> None:
+    """One Lion-K step on lists of tensors (updates `params` and `exp_avgs` in place; grads are
+    only read). `backend` is one of `BACKENDS`, or None for the default dispatch (`LionK`'s with
+    foreach and fused unset). `lr` may be a 0-dim tensor on the parameters' device.
+
+    How each low-precision parameter is stored (`lionlib.fused.eager.store`): with `comps[i]` a
+    Kahan buffer (its dtype), with `keys[i]` (bf16) stochastically rounded under that 32-bit
+    key, else rounded to nearest. `cautious` / `cautious_weight_decay`: see `LionK`; the kernels
+    have no code for them (`lionlib.fused.supports` says why), so a kernel backend takes foreach."""
+    careful = dict(cautious=cautious, cautious_weight_decay=cautious_weight_decay) if cautious or cautious_weight_decay else {}
+    if backend is None:
+        backend = _resolve_backend(params, kappa, None, None, **careful)
+    if distributed.has_dtensor(params):  # FSDP2: local shards, global norms (lionlib.distributed)
+        return distributed.sharded_step(params, grads, exp_avgs, backend=backend, step=lionk_step, kappa=kappa, lr=lr,
+                                        beta1=beta1, beta2=beta2, weight_decay=weight_decay,
+                                        implicit_decay=implicit_decay, maximize=maximize, **careful)
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    if isinstance(lr, Tensor) and backend == "cpp":
+        lr = float(lr)  # a CPU tensor: host memory, no device sync
+    hyper = dict(kappa=kappa, lr=lr, beta1=beta1, beta2=beta2, weight_decay=weight_decay, implicit_decay=implicit_decay,
+                 maximize=maximize)
+    stores = dict(comps=comps, keys=keys) if comps or keys else {}
+    kernel = None if careful or backend not in _KERNELS else getattr(fused_lib, _KERNELS[backend])
+    if kernel is None:
+        return _STEPS.get(backend, eager.foreach)(params, grads, exp_avgs, **hyper, **stores, **careful)
+    kernel = getattr(kernel, "__wrapped__", kernel)
+    if torch.compiler.is_compiling():  # the launchers work on data_ptr tables: one opaque eager call
+        kernel = torch.compiler.disable(kernel)
+    rest = kernel(params, grads, exp_avgs, **hyper, **stores)
+    if rest[0]:
+        eager.foreach(*rest[:3], **hyper, **(dict(comps=rest[3], keys=rest[4]) if stores else {}))
 
 
 def lionk_step(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], *, backend: str = "forloop", **hyper) -> None:
-    """Functional Lion-K step on lists of tensors (updates `params` and `exp_avgs` in place).
-
-    `hyper` holds kappa, lr, beta1, beta2, weight_decay, implicit_decay and maximize.
-    """
-    if distributed.has_dtensor(params):  # FSDP2: local shards, global norms (lionlib.distributed)
-        return distributed.sharded_step(params, grads, exp_avgs, backend=backend, step=lionk_step, **hyper)
-    if backend == "forloop":
-        _forloop(params, grads, exp_avgs, **hyper)
-    elif backend == "foreach":
-        _foreach(params, grads, exp_avgs, **hyper)
-    elif backend in ("cpp", "triton"):
-        # A kernel updates what it covers and hands back the rest (as torch.optim.adam's fused path
-        # leaves what it cannot take to foreach), so lionlib.fused never calls back into this module.
-        step = fused_lib.cpp_step if backend == "cpp" else fused_lib.triton_step
-        rest = step(params, grads, exp_avgs, **hyper)
-        if rest[0]:
-            _foreach(*rest, **hyper)
-    else:
+    """`lionk` with the for-loop backend by default (the name the functional step had first)."""
+    if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    lionk(params, grads, exp_avgs, backend=backend, **hyper)
 
 
-def _triton_available() -> bool:
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _resolve_backend(params: list[Tensor], kappa: Kappa, foreach: bool | None, fused: bool | None) -> str:
+def _resolve_backend(params: list[Tensor], kappa: Kappa, foreach: bool | None, fused: bool | None, *,
+                     cautious: bool = False, cautious_weight_decay: bool = False) -> str:
     """torch.optim's rules: explicit flags win. fused=True is strict: the device's kernel (checked
     before the step by `validate.check_step`, which names a tensor the kernel cannot take).
     By default (None) the fused kernel of the device where it applies: Triton on CUDA, C++ on CPU
-    (when it builds here); foreach for K without a kernel and the tensors a kernel leaves."""
+    (when it builds here); foreach for K without a kernel and the tensors a kernel leaves. fp64
+    takes the C++ kernel only with fused=True: by default it stays on foreach, bit-identical to the
+    for-loop for every K (the kernel is, for K without tanh, sqrt or pow). `LionK` asks this once
+    per param group and caches the answer (see `LionK._backend`). The cautious options have no
+    kernel (`fused.kernel_refusal` says why): foreach, or the for-loop with foreach=False."""
     on_cuda = all(p.is_cuda for p in params)
     if fused:
         return validate.fused_backend(params)
-    if fused is None and on_cuda and _triton_available() and fused_lib.triton_supports(kappa):
+    if cautious or cautious_weight_decay:
+        return "forloop" if foreach is False else "foreach"
+    if fused is None and on_cuda and fused_lib.kernel_refusal("triton", kappa) is None and fused_lib.triton_available():
         return "triton"
-    if fused is None and foreach is None and not any(p.is_cuda for p in params):
-        if fused_lib.cpp_supports(kappa) and fused_lib.cpp_available():
+    if fused is None and foreach is None and not any(p.is_cuda or p.dtype == torch.float64 for p in params):
+        if fused_lib.kernel_refusal("cpp", kappa) is None and fused_lib.cpp_available():
             return "cpp"
     return "forloop" if foreach is False else "foreach"
 
@@ -184,6 +158,20 @@ class LionK(Optimizer):
         maximize: ascend the objective instead.
         foreach / fused: execution path, as in torch.optim (see the module docstring).
         momentum_dtype: dtype of `exp_avg` (default: the parameter's); torch.float32 for bf16 params.
+        kahan_sum: Kahan-compensated stores for bf16/fp16 parameters (state `kahan_comp`, one buffer
+            in the parameter's dtype); None (default) turns it on for them unless stochastic
+            rounding is chosen, as optimi does. fp32/fp64 parameters never need it.
+        stochastic_rounding: store bf16 parameters stochastically rounded from the fp32 result
+            (random bits hash32(key + index) with a per-tensor key from `torch.initial_seed()`, the
+            parameter's position and the step, state `sr_key` and `step`): no extra memory.
+            Plain tensors only (a DTensor under FSDP2 is rounded to nearest).
+        cautious: C-Lion (Liang et al., "Cautious Optimizers"): each coordinate's step is dropped
+            where the direction grad K(c) disagrees in sign with the gradient, and the kept ones
+            rescaled by numel / (number kept) per tensor. That count is a per-tensor reduction, so
+            the fused kernels cannot take it: the foreach path does (fused=True is refused with
+            the reason). Under FSDP2 the count is taken per shard.
+        cautious_weight_decay: decay only the coordinates where the update and the parameter
+            agree in sign (those the step already moves toward 0); foreach / for-loop only.
     """
 
     def __init__(
@@ -199,8 +187,13 @@ class LionK(Optimizer):
         foreach: bool | None = None,
         fused: bool | None = None,
         momentum_dtype: torch.dtype | None = None,
+        kahan_sum: bool | None = None,
+        stochastic_rounding: bool = False,
+        cautious: bool = False,
+        cautious_weight_decay: bool = False,
     ):
         validate.check_hyper(lr, betas, weight_decay, momentum_dtype)
+        validate.check_stores(kahan_sum, stochastic_rounding)
         if fused and foreach:
             raise ValueError("fused=True and foreach=True cannot both be set")
         defaults = dict(
@@ -213,6 +206,10 @@ class LionK(Optimizer):
             foreach=foreach,
             fused=fused,
             momentum_dtype=momentum_dtype,
+            kahan_sum=kahan_sum,
+            stochastic_rounding=stochastic_rounding,
+            cautious=cautious,
+            cautious_weight_decay=cautious_weight_decay,
         )
         super().__init__(params, defaults)
 
@@ -227,9 +224,25 @@ class LionK(Optimizer):
         except (ValueError, RuntimeError):
             self.param_groups.pop()
             raise
+        self._backends = {}  # recomputed at the next step
 
-    def _gather(self, group: dict[str, Any]) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
-        params, grads, exp_avgs = [], [], []
+    def _backend(self, group: dict[str, Any], params: list[Tensor]) -> str:
+        """The group's backend, decided once (`_resolve_backend`) and cached until the group's K,
+        flags, or its parameters' devices and dtypes change (or a group is added or loaded)."""
+        careful = dict(cautious=group["cautious"], cautious_weight_decay=group["cautious_weight_decay"])
+        key = (group["kappa"], group["foreach"], group["fused"], *careful.values(), frozenset((p.device, p.dtype) for p in params))
+        cached = self.__dict__.setdefault("_backends", {}).get(id(group))
+        if cached is None or cached[0] != key:
+            backend = _resolve_backend(params, group["kappa"], group["foreach"], group["fused"],
+                                       **{k: v for k, v in careful.items() if v})
+            cached = self._backends[id(group)] = (key, backend)
+        return cached[1]
+
+    def _gather(self, group: dict[str, Any]):
+        """The group's tensors with a gradient, their momenta, and how each is stored: Kahan
+        buffers and stochastic-rounding keys (None lists when the group uses neither)."""
+        params, grads, exp_avgs, comps, keys = [], [], [], [], []
+        kahan = group["kahan_sum"] is True or (group["kahan_sum"] is None and not group["stochastic_rounding"])
         for p in group["params"]:
             if p.grad is None:
                 continue
@@ -237,10 +250,29 @@ class LionK(Optimizer):
             if "exp_avg" not in state:
                 dtype = group["momentum_dtype"] or p.dtype
                 state["exp_avg"] = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
+                plain = not distributed.is_dtensor(p)
+                if kahan and p.dtype in _LOW_PRECISION and plain:
+                    state["kahan_comp"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                if group["stochastic_rounding"] and p.dtype == torch.bfloat16 and plain:
+                    state["sr_key"], state["step"] = self._stochastic_key(p), 0
             params.append(p)
             grads.append(p.grad)
             exp_avgs.append(state["exp_avg"])
-        return params, grads, exp_avgs
+            comps.append(state.get("kahan_comp"))
+            if "sr_key" in state:
+                state["step"] += 1
+                keys.append(eager.hash32((state["sr_key"] + eager.hash32(state["step"] & _M32)) & _M32))
+            else:
+                keys.append(None)
+        return params, grads, exp_avgs, (comps if any(c is not None for c in comps) else None), \
+            (keys if any(k is not None for k in keys) else None)
+
+    def _stochastic_key(self, p: Tensor) -> int:
+        """A 32-bit key for p's stochastic rounding: from `torch.initial_seed()` (so runs repeat
+        under `torch.manual_seed`) and p's position in the optimizer."""
+        position = next(i for i, q in enumerate(q for g in self.param_groups for q in g["params"]) if q is p)
+        seed = torch.initial_seed()
+        return eager.hash32((eager.hash32(seed & _M32 ^ eager.hash32((seed >> 32) & _M32)) + position * 0x9E3779B9) & _M32)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
@@ -251,22 +283,26 @@ class LionK(Optimizer):
         for i, group in enumerate(self.param_groups):  # check everything before changing anything
             validate.check_step(group, self.state, f"{type(self).__name__} param group {i}")
         for group in self.param_groups:
-            params, grads, exp_avgs = self._gather(group)
+            params, grads, exp_avgs, comps, keys = self._gather(group)
             if not params:
                 continue
             beta1, beta2 = (validate.real("beta", b) for b in group["betas"])
-            lionk_step(
+            lionk(
                 params,
                 grads,
                 exp_avgs,
-                backend=_resolve_backend(params, group["kappa"], group["foreach"], group["fused"]),
                 kappa=group["kappa"],
-                lr=validate.real("lr", group["lr"]),  # a 1-element tensor lr works, as in torch
+                lr=validate.lr(group["lr"]),  # a 1-element tensor lr works, as in torch, without a host sync
                 beta1=beta1,
                 beta2=beta2,
                 weight_decay=validate.real("weight_decay", group["weight_decay"]),
                 implicit_decay=group["implicit_decay"],
                 maximize=group["maximize"],
+                backend=self._backend(group, params),
+                comps=comps,
+                keys=keys,
+                cautious=group["cautious"],
+                cautious_weight_decay=group["cautious_weight_decay"],
             )
         return loss
 
@@ -293,6 +329,7 @@ class LionK(Optimizer):
         for i, (g, own) in enumerate(zip(groups, self.param_groups)):
             validate.check_group({**g, "params": own["params"]}, f"loaded param group {i}")
         super().load_state_dict({**state_dict, "param_groups": groups})
+        self._backends = {}
         saved_ids = (pid for g in state_dict["param_groups"] for pid in g["params"])
         own_params = (p for g in self.param_groups for p in g["params"])
         for pid, p in zip(saved_ids, own_params):

@@ -126,10 +126,16 @@ if len(df):
 # ## The targets of issue 5, as findings about this machine
 #
 # On the CPU at 64M parameters, the default lionlib path should reach at least 80% of the
-# streaming limit, be at least 5x faster than `lion_pytorch.Lion`'s default, and take at most 0.8x
-# the time of `torch.optim.AdamW(fused=True)` (Lion moves 20/28 = 0.71 of AdamW's bytes, so 0.8x
-# is what a bandwidth-bound Lion should manage). On a GPU at 256M parameters, the Triton kernel
-# should reach 85% of the streaming limit and beat fused AdamW.
+# streaming limit and be at least 5x faster than `lion_pytorch.Lion`'s default. On a GPU at 256M
+# parameters, the Triton kernel should reach 85% of the streaming limit.
+#
+# Issue 5 also set "x fused AdamW" targets (at most 0.8x the time of `torch.optim.AdamW(fused=True)`
+# on CPU, faster than it on GPU). They are dropped as targets: torch's fused AdamW is no stable
+# yardstick, because its time per parameter varies several-fold with the tensor shapes (issue 19
+# timed 512x2048 matrices against long vectors on an AMD EPYC CPU), so such a ratio measures torch's
+# shape handling, not lionlib. The ratio is still printed below, per round, as a shape-dependent
+# description of this tensor list only. lionlib's own yardstick is the plain C pass over the same
+# bytes (`benchmarks/bench_step.py`'s `fraction_of_lion_pass` and its `ratios`).
 #
 # **Protocol (fixed before reading the files).** Hypothesis: each target holds on the machine of
 # the file. Metric: per benchmark round r (every implementation timed `repeats` times in turn, so a
@@ -183,11 +189,9 @@ for r in runs:
                        [s / t - 0.8 for s, t in zip(stream, lib)], "share of the add_ stream - 0.8, per round", n_rounds)
         target_finding(where, "default lionlib step >= 5x faster than lion_pytorch.Lion",
                        [a / b - 5 for a, b in zip(lp, lib)], "speed-up over lion_pytorch - 5, per round", n_rounds)
-        target_finding(where, "default lionlib step <= 0.8x torch AdamW(fused=True)",
-                       [0.8 - b / a for a, b in zip(adamw, lib)], "0.8 - (lionlib / fused AdamW time), per round",
-                       n_rounds)
         print(f"  per round: {', '.join(f'{a / b:.2f}x' for a, b in zip(lp, lib))} over lion_pytorch; "
-              f"{', '.join(f'{b / a:.2f}' for a, b in zip(adamw, lib))} of fused AdamW's time")
+              f"{', '.join(f'{b / a:.2f}' for a, b in zip(adamw, lib))} of fused AdamW's time "
+              "(shape-dependent: a description of this tensor list, not a target)")
     else:
         where = f"GPU, {GPU_SIZE_M}M params"
         tri = per_round(rows_at.loc["lionlib.triton"], "step_s_all", reps)
@@ -195,8 +199,8 @@ for r in runs:
         adamw = per_round(rows_at.loc["torch.AdamW.fused"], "step_s_all", reps)
         target_finding(where, "Triton step reaches 85% of the streaming limit",
                        [s / t - 0.85 for s, t in zip(stream, tri)], "share of the add_ stream - 0.85, per round", n_rounds)
-        target_finding(where, "Triton step faster than torch AdamW(fused=True)",
-                       [a / t - 1 for a, t in zip(adamw, tri)], "fused AdamW time / Triton time - 1, per round", n_rounds)
+        print(f"  per round: {', '.join(f'{t / a:.2f}' for a, t in zip(adamw, tri))} of fused AdamW's time "
+              "(shape-dependent: a description of this tensor list, not a target)")
     target_rows[where] = rows_at
 print("GPU results:", "present" if any(w.startswith("GPU") for w in target_rows) else "none (no GPU run committed)")
 

@@ -17,7 +17,7 @@ from lionlib.fused import contract
 from lionlib.optim import Lion, LionK, lionk_step
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-BF16, FP16, FP32 = torch.bfloat16, torch.float16, torch.float32
+BF16, FP16, FP32, FP64 = torch.bfloat16, torch.float16, torch.float32, torch.float64
 EXACT = {"l1", "half_sq_l2", "huber", "l1_plus_sq_l2"}
 KAPPAS = [
     ("l1", {}),
@@ -193,8 +193,21 @@ def test_non_dense_and_mixed_layouts_take_the_foreach_path(backend):
 @pytest.mark.parametrize("implicit_decay", [False, True], ids=["explicit", "implicit"])
 @pytest.mark.parametrize("maximize", [False, True], ids=["min", "max"])
 def test_cpp_matches_reference(name, params_kw, implicit_decay, maximize):
-    for p_dtype, m_dtype in DTYPES + [(FP32, BF16)]:  # the last one takes foreach (no kernel)
+    for p_dtype, m_dtype in DTYPES + [(FP64, FP64), (FP32, BF16)]:  # the last one takes foreach (no kernel)
         run_steps(cpp_step, name, params_kw, p_dtype, m_dtype, implicit_decay, maximize)
+
+
+@cpu_only
+@needs_cpp
+def test_cpp_kernel_takes_float64_computed_in_float64():
+    """fp64 tensors are the kernel's (nothing handed back), in fp64: a step smaller than fp32's
+    resolution at 1.0 still moves the parameter, exactly as the for-loop moves it."""
+    hyper = dict(kappa=kappa.get("l1"), lr=1e-9, beta1=0.9, beta2=0.99, weight_decay=0.0, implicit_decay=False, maximize=False)
+    p, g, m = torch.ones(100, dtype=FP64), torch.ones(100, dtype=FP64), torch.zeros(100, dtype=FP64)
+    ref = p.clone()
+    assert fused.cpp_step([p], [g], [m], **hyper)[0] == []
+    lionk_step([ref], [g], [torch.zeros_like(m)], backend="forloop", **hyper)
+    assert torch.equal(p, ref) and (p < 1).all()
 
 
 @cpu_only
@@ -399,7 +412,7 @@ from lionlib.fused import contract, triton_kernel as k
 
 def compile(fn, consts):
     ints = {"chunk": "i32"}
-    tables = {"p_ptrs", "g_ptrs", "m_ptrs", "sizes", "chunk_tensor", "chunk_start"}
+    tables = {"p_ptrs", "g_ptrs", "m_ptrs", "c_ptrs", "keys", "sizes", "chunk_tensor", "chunk_start"}
     sig = {n: "constexpr" if n in consts else ints.get(n, "*i64" if n in tables else "*fp32") for n in fn.arg_names}
     src = ASTSource(fn=fn, signature=sig, constexprs={(fn.arg_names.index(n),): v for n, v in consts.items()})
     ptx = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=dict(num_warps=4, enable_fp_fusion=False)).asm["ptx"]
@@ -408,8 +421,10 @@ def compile(fn, consts):
 
 for K in range(len(contract.KERNELS)):
     for dt in (tl.float32, tl.bfloat16):
-        compile(k.step_kernel, dict(ALIGNED=dt == tl.float32, K=K, DECAY=K % 3, MAXIMIZE=K % 2 == 0, INTERPRET=False,
-                                    BLOCK=1024, P_DTYPE=dt, G_DTYPE=dt, M_DTYPE=tl.float32))
+        stores = range(len(contract.STORES)) if dt == tl.bfloat16 else [contract.STORE["nearest"]]
+        for store in stores:
+            compile(k.step_kernel, dict(ALIGNED=dt == tl.float32, K=K, DECAY=K % 3, STORE=store, MAXIMIZE=K % 2 == 0,
+                                        INTERPRET=False, BLOCK=1024, P_DTYPE=dt, G_DTYPE=dt, M_DTYPE=tl.float32))
 for total in (False, True):
     compile(k.norm_kernel, dict(MAXIMIZE=False, INTERPRET=False, SUM=total, BLOCK=1024,
                                 P_DTYPE=tl.float16, G_DTYPE=tl.float16, M_DTYPE=tl.float32))
@@ -444,7 +459,7 @@ def test_triton_unaligned_dense_tensors():
     params = [flat[1:2049], flat[2051:4999].view(4, 737)]
     grads = [torch.randn(2048, device=DEVICE), torch.randn(4, 737, device=DEVICE)[:, :]]
     exp_avgs = [torch.randn_like(p) for p in params]
-    assert fused._split(params, grads, exp_avgs, lambda p: True)[0].keys() == {(params[0].device, FP32, FP32, FP32, False)}
+    assert fused._split("triton", params, grads, exp_avgs)[0].keys() == {(params[0].device, FP32, FP32, FP32, "nearest", False)}
     ref_params, ref_exp_avgs = [p.clone() for p in params], [m.clone() for m in exp_avgs]
     flat_before = flat.clone()
     triton_step(params, grads, exp_avgs, **hyper)

@@ -224,8 +224,10 @@ def test_bad_param_group_is_rejected_and_optimizer_unchanged():
     with pytest.raises(ValueError, match="weight_decay: -1"):
         opt.add_param_group(dict(params=[torch.zeros(2, requires_grad=True)], weight_decay=-1))
     assert len(opt.param_groups) == 1
-    with pytest.raises(ValueError, match="complex"):
+    with pytest.raises(RuntimeError, match="does not support complex"):  # torch.optim's type and wording
         Lion([torch.zeros(3, dtype=torch.complex64, requires_grad=True)])
+    with pytest.raises(ValueError, match="Tensor lr must be 1-element"):
+        Lion([torch.zeros(3, requires_grad=True)], lr=torch.tensor([1e-3, 1e-3]))
     with pytest.raises(ValueError, match="2-D"):
         Muon([torch.zeros(3, requires_grad=True)])
     with pytest.raises(ValueError, match="momentum: 1.5"):

@@ -19,7 +19,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from lionlib import Lion, LionK, fused, kappa
+from lionlib import Lion, LionK, fused, kappa, validate
 from lionlib.optim import lionk_step
 
 from tests.test_optim import grad_sequence, make_params, reference_lionk, run
@@ -80,7 +80,8 @@ def test_learning_rate_of_any_real_type(lr):
     (dict(lr=np.bool_(True)), r"lr=np.True_"),
     (dict(weight_decay=True), "weight_decay=True"),
     (dict(betas=(True, 0.99)), "beta1=True"),
-    (dict(lr=torch.tensor([0.1, 0.2])), "one real number"),
+    (dict(lr=torch.tensor([0.1, 0.2])), "Tensor lr must be 1-element"),  # torch.optim's wording
+    (dict(lr=torch.tensor(True)), "one real number"),
     (dict(lr="0.1"), "lr='0.1'"),
 ])
 def test_booleans_and_non_numbers_are_refused(kwargs, match):
@@ -153,9 +154,9 @@ def test_a_bad_loaded_group_is_refused_before_anything_changes():
 
 @needs_cpp
 def test_fused_true_names_the_tensor_it_cannot_take():
-    ok, wide = torch.randn(4, requires_grad=True), torch.randn(4, dtype=torch.float64, requires_grad=True)
-    with pytest.raises(RuntimeError, match=r"param group 0.*parameter 1 \(shape \(4,\), torch.float64.*float64"):
-        Lion([ok, wide], fused=True)
+    ok, gappy = torch.randn(4, requires_grad=True), torch.randn(4, 2)[:, 0].detach().requires_grad_()
+    with pytest.raises(RuntimeError, match=r"param group 0.*parameter 1 \(shape \(4,\), torch.float32.*not dense"):
+        Lion([ok, gappy], fused=True)
     with pytest.raises(RuntimeError, match="no code for K = lp"):
         LionK([ok], kappa.get("lp", p=1.5), fused=True)
     # a gradient laid out unlike its parameter: refused at the step, before anything changes
@@ -173,6 +174,33 @@ def test_fused_true_names_the_tensor_it_cannot_take():
             p.grad = g
         Lion(ps, lr=0.1, fused=flag, foreach=None if flag is None else False).step()
     assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+@needs_cpp
+def test_fused_true_takes_meta_parameters_and_checks_them_at_the_step():
+    """FSDP2's deferred init: build the model and optimizer on meta, `to_empty()` (which keeps the
+    parameter objects when parameters are swapped in place, as FSDP2 does), then step."""
+    with torch.device("meta"):
+        model = torch.nn.Linear(4, 3)
+    opt = Lion(model.parameters(), lr=0.1, fused=True)
+    swap = torch.__future__.get_swap_module_params_on_conversion()
+    torch.__future__.set_swap_module_params_on_conversion(True)
+    try:
+        model.to_empty(device="cpu")
+    finally:
+        torch.__future__.set_swap_module_params_on_conversion(swap)
+    assert opt.param_groups[0]["params"][0] is model.weight
+    torch.nn.init.normal_(model.weight), torch.nn.init.zeros_(model.bias)
+    ref = torch.nn.Linear(4, 3)
+    ref.load_state_dict(model.state_dict())
+    ref_opt = Lion(ref.parameters(), lr=0.1, foreach=False)
+    for net in (model, ref):
+        net(torch.ones(2, 4)).square().sum().backward()
+    opt.step(), ref_opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), ref.parameters()))
+    model.weight.grad = torch.randn(3, 4).t().contiguous().t()  # strides unlike the parameter's: refused now
+    with pytest.raises(RuntimeError, match="parameter 0.*strides"):
+        opt.step()
 
 
 @needs_cpp
@@ -304,3 +332,119 @@ def test_forloop_equals_the_paper_in_float64(name, maximize):
                                                 b1=b1, b2=b2, wd=wd, implicit=False)
     for a, b in zip(ps, xs):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------
+# One step in three layers: the backend decided once per group, K's kernel asked once, a tensor
+# lr never read on the host, and DistributedLion validated as LionK.
+
+
+def test_backend_is_decided_once_per_group_and_recomputed_when_it_may_change(monkeypatch):
+    import lionlib.optim as optim
+
+    calls = []
+    resolve = optim._resolve_backend
+    monkeypatch.setattr(optim, "_resolve_backend", lambda *a: calls.append(a) or resolve(*a))
+    w = torch.randn(4, 3, requires_grad=True)
+    opt = Lion([w], lr=0.1)
+    for _ in range(3):
+        w.grad = torch.randn_like(w)
+        opt.step()
+    assert len(calls) == 1
+    b = torch.randn(3, requires_grad=True)
+    opt.add_param_group({"params": [b]})
+    b.grad = torch.randn_like(b)
+    opt.step()
+    assert len(calls) == 3  # both groups again after add_param_group
+    opt.load_state_dict(opt.state_dict())
+    opt.step()
+    assert len(calls) == 5
+    with torch.no_grad():
+        w.data = w.data.double()
+    w.grad = torch.randn_like(w)
+    opt.step()
+    assert len(calls) == 6 and calls[-1][0][0].dtype == torch.float64  # a dtype change: group 0 again
+    opt.param_groups[1]["foreach"] = False
+    opt.step()
+    assert len(calls) == 7 and calls[-1][2] is False
+
+
+def test_kappa_kernel_is_asked_once_not_every_step():
+    from dataclasses import dataclass
+
+    asked = []
+
+    @dataclass(frozen=True)
+    class CountingL1(kappa.L1):
+        def kernel(self):
+            asked.append(1)
+            return super().kernel()
+
+    w = torch.randn(50, requires_grad=True)
+    opt = LionK([w], CountingL1(), lr=0.1)
+    for _ in range(5):
+        w.grad = torch.randn_like(w)
+        opt.step()
+    assert 1 <= len(asked) <= 2, len(asked)  # the backend decision, and the kernel's scalars, once each
+
+
+def test_a_tensor_lr_on_a_device_is_never_read_on_the_host():
+    """A meta tensor has no value: `.item()` on it raises, so passing these checks proves the step
+    path reads a device lr only on the device."""
+    lr = torch.tensor(0.01, device="meta")
+    assert validate.lr(lr).device.type == "meta"
+    validate.check_hyper(lr, (0.9, 0.99), 0.1, at_step=True)
+    with pytest.raises(ValueError, match="Tensor lr must be 1-element"):
+        validate.lr(torch.zeros(2, device="meta"))
+
+
+@pytest.mark.parametrize("backend", ["forloop", "foreach", "triton"])
+@pytest.mark.parametrize("name", ["l1", "huber"])
+def test_the_functional_step_takes_a_tensor_lr(backend, name):
+    """The tensor-lr arithmetic (device-side products, what a CUDA lr takes) against a float lr:
+    the same bits for Lion without decay (sign * lr is exact), within rounding otherwise."""
+    if backend == "triton" and not fused.triton_available():
+        pytest.skip("Triton is not installed")
+    K = kappa.get(name, **({"delta": 0.3} if name == "huber" else {}))
+    for wd in (0.0, 0.1):
+        runs = []
+        for lr in (0.01, torch.tensor(0.01)):
+            ps, gs, ms = [torch.randn(20, 3, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+            ps, gs, ms = [ps], [gs], [ms]
+            for _ in range(3):
+                lionk_step(ps, gs, ms, backend=backend, kappa=K, lr=lr, beta1=0.9, beta2=0.99, weight_decay=wd,
+                           implicit_decay=False, maximize=False)
+            runs.append(ps[0])
+        if name == "l1" and wd == 0.0:
+            assert torch.equal(runs[0], runs[1])
+        else:
+            torch.testing.assert_close(runs[0], runs[1], rtol=1e-6, atol=1e-7)
+
+
+def test_distributed_lion_validates_as_lionk(tmp_path):
+    """DistributedLion takes what LionK takes (a tensor lr) and refuses what it refuses, in the same words."""
+    import torch.distributed as dist
+
+    from lionlib.distributed import DistributedLion
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store", rank=0, world_size=1)
+    try:
+        for bad, match in ((dict(lr=-1.0), "Invalid learning rate"), (dict(lr=torch.tensor([1e-3, 1e-3])), "Tensor lr must be 1-element"),
+                           (dict(betas=(1.5, 0.9)), "Invalid beta1")):
+            for cls in (Lion, DistributedLion):
+                with pytest.raises(ValueError, match=match):
+                    cls([torch.zeros(3, requires_grad=True)], **bad)
+        with pytest.raises(RuntimeError, match="does not support complex"):
+            DistributedLion([torch.zeros(3, dtype=torch.complex64, requires_grad=True)])
+        a, b = torch.randn(5, requires_grad=True), torch.randn(5, requires_grad=True)
+        with torch.no_grad():
+            b.copy_(a)
+        opts = [DistributedLion([a], lr=torch.tensor(0.01), weight_decay=0.1), Lion([b], lr=0.01, weight_decay=0.1, foreach=False)]
+        for _ in range(3):
+            g = torch.randn(5)
+            a.grad, b.grad = g.clone(), g.clone()
+            for opt in opts:
+                opt.step()
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)  # one worker: Lion
+    finally:
+        dist.destroy_process_group()

@@ -14,7 +14,7 @@ kernel leaves it to foreach.
 
 from __future__ import annotations
 
-__all__ = ["KERNELS", "WHOLE_TENSOR", "CODE", "SLOTS", "SLOT", "DECAY", "DTYPES", "c_header", "pack"]
+__all__ = ["KERNELS", "WHOLE_TENSOR", "CODE", "SLOTS", "SLOT", "DECAY", "STORES", "STORE", "DTYPES", "c_header", "pack"]
 
 # Kernel names; a kernel's code is its index. Each K says which one it uses (`Kappa.kernel()`).
 KERNELS = (
@@ -46,8 +46,13 @@ SLOT = {name: i for i, name in enumerate(SLOTS)}
 # applies decay_mul always).
 DECAY = {"none": 0, "explicit": 1, "implicit": 2}
 
+# How a parameter is stored (Triton's STORE constexpr, the C++ kernel's `store`): rounded to
+# nearest, Kahan-compensated (a buffer in the parameter's dtype), or stochastically rounded (bf16).
+STORES = ("nearest", "kahan", "stochastic")
+STORE = {name: code for code, name in enumerate(STORES)}
+
 # Storage dtypes, by torch name; the code is the index.
-DTYPES = ("float32", "bfloat16", "float16")
+DTYPES = ("float32", "bfloat16", "float16", "float64")
 
 
 def pack(**values: float) -> tuple[float, ...]:
@@ -76,7 +81,15 @@ def c_header() -> str:
         *(f"  float {name};" for name in SLOTS),
         "};",
         f"static_assert(sizeof(Hyper) == {len(SLOTS)} * sizeof(float), \"Hyper must be the packed slot array\");",
+        "// The same slots in fp64, for fp64 tensors (computed in fp64, as eager torch does).",
+        "struct HyperF64 {",
+        *(f"  double {name};" for name in SLOTS),
+        "};",
+        f"static_assert(sizeof(HyperF64) == {len(SLOTS)} * sizeof(double), \"HyperF64 must be the packed slot array\");",
         f"constexpr int HYPER_SLOTS = {len(SLOTS)};",
+        "",
+        "// Store modes (lionlib.fused.contract.STORES).",
+        "enum Store { " + ", ".join(f"STORE_{name.upper()} = {STORE[name]}" for name in STORES) + " };",
         "",
         "// Storage dtype codes (lionlib.fused.contract.DTYPES).",
         "enum Dtype { " + ", ".join(f"{name.upper()} = {i}" for i, name in enumerate(DTYPES)) + " };",

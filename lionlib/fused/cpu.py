@@ -44,7 +44,7 @@ HEADER = "lionk_contract.h"
 # (param, momentum) storage dtypes the kernel has code for (its `pick`); grads have the param's dtype.
 DTYPE_PAIRS = {
     (torch.float32, torch.float32), (torch.bfloat16, torch.bfloat16), (torch.bfloat16, torch.float32),
-    (torch.float16, torch.float16), (torch.float16, torch.float32),
+    (torch.float16, torch.float16), (torch.float16, torch.float32), (torch.float64, torch.float64),
 }
 _I64P = ctypes.POINTER(ctypes.c_int64)
 
@@ -121,25 +121,32 @@ def build(source: Path, *, headers: dict[str, str] | None = None, flags: tuple[s
 def library() -> ctypes.CDLL:
     """The built kernel library, compiling it into the cache on first use."""
     lib = build(SOURCE, headers={HEADER: contract.c_header()})
-    lib.lionk_step.argtypes = [ctypes.c_int64, _I64P, _I64P, _I64P, _I64P, ctypes.c_int, ctypes.c_int,
-                               ctypes.c_int, ctypes.c_int, ctypes.POINTER(ctypes.c_float), ctypes.c_int]
+    lib.lionk_step.argtypes = [ctypes.c_int64, _I64P, _I64P, _I64P, _I64P, _I64P, _I64P, ctypes.c_int, ctypes.c_int,
+                               ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.POINTER(ctypes.c_double), ctypes.c_int]
     lib.lionk_step.restype = ctypes.c_int
     return lib
 
 
-def step(p_list, g_list, m_list, *, code: int, implicit: bool, hyper, threads: int | None = None) -> None:
+def step(p_list, g_list, m_list, *, code: int, implicit: bool, hyper, threads: int | None = None,
+         comps=None, keys=None) -> None:
     """One step over dense CPU tensors that share (param dtype, momentum dtype); grads have the
-    param's dtype. `hyper` is `lionlib.fused._scalars(...)["hyper"]` with maximize folded in."""
+    param's dtype. `hyper` is `lionlib.fused._scalars(...)["hyper"]` (fp32-rounded; for fp64
+    tensors `["hyper64"]`, unrounded) with maximize folded in. `comps` (Kahan buffers, the
+    params' dtype) or `keys` (stochastic rounding: one 32-bit key per tensor) choose the store."""
     n = len(p_list)
-    table = torch.tensor([t.data_ptr() for t in (*p_list, *g_list, *m_list)] + [t.numel() for t in p_list], dtype=torch.int64)
+    store = contract.STORE["kahan" if comps is not None else "stochastic" if keys is not None else "nearest"]
+    comp_ptrs = [t.data_ptr() for t in comps] if comps is not None else [0] * n
+    table = torch.tensor([t.data_ptr() for t in (*p_list, *g_list, *m_list)] + comp_ptrs + list(keys or [0] * n)
+                         + [t.numel() for t in p_list], dtype=torch.int64)
     base = table.data_ptr()
     ptr = lambda i: ctypes.cast(base + 8 * i * n, _I64P)  # noqa: E731  (row i of the table)
     if len(hyper) != len(contract.SLOTS):
         raise ValueError(f"fused_cpu: hyper has {len(hyper)} values, the contract {len(contract.SLOTS)} slots")
-    hyper_arr = (ctypes.c_float * len(hyper))(*hyper)
+    hyper_arr = (ctypes.c_double * len(hyper))(*hyper)
     status = library().lionk_step(
-        n, ptr(0), ptr(1), ptr(2), ptr(3), DTYPE_CODES[p_list[0].dtype], DTYPE_CODES[m_list[0].dtype],
-        code, int(implicit), hyper_arr, threads or torch.get_num_threads(),
+        n, ptr(0), ptr(1), ptr(2), ptr(3), ptr(4), ptr(5), DTYPE_CODES[p_list[0].dtype], DTYPE_CODES[m_list[0].dtype],
+        store, code, int(implicit), hyper_arr, threads or torch.get_num_threads(),
     )
     if status != 0:
-        raise ValueError(f"fused_cpu: no kernel for K code {code} with dtypes {p_list[0].dtype}/{m_list[0].dtype}")
+        raise ValueError(f"fused_cpu: no kernel for K code {code} with dtypes {p_list[0].dtype}/{m_list[0].dtype}, "
+                         f"store {contract.STORES[store]}")

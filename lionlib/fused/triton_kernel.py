@@ -33,6 +33,9 @@ S_DECAY_DIV: tl.constexpr = tl.constexpr(contract.SLOT["decay_div"])
 S_BETA2: tl.constexpr = tl.constexpr(contract.SLOT["beta2"])
 S_ONE_MINUS_BETA2: tl.constexpr = tl.constexpr(contract.SLOT["one_minus_beta2"])
 S_K_PARAM: tl.constexpr = tl.constexpr(contract.SLOT["k_param"])
+# Store modes (contract.STORE).
+STORE_KAHAN: tl.constexpr = tl.constexpr(contract.STORE["kahan"])
+STORE_STOCHASTIC: tl.constexpr = tl.constexpr(contract.STORE["stochastic"])
 # Weight decay modes (contract.DECAY).
 DECAY_EXPLICIT: tl.constexpr = tl.constexpr(contract.DECAY["explicit"])
 DECAY_IMPLICIT: tl.constexpr = tl.constexpr(contract.DECAY["implicit"])
@@ -159,13 +162,41 @@ def _direction(c, kp, s, un, K: tl.constexpr):
 
 
 @triton.jit
-def _update_block(p_ptr, g_ptr, m_ptr, mask, decay, b1, omb1, neg_lr, div, b2, omb2, kp, s, un,
-                  K: tl.constexpr, DECAY: tl.constexpr, MAXIMIZE: tl.constexpr, INTERPRET: tl.constexpr,
-                  P_DTYPE: tl.constexpr, M_DTYPE: tl.constexpr):
+def _mul32(x, c: tl.constexpr):
+    # x * c mod 2^32 in uint64 (x < 2^32, c < 2^32: the product fits, in the interpreter too)
+    return (x * c) & 0xFFFFFFFF
+
+
+@triton.jit
+def _hash32(x):
+    # lowbias32 (C. Wellons), as hash32 in cpu.cpp and fused/eager.py; x holds 32-bit values in uint64
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = _mul32(x, 0x846CA68B)
+    x = x ^ (x >> 16)
+    return x
+
+
+@triton.jit
+def _stochastic_bf16(x, key, idx):
+    # fp32 -> bf16: add 16 random bits (hash32(key + index)) to the fp32 bits, truncate; NaN kept.
+    r = _hash32((key.to(tl.uint64) + idx.to(tl.uint64)) & 0xFFFFFFFF)
+    bits = x.to(tl.uint32, bitcast=True).to(tl.uint64)
+    bits = ((bits + (r & 0xFFFF)) >> 16).to(tl.uint32)
+    bits = tl.where(x != x, 0x7FC0, bits)
+    return bits.to(tl.uint16).to(tl.bfloat16, bitcast=True)
+
+
+@triton.jit
+def _update_block(p_ptr, g_ptr, m_ptr, c_ptr, key, idx, mask, decay, b1, omb1, neg_lr, div, b2, omb2, kp, s, un,
+                  K: tl.constexpr, DECAY: tl.constexpr, STORE: tl.constexpr, MAXIMIZE: tl.constexpr,
+                  INTERPRET: tl.constexpr, P_DTYPE: tl.constexpr, M_DTYPE: tl.constexpr):
     # One block of the update: the same operations, in the same order and rounding, as
-    # optim._forloop.
+    # lionlib.fused.eager.forloop; the store as cpu.cpp's update_element.
     g, m, c = _momenta(g_ptr, m_ptr, mask, b1, omb1, MAXIMIZE, INTERPRET)
-    p = tl.load(p_ptr, mask=mask).to(tl.float32)
+    p0 = tl.load(p_ptr, mask=mask).to(tl.float32)
+    p = p0
     if DECAY == DECAY_EXPLICIT:
         p = p * decay
     d = _direction(c, kp, s, un, K)
@@ -173,14 +204,23 @@ def _update_block(p_ptr, g_ptr, m_ptr, mask, decay, b1, omb1, neg_lr, div, b2, o
     if DECAY == DECAY_IMPLICIT:
         p = tl.div_rn(p, div)
     m = _fma(g, omb2, m * b2, INTERPRET)
-    tl.store(p_ptr, _cast(p, P_DTYPE, INTERPRET), mask=mask)
+    if STORE == STORE_KAHAN:
+        delta = (p - p0) + tl.load(c_ptr, mask=mask).to(tl.float32)
+        stored = _cast(p0 + delta, P_DTYPE, INTERPRET)
+        tl.store(p_ptr, stored, mask=mask)
+        tl.store(c_ptr, _cast(delta - (stored.to(tl.float32) - p0), P_DTYPE, INTERPRET), mask=mask)
+    elif STORE == STORE_STOCHASTIC:
+        tl.store(p_ptr, _stochastic_bf16(p, key, idx), mask=mask)
+    else:
+        tl.store(p_ptr, _cast(p, P_DTYPE, INTERPRET), mask=mask)
     tl.store(m_ptr, _cast(m, M_DTYPE, INTERPRET), mask=mask)
 
 
 @triton.jit
-def step_kernel(p_ptrs, g_ptrs, m_ptrs, sizes, chunk_tensor, chunk_start, safe, unorm, chunk, hyper,
-                ALIGNED: tl.constexpr, K: tl.constexpr, DECAY: tl.constexpr, MAXIMIZE: tl.constexpr, INTERPRET: tl.constexpr,
-                 BLOCK: tl.constexpr, P_DTYPE: tl.constexpr, G_DTYPE: tl.constexpr, M_DTYPE: tl.constexpr):
+def step_kernel(p_ptrs, g_ptrs, m_ptrs, c_ptrs, keys, sizes, chunk_tensor, chunk_start, safe, unorm, chunk, hyper,
+                ALIGNED: tl.constexpr, K: tl.constexpr, DECAY: tl.constexpr, STORE: tl.constexpr, MAXIMIZE: tl.constexpr,
+                INTERPRET: tl.constexpr, BLOCK: tl.constexpr, P_DTYPE: tl.constexpr, G_DTYPE: tl.constexpr,
+                M_DTYPE: tl.constexpr):
     # One program = one chunk of one tensor.
     pid = tl.program_id(0)
     t = tl.load(chunk_tensor + pid)
@@ -198,6 +238,8 @@ def step_kernel(p_ptrs, g_ptrs, m_ptrs, sizes, chunk_tensor, chunk_start, safe, 
     p_base = tl.load(p_ptrs + t).to(tl.pointer_type(P_DTYPE))
     g_base = tl.load(g_ptrs + t).to(tl.pointer_type(G_DTYPE))
     m_base = tl.load(m_ptrs + t).to(tl.pointer_type(M_DTYPE))
+    c_base = tl.load(c_ptrs + t).to(tl.pointer_type(P_DTYPE))  # null unless STORE is Kahan
+    key = tl.load(keys + t)
     if K == K_LP:
         s = tl.load(safe + t)
         un = tl.load(unorm + t)
@@ -210,13 +252,13 @@ def step_kernel(p_ptrs, g_ptrs, m_ptrs, sizes, chunk_tensor, chunk_start, safe, 
     full = start + (end - start) // BLOCK * BLOCK
     for off in range(start, full, BLOCK):
         idx = off + tl.arange(0, BLOCK)
-        p_ptr, g_ptr, m_ptr = p_base + idx, g_base + idx, m_base + idx
+        p_ptr, g_ptr, m_ptr, c_ptr = p_base + idx, g_base + idx, m_base + idx, c_base + idx
         if ALIGNED:
             p_ptr = tl.multiple_of(p_ptr, 16)
             g_ptr = tl.multiple_of(g_ptr, 16)
             m_ptr = tl.multiple_of(m_ptr, 16)
-        _update_block(p_ptr, g_ptr, m_ptr, None, decay, b1, omb1, neg_lr, div, b2, omb2, kp, s, un,
-                      K, DECAY, MAXIMIZE, INTERPRET, P_DTYPE, M_DTYPE)
+        _update_block(p_ptr, g_ptr, m_ptr, c_ptr, key, idx, None, decay, b1, omb1, neg_lr, div, b2, omb2, kp, s, un,
+                      K, DECAY, STORE, MAXIMIZE, INTERPRET, P_DTYPE, M_DTYPE)
     idx = full + tl.arange(0, BLOCK)
-    _update_block(p_base + idx, g_base + idx, m_base + idx, idx < end, decay, b1, omb1, neg_lr, div, b2, omb2, kp,
-                  s, un, K, DECAY, MAXIMIZE, INTERPRET, P_DTYPE, M_DTYPE)
+    _update_block(p_base + idx, g_base + idx, m_base + idx, c_base + idx, key, idx, idx < end, decay, b1, omb1, neg_lr,
+                  div, b2, omb2, kp, s, un, K, DECAY, STORE, MAXIMIZE, INTERPRET, P_DTYPE, M_DTYPE)
