@@ -4,10 +4,9 @@
     python -m lionlib.companion.site --check-only  # only check an existing build/site/
 
 The book is rendered from what is committed, never re-executed: the executed `notebooks/*.ipynb`,
-`paper_figures/` (figures and `manifest.json`), `docs/PAPER.md` and the README's API section. This
-module writes them as Sphinx sources into `build/site-src/` (Markdown pages generated from the
-manifest; copies of the notebooks whose code cells are tagged `hide-input`, so they render folded)
-and runs `sphinx-build -W --keep-going -n -c docs` (configuration: `docs/conf.py`). Any Sphinx warning,
+`paper_figures/` (figures and `manifest.json`), `docs/*.md` and the README's API section, written as
+Sphinx sources into `build/site-src/` (pages generated from the manifest; copies of the notebooks
+whose code cells are tagged `hide-input`, so they render folded); then it runs `sphinx-build -W --keep-going -n -c docs` (configuration: `docs/conf.py`). Any Sphinx warning,
 a missing image or an unresolved reference among them, fails the build.
 
 Then `check_site` reads every built HTML file: each local link, image, script and stylesheet must
@@ -42,7 +41,8 @@ __all__ = ["SITE", "SOURCE", "claim_kind", "claim_rows", "figure_notebooks", "wr
 
 SITE = BUILD / "site"  # the book: open build/site/index.html, or serve the folder
 SOURCE = BUILD / "site-src"  # generated Sphinx sources (rewritten on each build)
-DOCS = REPO / "docs"  # conf.py, _static/ and PAPER.md
+DOCS = REPO / "docs"  # conf.py, _static/, PAPER.md and the guide's pages
+GUIDE = [f"guide/{p.stem}" for p in sorted(DOCS.glob("*.md")) if p.name != "PAPER.md"]
 FIGURE_SUFFIXES = (".png", ".svg", ".jpg")
 
 
@@ -185,7 +185,7 @@ def _landing(manifest: dict, notebooks: list[str], figures: list[str]) -> str:
         lines += ["", "## Not yet in the book", "", "These notebooks have a jupytext source but no committed executed "
                   "`.ipynb`, so no page: " + ", ".join(f"`{nb}`" for nb in unexecuted) + "."]
     lines += ["", "```{toctree}", ":hidden:", ":caption: Notebooks", ""] + [f"notebooks/{nb}" for nb in notebooks]
-    lines += ["```", "", "```{toctree}", ":hidden:", ":caption: Reference", "", "gallery", "paper", "api", "```", ""]
+    lines += ["```", "", "```{toctree}", ":hidden:", ":caption: Reference", "", "gallery", "paper", "api", *GUIDE, "```", ""]
     return "\n".join(lines)
 
 
@@ -296,6 +296,9 @@ def write_sources(src: Path = SOURCE) -> Path:
     (src / "gallery.md").write_text(_gallery(manifest, notebooks, figures))
     (src / "paper.md").write_text((DOCS / "PAPER.md").read_text())
     (src / "api.md").write_text(_readme_api())
+    for page in GUIDE:  # docs/*.md: the details the README leaves out (running, speed, layout, ...)
+        (src / f"{page}.md").parent.mkdir(exist_ok=True)
+        (src / f"{page}.md").write_text((DOCS / f"{page.split('/')[1]}.md").read_text())
     return src
 
 
