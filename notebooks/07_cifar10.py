@@ -116,8 +116,9 @@ print(cc.campaign_table(PROTOCOLS, records).to_string())
 # measured on this 2-core AMD EPYC at one thread under `nice -n 10` (load average below 4), training one
 # cpu-scale run of 1,000 steps with `lionlib.experiments.store.train_spec` (the ResNet-8 and the ViT, Lion,
 # final evaluation on all 10,000 test images included); the two Muon kinds were timed over 100 steps and
-# scaled to 1,000 (their evaluation, about the ResNet-8's, counted once). The cell multiplies the number
-# of distinct runs of the cpu protocols by these seconds.
+# scaled to 1,000 (their evaluation, about the ResNet-8's, counted once); Lion-ℓp and AdamW runs are counted
+# at Lion's seconds on the same net (not timed). The cell multiplies the number of distinct runs of the cpu
+# protocols by these seconds.
 
 # %%
 SECONDS_PER_RUN = {"resnet8": 187.1, "vit": 75.4, "resnet8 muon exact": 10 * 34.4 - 9 * 9.0,
@@ -127,8 +128,9 @@ cost = cc.campaign_seconds(cpu_protocols, records if PSCALE == "cpu" else [], SE
 display(Markdown(f"The cpu campaign from an empty store is {cost['runs_min']} to {cost['runs_max']} distinct runs "
                  f"(tuning grids at their first {cpu_protocols[0].tuning.initial} points, or all grown to "
                  f"{cpu_protocols[0].tuning.max_points}): **{cost['seconds_min'] / 3600:.1f} to {cost['seconds_max'] / 3600:.1f} "
-                 f"CPU-hours** on one thread, {cost['seconds_min'] / 7200:.1f} to {cost['seconds_max'] / 7200:.1f} hours "
-                 "of wall time with two runs side by side on the 2 cores."))
+                 f"CPU-hours** on one thread: that much wall time one run at a time (as this notebook's campaign trains), "
+                 f"{cost['seconds_min'] / 7200:.1f} to {cost['seconds_max'] / 7200:.1f} hours with two single-thread runs "
+                 "side by side on the 2 cores."))
 
 # %% [markdown]
 # ## 3. Training what is missing
