@@ -152,7 +152,7 @@ for p in PROTOCOLS:
     display(Markdown(f"- **{p.name}**: {len(recorded[p.name])} runs recorded; {state}."))
 everything = table.loc["all (distinct runs)"]
 n_done, n_all = int(everything.recorded), int(everything.recorded + everything.to_make_at_least)
-report.check("Runs", "all protocol runs recorded (k of n)", n_done, ">=", n_all, fmt=".0f", stable=False)
+report.check("Section 5 (CIFAR-10)", "all protocol runs recorded (k of n)", n_done, ">=", n_all, fmt=".0f", stable=False)
 display(Markdown(f"All protocol runs recorded: {n_done} of {n_all} distinct runs (at least {n_all}: a tuning grid may grow). "
                  + ("Every protocol is complete." if len(complete) == len(PROTOCOLS) else
                     f"No finding is computed for the incomplete protocols "
