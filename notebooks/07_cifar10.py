@@ -34,11 +34,11 @@
 #
 # No number or verdict below is typed: each is printed by the code beside it.
 #
-# **Scales.** `cpu`: a ResNet-8 and a small ViT on 4,500 training images, 1,000 steps, the full test set
-# (the records committed for this scale are the data). `smoke` (CI) runs the `tiny` protocols, the same
-# protocols on the engine's smallest nets for a few steps: every code path, no claim. `paper`: a ResNet-18
-# and a ViT-S on the full CIFAR-10, trained on CUDA; its records go to the same folder and the same cells
-# turn them into findings.
+# **Scales** (their sizes are printed below, from `lionlib.experiments.specs.SCALES`). `cpu`: a ResNet-8
+# and a small ViT on a subset of the training images, the full test set (the records committed for this
+# scale are the data). `smoke` (CI) runs the `tiny` protocols, the same protocols on the engine's smallest
+# nets for a few steps: every code path, no claim. `paper`: a ResNet-18 and a ViT-S on the full CIFAR-10,
+# trained on CUDA; its records go to the same folder and the same cells turn them into findings.
 
 # %% tags=["parameters"]
 import os
@@ -62,6 +62,7 @@ from lionlib.companion.campaign_standin import run_campaign, status  # lionlib.c
 from lionlib.companion.protocol_analysis import analyse, sentence
 from lionlib.companion.protocol_records import PHASE1_SUM
 from lionlib.companion.report import Report, setup_plotting
+from lionlib.experiments.specs import SCALES
 
 if DATA_DIR:
     os.environ["LIONLIB_DATA_DIR"] = DATA_DIR
@@ -73,7 +74,8 @@ PROTOCOLS = cc.protocols_for(SCALE)
 ELEMENT = {"lambda_tradeoff_resnet": "Section 5 (lambda trade-off)", "architecture_p": "Section 5 (architecture-dependent K)",
            "lion_vs_adamw_resnet": "Lion vs AdamW", "lion_vs_adamw_vit": "Lion vs AdamW", "muon_spectral": "Muon follow-up (Fig. 4)"}
 element = {p.name: ELEMENT[p.name.rsplit("_", 1)[0]] for p in PROTOCOLS}
-print(f"scale {SCALE}: protocols at scale {PSCALE}, trained on {'cuda' if PSCALE == 'paper' else 'cpu'}")
+print(f"scale {SCALE}: protocols at scale {PSCALE}, trained on {'cuda' if PSCALE == 'paper' else 'cpu'}; sizes:",
+      {k: v for k, v in SCALES["cifar"][PSCALE].items() if k != "model"})
 
 # %% [markdown]
 # ## 1. The protocols
@@ -103,7 +105,8 @@ print("decision rule:", PROTOCOLS[0].rule)
 # ## 2. The plan
 #
 # Every run a protocol needs, recorded or still to make. Runs shared by several protocols (Lion on the
-# ResNet at λ = 1 is an arm of three) count once in the last row. While an arm's tuning is not finished its
+# ResNet at λ = 1 is an arm of the trade-off, the architecture and the Lion vs AdamW protocols) count once
+# in the last row. While an arm's tuning is not finished its
 # grid can still grow at an edge ("at most"), and its evaluation runs wait for its tuned lr.
 
 # %%
@@ -112,17 +115,18 @@ records = run_campaign(PROTOCOLS, PSCALE, train=False)  # what is recorded now
 print(cc.campaign_table(PROTOCOLS, records).to_string())
 
 # %% [markdown]
-# **The cpu campaign's CPU time** (a size check, not a timing test). Seconds per run of each kind,
-# measured on this 2-core AMD EPYC at one thread under `nice -n 10` (load average below 4), training one
-# cpu-scale run of 1,000 steps with `lionlib.experiments.store.train_spec` (the ResNet-8 and the ViT, Lion,
-# final evaluation on all 10,000 test images included); the two Muon kinds were timed over 100 steps and
-# scaled to 1,000 (their evaluation, about the ResNet-8's, counted once); Lion-ℓp and AdamW runs are counted
-# at Lion's seconds on the same net (not timed). The cell multiplies the number of distinct runs of the cpu
-# protocols by these seconds.
+# **The cpu campaign's CPU time** (a size check, not a timing test): the number of distinct runs of the cpu
+# protocols times the seconds a run of each kind took on the 2-core AMD EPYC of the committed outputs, one
+# thread under `nice -n 10` at a load average below 4, with `lionlib.experiments.store.train_spec` (how
+# each was timed is in the cell's comments). Lion-ℓp and AdamW runs are counted at Lion's seconds on the
+# same net (not timed).
 
 # %%
+# One whole cpu-scale run (its spec's steps, the final evaluation on the full test set included) of Lion on
+# the ResNet-8 and on the ViT; Muon timed over 100 steps and scaled to the run's steps, its one evaluation
+# (estimated at 9 s: a forward pass over the test set, about a third of a training step per image) counted once.
 SECONDS_PER_RUN = {"resnet8": 187.1, "vit": 75.4, "resnet8 muon exact": 10 * 34.4 - 9 * 9.0,
-                   "resnet8 muon ns": 10 * 39.4 - 9 * 9.0}  # the 100-step Muon runs less 9 x a 10k evaluation (~9 s)
+                   "resnet8 muon ns": 10 * 39.4 - 9 * 9.0}
 cpu_protocols = cc.protocols_for("cpu")
 cost = cc.campaign_seconds(cpu_protocols, records if PSCALE == "cpu" else [], SECONDS_PER_RUN)
 display(Markdown(f"The cpu campaign from an empty store is {cost['runs_min']} to {cost['runs_max']} distinct runs "
@@ -190,8 +194,8 @@ tuning if len(tuning) else "no complete protocol: no tuned lr yet"
 # ## 5. Figures from the records
 #
 # **The λ trade-off**: the smoothed training loss of every λ arm (mean and 95 % band over the evaluation
-# seeds), and λ‖x‖∞ (the largest over the decayed tensors) against the box at 1: the strong arms start
-# outside their box and phase 1 brings them in.
+# seeds), and λ‖x‖∞ (the largest over the decayed tensors) against the box at 1, which the checks
+# "strong arms start outside their box" and "phase 1 over before the early read-out" read.
 
 # %%
 tradeoff = next(p for p in PROTOCOLS if p.name.startswith("lambda_tradeoff"))
