@@ -170,6 +170,7 @@ def promote(staging: Path, target: Path, notebook: str) -> list[Path]:
 _CHECK_KEYS = ("claim", "value", "op", "threshold", "stable")
 _SLACK_KEYS = ("tol", "why", "across")  # claims files written before tolerances existed lack them
 _FINDING_KEYS = ("claim", "verdict", "mean", "ci_low", "ci_high", "n", "effects", "protocol")
+_PROTOCOL_KEYS = ("primary", "mde", "sesoi", "margin", "p", "p_holm", "verdict_holm", "reason")  # protocol_analysis findings
 
 
 def write_manifest(out_dir: Path, entries) -> Path:
@@ -216,7 +217,8 @@ def write_manifest(out_dir: Path, entries) -> Path:
             el = element(c["element"])
             kind = c.get("kind", "check")
             if kind == "finding":  # the verdict is already a word; keep the numbers and the protocol
-                el["claims"].append({k: c[k] for k in _FINDING_KEYS} | {"notebook": nb, "kind": kind})
+                el["claims"].append({k: c[k] for k in _FINDING_KEYS} | {k: c[k] for k in _PROTOCOL_KEYS if k in c}
+                                    | {"notebook": nb, "kind": kind})
             else:
                 el["claims"].append({k: c[k] for k in _CHECK_KEYS} | {k: c[k] for k in _SLACK_KEYS if k in c}
                                     | {"notebook": nb, "kind": kind, "verdict": "PASS" if c["verdict"] else "FAIL"})

@@ -155,7 +155,7 @@ def _fits(value, node) -> bool:
 RANGES = {
     "SEED": "[0, inf)", "N_SEEDS": "[2, inf)", "SEEDS": "[2, inf)",  # a 95 % t interval needs two seeds
     "STEPS": "[1, inf)", "MD_STEPS": "[1, inf)", "NS_STEPS": "[1, inf)", "N_STATES": "[1, inf)",
-    "EVAL_BATCHES": "[1, inf)", "MUON_EPOCHS": "[1, inf)", "T_END": "(0, inf)",
+    "EVAL_BATCHES": "[1, inf)", "MAX_RUNS": "[0, inf)", "T_END": "(0, inf)",  # MAX_RUNS: trainings in one sitting
     "DIM": "[1, inf)", "N_SAMPLES": "[1, inf)", "ROWS": "[1, inf)", "COLS": "[1, inf)",
     "CPU_SIZE_M": "[1, inf)", "GPU_SIZE_M": "[1, inf)", "WORKERS": "[1, inf)", "THREADS": "[1, inf)",
     "LR": "(0, inf)", "LR_FIXED": "(0, inf)", "RATE_EPS0": "(0, inf)", "FD_STEP": "(0, inf)", "TOL": "(0, inf)",

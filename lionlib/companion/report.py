@@ -15,7 +15,9 @@ element it reproduces, one of `ELEMENTS`) and states each claim as one of four k
 - a **finding** (`report.finding`): an empirical statement, of the paper or of this companion,
   measured under a `Protocol` written in the notebook before the runs. Its per-seed effects give a
   mean, a 95 % t interval and a verdict (`lionlib.companion.stats`): `reproduced`, `not reproduced`
-  or `inconclusive at this scale`. A finding never fails a run.
+  or `inconclusive at this scale`. A finding never fails a run. A finding of a registered protocol
+  (`lionlib.companion.protocol_analysis.analyse`) is recorded as computed there, with `primary`,
+  `mde`, `sesoi` and its Holm-adjusted verdict beside the raw one (`report.protocol_finding`).
 - an **identity** (`report.identity`): a relation that holds by construction (an algebraic rewriting
   of the update, a telescoped sum). It is computed and shown, so a broken implementation shows it,
   but it is no evidence for the paper and is never counted as a check passed.
@@ -213,6 +215,7 @@ class Report:
         self.claims: dict[tuple[str, str], Claim] = {}  # keyed so re-running a cell replaces, not duplicates
         self.found: dict[tuple[str, str], Finding] = {}
         self.shown: dict[tuple[str, str], Illustration] = {}
+        self.protocol_found: dict[tuple[str, str], dict] = {}  # findings of protocol_analysis.analyse
         self.figures: dict[str, list[str]] = {}  # element -> file names relative to out_dir
 
     def savefig(self, fig, name: str, *, element: str) -> Path:
@@ -287,6 +290,20 @@ class Report:
                                                                "why": across.why})
         return verdict
 
+    def protocol_finding(self, element: str, finding: dict) -> str:
+        """Record a finding of `protocol_analysis.analyse` about `element`, its numbers and verdicts as
+        computed there (raw and, for a primary finding, Holm-adjusted); returns the verdict that counts."""
+        keep = ("primary", "test", "mde", "mde_from", "sesoi", "margin", "p", "p_against", "p_holm", "verdict_holm",
+                "units", "label", "reason", "checks_pass", "protocol_hash")
+        self.protocol_found[(element, finding["hypothesis"])] = dict(
+            element=element, claim=finding["hypothesis"], kind="finding", verdict=finding["verdict"],
+            mean=finding["effect"], ci_low=finding["ci_low"], ci_high=finding["ci_high"], n=finding["n"],
+            effects=list(finding["effects"]), **{k: finding[k] for k in keep},
+            protocol=dict(name=finding["protocol"], hypothesis=finding["hypothesis"], seeds=list(finding["seeds"]),
+                          metric=f"{finding['label']} ({finding['units']})", unit=finding["units"],
+                          source=finding["source"], design="paired", decision_rule=stats.RULE))
+        return finding["verdict_holm"] if finding["primary"] else finding["verdict"]
+
     def findings(self):
         """Every finding with its effect, interval, verdict and protocol, as a DataFrame (varies with
         the scale and the seeds, so shown in a cell whose output nbval ignores)."""
@@ -295,6 +312,8 @@ class Report:
         cols = ["element", "claim", "verdict", "mean", "ci_low", "ci_high", "n", "hypothesis", "metric"]
         rows = [{**{k: getattr(f, k) for k in cols[:7]}, "hypothesis": f.protocol.hypothesis, "metric": f.protocol.metric}
                 for f in self.found.values()]
+        rows += [{**{k: f[k] for k in cols[:7]}, "hypothesis": f["claim"], "metric": f["protocol"]["metric"]}
+                 for f in self.protocol_found.values()]
         return pd.DataFrame(rows, columns=cols)
 
     def sentence(self, claim: str) -> str:
@@ -333,11 +352,11 @@ class Report:
         print(f"{sum(c.verdict for c in checks)}/{len(checks)} claims pass")  # the words nbval compares in every notebook
         for c in [*identities, *self.shown.values()]:
             print(c.line())
-        if self.found:
-            print(f"{len(self.found)} findings recorded (verdicts in report.findings() and the manifest)")
+        if self.found or self.protocol_found:
+            print(f"{len(self.found) + len(self.protocol_found)} findings recorded (verdicts in report.findings() and the manifest)")
         findings = [{**{k: _json_num(v) for k, v in asdict(f).items() if k not in ("fmt", "protocol", "effects")},
                      "effects": [_json_num(e) for e in f.effects], "protocol": asdict(f.protocol)}
-                    for f in self.found.values()]
+                    for f in self.found.values()] + [_jsonable(f) for f in self.protocol_found.values()]
         parameters = self.parameters if self.parameters is not None else _notebook_parameters(self.notebook)
 
         def row(c):

@@ -5,6 +5,8 @@ A record holds the spec and its hash, the code version, the environment, the tra
 at the same kind of steps, the final evaluation and the wall time. It is written as JSON with
 sorted keys and floats as Python's repr (`RunRecord.dumps`), so two runs that computed the same
 numbers write the same bytes apart from `wall_seconds` and `finished`, the only clock readings in it.
+A record made for a protocol also carries `protocols` ({name: hash}, `lionlib.companion.protocol.stamp`),
+beside the spec: read and written back, never part of the spec or its hash.
 
 `Curves` is what a trainer accumulates while it runs (and what a checkpoint saves), turned into a
 record by `RunRecord.build`.
@@ -167,6 +169,7 @@ class RunRecord:
     wall_seconds: float
     finished: str
     data: dict = field(default_factory=dict)  # what the data were: label, sha256, sizes
+    protocols: dict = field(default_factory=dict)  # {protocol name: hash} it was made under (a stamp beside the spec)
     model: object = field(default=None, repr=False, compare=False)  # the trained model, in memory only
 
     @property
@@ -192,7 +195,8 @@ class RunRecord:
     def to_json(self) -> dict:
         return {"schema": SCHEMA, "task": self.task, "spec": json.loads(canonical(self.spec)), "spec_hash": self.spec_hash,
                 "code": self.code, "env": self.env, "train": self.train, "eval": self.eval, "monitor": self.monitor,
-                "final": self.final, "data": self.data, "wall_seconds": self.wall_seconds, "finished": self.finished}
+                "final": self.final, "data": self.data, "wall_seconds": self.wall_seconds, "finished": self.finished,
+                **({"protocols": self.protocols} if self.protocols else {})}
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), sort_keys=True, indent=1) + "\n"
@@ -206,7 +210,8 @@ class RunRecord:
         if spec_hash(spec) != d["spec_hash"]:
             raise ValueError(f"{where}: spec_hash {d['spec_hash']} does not match its spec ({spec_hash(spec)})")
         return cls(spec=spec, **{k: d[k] for k in ("code", "env", "train", "eval", "monitor", "final", "wall_seconds",
-                                                   "finished")}, data=d.get("data", {}))
+                                                   "finished")}, data=d.get("data", {}),
+                   protocols=d.get("protocols", {}))
 
     def monitor_frame(self):
         """The monitor's per-tensor values as a long DataFrame (step, name, constraint, bound)."""
@@ -218,9 +223,9 @@ class RunRecord:
         return pd.DataFrame(rows, columns=["step", "name", "constraint", "bound"]).astype({"bound": float})
 
     def numbers(self) -> dict:
-        """The record without its clock readings and the machine description: what a bit-identical
-        re-run must reproduce exactly."""
+        """The record without its clock readings, the machine description and its protocol stamps: what
+        a bit-identical re-run must reproduce exactly."""
         d = self.to_json()
-        for k in ("wall_seconds", "finished"):
-            d.pop(k)
+        for k in ("wall_seconds", "finished", "protocols"):
+            d.pop(k, None)
         return d
