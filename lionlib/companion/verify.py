@@ -133,7 +133,7 @@ def verify_notebooks(paths, args, registry_entry, run_notebook) -> int:
         scale = run.get("scale", "cpu")
         threads = run.get("environment", {}).get("torch_threads")
         entry = registry_entry(py.stem)
-        params = {"SCALE": scale} if "SCALE" in _declared(py) else {}
+        params = _as_committed(py, scale, run.get("parameters") or {})
         result = run_notebook(py, params, Path(args.build_dir) / "verify", threads=args.threads or threads or entry.threads,
                               promote_results=False, cell_timeout=args.cell_timeout)
         fresh_path = result.staging / "claims" / f"{py.stem}.json"
@@ -158,6 +158,25 @@ def verify_notebooks(paths, args, registry_entry, run_notebook) -> int:
             for d in environment_differences(committed, fresh):
                 print(f"        run record differs: {d}")
     return 1 if failed else 0
+
+
+def _as_committed(py, scale: str, committed: dict) -> dict:
+    """The parameters to re-run `py` as it was committed: its scale, and every literal bool/number/None
+    the committed run set away from the notebook's default (07's TRAIN_MISSING=False: a verify re-run
+    must not start a training campaign the committed run did not)."""
+    import ast
+
+    declared = _declared(py)
+    params = {"SCALE": scale} if "SCALE" in declared else {}
+    for name, value in committed.items():
+        if name in declared and name != "SCALE" and (value is None or isinstance(value, (bool, int, float))):
+            try:
+                default = ast.literal_eval(declared[name]["default"])
+            except (ValueError, SyntaxError):
+                continue
+            if value != default:
+                params[name] = value
+    return params
 
 
 def _declared(py):
