@@ -83,4 +83,5 @@ def test_the_landing_page_leads_with_the_summary_then_findings_then_the_map():
     assert "Section 5 (CIFAR-10)" in shown and ">cifar10<" not in paper_map and ">gpt<" not in paper_map
     verdict_cells = re.findall(r'<td class="(?:verdict|findings)"[^>]*>', page)
     assert verdict_cells and all(site.NO_WORD_BREAK in c for c in verdict_cells)
-    assert "× [" in page and "pp [" in page  # units beside the effects
+    findings = [c for e in manifest["elements"].values() for c in e["claims"] if c.get("kind") == "finding"]
+    assert all(index.effect_text(f) in page for f in findings)  # each effect with its units (test above)
