@@ -59,6 +59,7 @@ WEIGHT_DECAY: float = 1.0  # lambda: Muon keeps sigma_max(X) below 1/lambda
 SIGMA_TRUE: float = 3.0  # lambda times sigma_max of the unconstrained minimiser (above 1: constraint active)
 SIGMA_START: float = 4.0  # lambda times sigma_max of X_0 (above 1: starts outside the ball)
 NS_STEPS: int = 5  # Newton-Schulz iterations (Muon's default)
+RADIUS_SHAPE: tuple[int, int] = (32, 8)  # the matrix of the shape-scaled radius check (rows, cols)
 TAIL: int = 200  # the end of a run is measured as the mean over its last TAIL steps (exact SVD chatters at O(lr))
 
 # %%
@@ -308,6 +309,50 @@ checks.check_random_states(report, "Muon note", "Lyapunov, K = nuclear norm: no 
 # remainder (L/2)‖X_{t+1} − X_t‖², which is O(ε²). It does so in a large share of the steps (counted
 # above) because exact-SVD Muon keeps oscillating around X* with a constant step; over the run H_d still
 # falls from its value at the end of phase 1 to just above F(X*), and the KKT score falls with it.
+
+# %% [markdown]
+# ## 4. The radius of shape-scaled Muon
+#
+# torch.optim.Muon's `adjust_lr_fn` multiplies the step by a factor s of the matrix shape and decays by
+# the unscaled lr: X ← (1 − ελ)X − εs·UVᵀ. That is Lion-K with K = s‖·‖_*, whose conjugate is the
+# indicator of {σ_max ≤ s}, so the constraint becomes σ_max(X) ≤ s/λ (`lionlib.muon.radius`). We check
+# it for each `adjust_lr_fn` (None, "original", "match_rms_adamw") on a matrix of shape RADIUS_SHAPE
+# with f(X) = ½‖X − A‖²_F, σ_max(A) = SIGMA_TRUE · radius and σ_max(X_0) = SIGMA_START · radius, so the
+# constrained optimum (A's singular values clipped at the radius) lies on the radius. Exact-SVD Muon
+# must end there: |σ_max(X_T)/radius − 1| ≤ tol at the first T where what is left of phase 1,
+# (1 − ελ)^T gap_0 with gap_0 = |SIGMA_START − 1|, is a tenth of tol; tol is the rounding tolerance of
+# the phase-1 checks. Along the path the `ConstraintMonitor`'s λσ_max/s must stay under its phase-1 bound.
+
+# %%
+radius_runs = checks.check_muon_radius(report, "Muon note", tuple(RADIUS_SHAPE), (None, "original",
+                                       "match_rms_adamw"), lr=LR, lam=lam, momentum=MOMENTUM, sigma_target=SIGMA_TRUE,
+                                       sigma_start=SIGMA_START, generator=torch.Generator().manual_seed(SEED + 2))
+for fn, r in radius_runs.items():
+    print(f"adjust_lr_fn={fn!r}: radius {r['radius']:.4f}; |sigma_max(X_T)/radius - 1| = {abs(r['ratio'][-1] - 1):.1e} "
+          f"at T = {r['steps']} (tol {r['tol']:.1e}); max (constraint - bound) = {(r['constraint'] - r['bound']).max():.1e}")
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+first = next(iter(radius_runs.values()))
+say(f"On the {RADIUS_SHAPE[0]}×{RADIUS_SHAPE[1]} matrix the three scalings give the radii "
+    + ", ".join(f"{r['radius']:.4g} ({fn!r})" for fn, r in radius_runs.items())
+    + f"; after T = {first['steps']} steps every run is within "
+    + f"{max(abs(r['ratio'][-1] - 1) for r in radius_runs.values()):.1e} of its radius (relative; tolerance "
+    + f"{first['tol']:.1e}), and " + ("every" if all(r["ok"] for r in radius_runs.values()) else "not every")
+    + " check above passes.")
+
+# %%
+fig, ax = plt.subplots(figsize=(6, 3.5))
+for fn, r in radius_runs.items():
+    ax.plot(np.abs(r["ratio"] - 1), lw=1.2, label=f"adjust_lr_fn={fn!r} (radius {r['radius']:.3g})")
+t_axis = np.arange(first["steps"] + 1)
+ax.plot(t_axis, (1 - LR * lam) ** t_axis * first["gap0"], "k--", lw=1, label=r"$(1-\epsilon\lambda)^t\,gap_0$")
+ax.axhline(first["tol"], color="red", lw=1, label="tol")
+ax.set(yscale="log", xlabel="step", ylabel=r"$|\sigma_{max}(X_t)/\mathrm{radius} - 1|$",
+       title="shape-scaled Muon (exact SVD) settles on s/lambda")
+ax.legend(fontsize=8)
+report.savefig(fig, "muon_radius", element="Muon note")
+plt.show()
 
 # %% [markdown]
 # ## Figure

@@ -12,7 +12,9 @@ the break and not by the setup), then applies one break with monkeypatch and run
 - `drop_decay` / `drop_ode_decay`: the weight decay left out of the update (discrete) or the ODE, so
   nothing contracts lambda x into dom K* (the phase-1 bounds hold for any gradients, not without decay);
 - `wrong_mapping`: lionlib.LionK run with heavy ball's betas where Nesterov's ODE is compared, so it
-  discretises another ODE (the first-order convergence check of 12).
+  discretises another ODE (the first-order convergence check of 12);
+- `unscaled_muon`: Muon's step without its `adjust_lr_fn` shape factor s (lr msign instead of
+  lr s msign), so the iterate settles on 1/lambda instead of the radius s/lambda (06).
 
 The sizes are small (a few hundred steps and states): the breaks change the checked quantities by
 orders of magnitude, not at the tolerance's edge.
@@ -24,6 +26,7 @@ import torch
 from lionlib import LionK, kappa
 from lionlib.companion import theory_checks as checks
 from lionlib.companion.report import Report
+from lionlib.kappa.matrix import shape_scale
 from lionlib.theory import dynamics, special_cases
 from lionlib.theory.dynamics import Quadratic, Wavy, integrate, simulate
 from lionlib.theory.lyapunov import DiscreteConstants, OdeConstants
@@ -77,6 +80,11 @@ def drop_ode_decay(mp):
 def wrong_mapping(mp):
     betas = special_cases.euler_betas
     mp.setattr(special_cases, "euler_betas", lambda lr, gamma, eps: betas(lr, gamma, 0.0))  # no gradient enhancement
+
+
+def unscaled_muon(mp):
+    grad = kappa.Nuclear.grad
+    mp.setattr(kappa.Nuclear, "grad", lambda self, x: grad(self, x) / shape_scale(x.shape, self.scale))
 
 
 def flip_grad(mp, *classes):
@@ -133,6 +141,18 @@ def test_06_muon_random_states_fail(report, monkeypatch, brk):
                                           torch.Generator().manual_seed(0), shape=(3, 2))
 
     passes_then_fails(monkeypatch, check, brk)
+
+
+def test_06_muon_radius_fails_without_the_shape_scale(report, monkeypatch):
+    """06_muon: shape-scaled Muon ends on its radius s/lambda; without s in the step it ends on 1/lambda,
+    which differs for "original" (s = 2 on 32x8) and "match_rms_adamw" (s = 0.2 sqrt(32))."""
+    def check():
+        report.claims.clear()
+        checks.check_muon_radius(report, "Muon note", (32, 8), (None, "original", "match_rms_adamw"), lr=0.05, lam=1.0,
+                                 momentum=0.95, sigma_target=3.0, sigma_start=4.0, generator=torch.Generator().manual_seed(0))
+        return all(c.verdict for c in report.claims.values())
+
+    passes_then_fails(monkeypatch, check, unscaled_muon)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ or the value observed, never a constant hidden in a denominator:
 - `STEP_ROUNDING`: one step of H_d, relative to 1 + max|H_d|;
 - `phase1_tolerance(...)`: phase 1's bound is met with equality at full speed, so its excess is
   rounding (`measures.phase1_rounding`);
-- `FY_ROUNDING`: Fenchel-Young at random points.
+- `FY_ROUNDING`: Fenchel-Young at random points;
+- `check_muon_radius`: the radius s/lambda of shape-scaled Muon, at `phase1_tolerance`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from lionlib.theory.lyapunov import OdeConstants
 __all__ = ["Tolerance", "STEP_ROUNDING", "FY_ROUNDING", "at_rounding", "phase1_tolerance", "check_phase1", "check_entry_step",
            "check_one_step_bound", "check_descent", "check_random_states", "check_fenchel_young",
            "check_dH_equals_minus_Delta", "check_continuous_phase1", "check_rate_slope", "check_frank_wolfe", "CHATTER_AT",
+           "check_muon_radius",
            "check_mirror_descent", "identity_relaxed_mirror", "check_classical"]
 
 STEP_ROUNDING = (1e-14, "float64 rounding of H_d's terms in one step: a few ulps (2.2e-16 each) of 1 + max|H_d|, "
@@ -163,6 +165,37 @@ def CHATTER_AT(atol: float) -> Tolerance:  # noqa: N802 - a tolerance factory, n
     a value below 0 stays below and one at rounding level stays below `atol`."""
     return Tolerance(0.5, atol, "a maximum over an O(lr)-chattering run, whose steps move with the CPU's SVD kernels: "
                                 "promised to 50 %, or to the check's tolerance at rounding level")
+
+
+# ----------------------------------------------------------------------------------------------
+# 06: the radius of shape-scaled Muon.
+
+
+def check_muon_radius(report, element: str, shape: tuple[int, int], fns, *, lr: float, lam: float, momentum: float,
+                      sigma_target: float, sigma_start: float, generator) -> dict:
+    """For each `adjust_lr_fn` in `fns`: exact-msign Muon on 1/2 ||X - A||^2 with sigma_max(A) =
+    sigma_target * radius (`measures.muon_radius_run`) ends on its radius, |sigma_max(X_T)/radius - 1|
+    <= tol, at the first T where what is left of phase 1, (1 - lr lambda)^T gap_0, is tol/10 (so tol
+    covers rounding alone); and the monitor's lambda sigma_max / s never exceeds its phase-1 bound.
+    tol = `phase1_tolerance(lr, lam, sigma_start)`. Returns {fn: run} with T and the verdicts added."""
+    tol, why = phase1_tolerance(lr, lam, sigma_start)
+    steps = measures.phase1_steps(abs(sigma_start - 1), lr, lam, tol / 10)
+    runs, excess = {}, -math.inf
+    for fn in fns:
+        run = measures.muon_radius_run(shape, fn, lr=lr, lam=lam, momentum=momentum, sigma_target=sigma_target,
+                                       sigma_start=sigma_start, steps=steps, generator=generator)
+        run["steps"], run["tol"] = steps, tol
+        run["ok"] = report.check(element, f"shape-scaled Muon (exact SVD, adjust_lr_fn={fn!r}, {shape[0]}x{shape[1]}): "
+                                 f"|sigma_max(X_T) / radius - 1| with radius = s/lambda = {run['radius']:.4g}, "
+                                 f"sigma_max(A) = {sigma_target:g} radius, at T = {steps} where (1 - lr lambda)^T "
+                                 "gap_0 = tol/10", abs(run["ratio"][-1] - 1), "<=", 0.0, fmt=".1e", stable=False,
+                                 tol=tol, why=why, across=at_rounding(tol))
+        excess = max(excess, float((run["constraint"] - run["bound"]).max()))
+        runs[fn] = run
+    report.check(element, f"shape-scaled Muon (exact SVD, adjust_lr_fn in {tuple(fns)}): the monitor's lambda sigma_max "
+                 "/ s never exceeds its phase-1 bound (max over scalings and steps of constraint - bound)", excess,
+                 "<=", 0.0, fmt=".1e", stable=False, tol=tol, why=why, across=at_rounding(tol))
+    return runs
 
 
 # ----------------------------------------------------------------------------------------------

@@ -21,13 +21,15 @@ import torch
 from torch import Tensor
 
 from lionlib.kappa import Kappa
+from lionlib.monitor import ConstraintMonitor
+from lionlib.muon import Muon, radius
 from lionlib.theory import dynamics
 from lionlib.theory.lyapunov import (DiscreteConstants, OdeConstants, H, coupling, one_step_change, phase1_factor,
                                      phase1_factor_continuous)
 
 __all__ = ["FLOAT64_EPS", "VIOLATION", "phase1_ratio", "phase1_excess", "phase1_rounding", "continuous_phase1_excess",
            "lion_entry_prediction", "entry_step", "one_step_excess", "max_descent", "random_one_step",
-           "fenchel_young_errors", "ode_dH_error", "average_delta", "rate_slope"]
+           "fenchel_young_errors", "ode_dH_error", "average_delta", "rate_slope", "phase1_steps", "muon_radius_run"]
 
 DTYPE = torch.float64
 FLOAT64_EPS = float(torch.finfo(DTYPE).eps)  # 2.2e-16: one rounding of a float64 operation, relative
@@ -252,3 +254,45 @@ def rate_slope(tr, lr: float, L: float, f_star: float, floor_margin: float = 10.
     if not (a > 0).all():
         return math.nan, T_lo, T_hi
     return float(np.polyfit(np.log(T), np.log(a), 1)[0]), T_lo, T_hi
+
+
+# ----------------------------------------------------------------------------------------------
+# The radius of shape-scaled Muon (06): sigma_max(X) <= s/lambda with s = shape_scale(shape, adjust_lr_fn).
+
+
+def phase1_steps(gap0: float, lr: float, lam: float, leftover: float) -> int:
+    """The first T with (1 - lr lambda)^T gap0 <= leftover: when what remains of phase 1 is below it."""
+    if not 0 < lr * lam < 1:
+        raise ValueError(f"phase 1 contracts by (1 - lr lambda) per step; need 0 < lr * lambda < 1, got {lr * lam!r}")
+    return max(0, math.ceil(math.log(leftover / gap0) / math.log(1 - lr * lam))) if gap0 > leftover else 0
+
+
+def muon_radius_run(shape: tuple[int, int], adjust_lr_fn: str | None, *, lr: float, lam: float, momentum: float,
+                    sigma_target: float, sigma_start: float, steps: int, generator: torch.Generator) -> dict:
+    """`lionlib.Muon(exact_svd=True, adjust_lr_fn=...)` on f(X) = 1/2 ||X - A||_F^2 in float64.
+
+    A is Gaussian with sigma_max(A) = sigma_target * r and X_0 Gaussian with sigma_max(X_0) =
+    sigma_start * r, r = `lionlib.muon.radius(shape, lam, adjust_lr_fn)`. With sigma_target > 1 the
+    constrained optimum (A's singular values clipped at r) has sigma_max = r, so the run measures
+    whether Muon's scaled step lands on that radius. Returns the radius, gap0 = |sigma_start - 1|,
+    `ratio` = sigma_max(X_t) / r for t = 0..steps, and the `ConstraintMonitor`'s `constraint`
+    (lambda sigma_max / s, from the optimizer's own K) and phase-1 `bound` for t = 1..steps."""
+    r = radius(shape, lam, adjust_lr_fn)
+
+    def with_top(M, s):
+        return M * (s / torch.linalg.matrix_norm(M, ord=2))
+
+    A = with_top(torch.randn(*shape, generator=generator, dtype=DTYPE), sigma_target * r)
+    X = torch.nn.Parameter(with_top(torch.randn(*shape, generator=generator, dtype=DTYPE), sigma_start * r))
+    opt = Muon([X], lr=lr, momentum=momentum, weight_decay=lam, exact_svd=True, adjust_lr_fn=adjust_lr_fn)
+    monitor = ConstraintMonitor(opt, [("X", X)], kkt=False)
+    ratio = [float(torch.linalg.matrix_norm(X.detach(), ord=2)) / r]
+    for t in range(steps):
+        opt.zero_grad()
+        (0.5 * (X - A).square().sum()).backward()
+        opt.step()
+        monitor.record(t + 1)
+        ratio.append(float(torch.linalg.matrix_norm(X.detach(), ord=2)) / r)
+    return {"radius": r, "gap0": abs(sigma_start - 1), "ratio": np.array(ratio),
+            "constraint": np.array([row["constraint"] for row in monitor.rows]),
+            "bound": np.array([row["bound"] for row in monitor.rows])}
