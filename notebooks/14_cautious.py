@@ -13,7 +13,6 @@
 #     name: python3
 # ---
 
-
 # %% [markdown]
 # # Cautious updates and cautious weight decay against the Lyapunov view
 #
@@ -90,6 +89,7 @@ steps = by_scale(STEPS, smoke=1500, cpu=3000, paper=3000)
 muon_steps = by_scale(MUON_STEPS, smoke=300, cpu=800, paper=2000)
 seeds = tuple(range(SEED, SEED + by_scale(N_SEEDS, smoke=5, cpu=5, paper=10)))
 quad = Quadratic.isotropic(C)
+CO, CWD_EL = "Cautious optimizers (arXiv 2411.16085)", "Cautious weight decay (arXiv 2510.12402)"  # paper elements
 VARIANTS = {"Lion": {}, "C-Lion": {"cautious": True}, "CWD": {"cautious_weight_decay": True}}
 print(f"scale={SCALE} steps={steps} muon_steps={muon_steps} seeds={seeds}")
 
@@ -139,19 +139,19 @@ el = "Figure 1"
 cc.check_phase1_radius(report, el, "control, plain Lion: dist(lambda x_t, box of radius 1/lambda) <= (1 - lr lambda)^t "
                        "dist_0 at every step, every start", [cautious.box_distance(runs["Lion", x0].x, LAM) for x0 in STARTS],
                        LR, LAM, RADIUS)
-cc.check_phase1_radius(report, el, f"C-Lion: |u_i| <= numel = {D}, so dist(lambda x_t, box of radius {D}/lambda) <= "
+cc.check_phase1_radius(report, CO, f"C-Lion: |u_i| <= numel = {D}, so dist(lambda x_t, box of radius {D}/lambda) <= "
                        "(1 - lr lambda)^t dist_0 at every step, every start",
                        [cautious.box_distance(runs["C-Lion", x0].x, LAM, D) for x0 in STARTS], LR, LAM, RADIUS)
 INSIDE = next(x0 for x0 in STARTS if LAM * max(map(abs, x0)) < 1)
-cc.check_leaves(report, el, f"CWD: the run from {INSIDE}, inside the box, leaves it (no set is invariant under CWD)",
+cc.check_leaves(report, CWD_EL, f"CWD: the run from {INSIDE}, inside the box, leaves it (no set is invariant under CWD)",
                 cautious.box_distance(runs["CWD", INSIDE].x, LAM), LR, LAM, RADIUS)
 same = max(float((runs["C-Lion", x0].x - runs["Lion", x0].x).abs().max()) for x0 in STARTS)
-report.illustration(el, "without noise on this f, C-Lion's mask keeps every coordinate: max |x_t(C-Lion) - x_t(Lion)|", same)
+report.illustration(CO, "without noise on this f, C-Lion's mask keeps every coordinate: max |x_t(C-Lion) - x_t(Lion)|", same)
 hp = DiscreteConstants(LR, *BETAS, weight_decay=LAM)
 l1 = kappa.get("l1")
 H = {v: torch.stack([H_d(l1, hp, x, m, quad.f(x)) for x, m in zip(runs[v, INSIDE].x, runs[v, INSIDE].m)])
      for v in VARIANTS}
-report.illustration(el, f"CWD from {INSIDE}: share of steps with H_d = +inf (lambda x outside the box)",
+report.illustration(CWD_EL, f"CWD from {INSIDE}: share of steps with H_d = +inf (lambda x outside the box)",
                     float(torch.isinf(H["CWD"]).double().mean()))
 for x0 in STARTS:
     print(f"x0 = {x0}: end x " + "; ".join(f"{v} {np.round(runs[v, x0].x[-1].numpy(), 3)}" for v in VARIANTS))
@@ -174,11 +174,11 @@ cc.check_phase1_radius(report, el, "control, exact-SVD Muon: dist(lambda X_t, ba
                        [cautious.spectral_distance(mruns["Muon", s].x, LAM) for s in seeds], MUON_LR, LAM, M_RADIUS)
 s_c = {s: float(torch.linalg.matrix_norm(cautious.applied_direction(mruns["C-Muon", s], MUON_LR, LAM), ord=2).max())
        for s in seeds}
-cc.identity_phase1_radius(report, el, "C-Muon: with s = max_t ||u_t||_op, dist(lambda X_t, ball of radius s/lambda) <= "
+cc.identity_phase1_radius(report, CO, "C-Muon: with s = max_t ||u_t||_op, dist(lambda X_t, ball of radius s/lambda) <= "
                        "(1 - lr lambda)^t dist_0 at every step, every seed's problem",
                        [cautious.spectral_distance(mruns["C-Muon", s].x, LAM, s_c[s]) for s in seeds], MUON_LR, LAM,
                        M_RADIUS + max(s_c.values()))
-report.illustration(el, "C-Muon: largest operator norm of the applied direction, max over seeds (exact-SVD Muon: 1)",
+report.illustration(CO, "C-Muon: largest operator norm of the applied direction, max over seeds (exact-SVD Muon: 1)",
                     max(s_c.values()))
 
 # %% [markdown]
@@ -196,7 +196,7 @@ nruns = {(v, s): cautious.run_lion(quad.grad, x0s[s], steps, lr=LR, betas=BETAS,
 
 cc.check_phase1_radius(report, "Figure 1", "control, plain Lion under gradient noise: phase 1 holds for any gradients "
                        "(every seed)", [cautious.box_distance(nruns["Lion", s].x, LAM) for s in seeds], LR, LAM, RADIUS + START_RANGE)
-cc.check_phase1_radius(report, "Figure 1", f"C-Lion under gradient noise: dist(lambda x_t, box of radius {D}/lambda) "
+cc.check_phase1_radius(report, CO, f"C-Lion under gradient noise: dist(lambda x_t, box of radius {D}/lambda) "
                        "<= (1 - lr lambda)^t dist_0 (every seed)",
                        [cautious.box_distance(nruns["C-Lion", s].x, LAM, D) for s in seeds], LR, LAM, RADIUS + START_RANGE)
 
@@ -226,20 +226,19 @@ def outside_share(v, s):
     return cautious.tail_mean((d > 0).double())
 
 
-box, ball = "Figure 1", "Muon note"
-cc.finding(report, box, "CWD Lion ends beyond the box: end dist(lambda x, box)", [box_end("CWD", s) for s in seeds],
+cc.finding(report, CWD_EL, "CWD Lion ends beyond the box: end dist(lambda x, box)", [box_end("CWD", s) for s in seeds],
            P["cwd_out"], SESOI_OUT)
-cc.finding(report, box, "CWD Lion ends at a lower f than Lion: relative f gap",
+cc.finding(report, CWD_EL, "CWD Lion ends at a lower f than Lion: relative f gap",
            [(f_end("Lion", s) - f_end("CWD", s)) / f_end("Lion", s) for s in seeds], P["cwd_loss"], SESOI_LOSS)
-cc.finding(report, box, "C-Lion stays in the 1/lambda box: -end dist(lambda x, box)",
+cc.finding(report, CO, "C-Lion stays in the 1/lambda box: -end dist(lambda x, box)",
            [-box_end("C-Lion", s) for s in seeds], P["clion_in"], MARGIN_IN, test="non-inferiority")
-cc.finding(report, box, "C-Lion keeps H_d finite at the end: -share of steps with H_d = +inf",
+cc.finding(report, CO, "C-Lion keeps H_d finite at the end: -share of steps with H_d = +inf",
            [-outside_share("C-Lion", s) for s in seeds], P["clion_H"], 0.05, test="non-inferiority")
-cc.finding(report, ball, "CWD Muon ends beyond the spectral ball: end dist(lambda X, ball)",
+cc.finding(report, CWD_EL, "CWD Muon ends beyond the spectral ball: end dist(lambda X, ball)",
            [ball_end("CWD Muon", s) for s in seeds], P["cwd_muon_out"], SESOI_OUT)
-cc.finding(report, ball, "CWD Muon ends at a lower F than Muon: relative F gap",
+cc.finding(report, CWD_EL, "CWD Muon ends at a lower F than Muon: relative F gap",
            [(F_end("Muon", s) - F_end("CWD Muon", s)) / F_end("Muon", s) for s in seeds], P["cwd_muon_loss"], SESOI_LOSS)
-cc.finding(report, ball, "C-Muon stays in the 1/lambda ball: -end dist(lambda X, ball)",
+cc.finding(report, CO, "C-Muon stays in the 1/lambda ball: -end dist(lambda X, ball)",
            [-ball_end("C-Muon", s) for s in seeds], P["cmuon_in"], MARGIN_IN_MUON, test="non-inferiority")
 
 # %%
@@ -286,7 +285,7 @@ for v in VARIANTS:
 ax.set(yscale="log", xlabel="step", ylabel="H_d - f(clip(c)) (+1e-12)", title=f"H_d from x0 = {INSIDE} (gaps: H_d = +inf)")
 ax.legend(fontsize=8)
 fig.tight_layout()
-report.savefig(fig, "cautious_box_ball", element="Figure 1")
+report.savefig(fig, "cautious_box_ball", element=CWD_EL)
 plt.show()
 
 # %% [markdown]
