@@ -177,7 +177,7 @@ s_c = {s: float(torch.linalg.matrix_norm(cautious.applied_direction(mruns["C-Muo
 cc.identity_phase1_radius(report, CO, "C-Muon: with s = max_t ||u_t||_op, dist(lambda X_t, ball of radius s/lambda) <= "
                        "(1 - lr lambda)^t dist_0 at every step, every seed's problem",
                        [cautious.spectral_distance(mruns["C-Muon", s].x, LAM, s_c[s]) for s in seeds], MUON_LR, LAM,
-                       M_RADIUS + max(s_c.values()))
+                       M_RADIUS)
 report.illustration(CO, "C-Muon: largest operator norm of the applied direction, max over seeds (exact-SVD Muon: 1)",
                     max(s_c.values()))
 
