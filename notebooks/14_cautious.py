@@ -157,9 +157,10 @@ for x0 in STARTS:
     print(f"x0 = {x0}: end x " + "; ".join(f"{v} {np.round(runs[v, x0].x[-1].numpy(), 3)}" for v in VARIANTS))
 
 # %% [markdown]
-# ## The spectral ball: Muon, C-Muon and CWD Muon on 06's problem (seed `SEED`)
+# ## The spectral ball: Muon, C-Muon and CWD Muon on 06's problem, one per seed
 #
-# The control is plain exact-SVD Muon's phase-1 bound. C-Muon's radius s is the largest operator norm of
+# Seed 0 draws 06's own problem (the same construction, `cautious.spectral_problem`); the others draw new
+# A, minimiser and start. The control is plain exact-SVD Muon's phase-1 bound. C-Muon's radius s is the largest operator norm of
 # its applied direction u_t = ((1 − ελ)X_t − X_{t+1})/ε, recovered from the iterates.
 
 # %%
