@@ -295,3 +295,85 @@ def test_13_rate_slope_fails(report, monkeypatch, brk):
         return checks.check_rate_slope(report, "Theorem 4.1 (rate)", runs, problem, f_star) <= -0.5
 
     passes_then_fails(monkeypatch, check, brk)
+
+
+# ----------------------------------------------------------------------------------------------
+# 14_cautious: the cautious options of lionlib.Lion / lionlib.Muon against the box and the ball.
+
+
+def _lion_without(mp, *drop):
+    """lionlib.Lion as the runs of lionlib.theory.cautious build it, with the keywords `drop` reset."""
+    from lionlib.theory import cautious
+
+    real = cautious.Lion
+    mp.setattr(cautious, "Lion", lambda params, **kw: real(params, **{**kw, **{k: type(kw[k])(0) for k in drop}}))
+
+
+def _muon_without_decay(mp):
+    from lionlib.theory import cautious
+
+    real = cautious.Muon
+    mp.setattr(cautious, "Muon", lambda params, **kw: real(params, **{**kw, "weight_decay": 0.0}))
+
+
+def _overscaled_caution(mp):
+    """C-Lion's rescaled direction made 3x larger than numel / kept allows."""
+    from lionlib.fused import eager
+
+    real = eager.cautious_update
+    mp.setattr(eager, "cautious_update", lambda p, u, g, lr, *a: real(p, 3 * u, g, lr, *a))
+
+
+def _box_runs(**kw):
+    from lionlib.theory import cautious
+
+    return [cautious.run_lion(QUAD.grad, x0, 400, lr=0.01, betas=(0.9, 0.99), lam=1.0, **kw)
+            for x0 in ((-3.0, 4.0), (0.2, 0.3))]
+
+
+def test_14_control_phase1_fails_without_decay(report, monkeypatch):
+    from lionlib.companion import cautious_checks as cc
+    from lionlib.theory import cautious
+
+    def check():
+        return cc.check_phase1_radius(report, "Figure 1", "control", [cautious.box_distance(r.x, 1.0) for r in _box_runs()],
+                                      0.01, 1.0, 5.0)
+
+    passes_then_fails(monkeypatch, check, lambda mp: _lion_without(mp, "weight_decay"))
+
+
+def test_14_clion_radius_fails_with_a_larger_rescale(report, monkeypatch):
+    from lionlib.companion import cautious_checks as cc
+    from lionlib.theory import cautious
+
+    def check():
+        return cc.check_phase1_radius(report, "Figure 1", "C-Lion", [cautious.box_distance(r.x, 1.0, 2)
+                                      for r in _box_runs(cautious=True)], 0.01, 1.0, 5.0)
+
+    passes_then_fails(monkeypatch, check, _overscaled_caution)
+
+
+def test_14_cwd_leaves_fails_with_plain_decay(report, monkeypatch):
+    from lionlib.companion import cautious_checks as cc
+    from lionlib.theory import cautious
+
+    def check():
+        run = _box_runs(cautious_weight_decay=True)[1]
+        return cc.check_leaves(report, "Figure 1", "CWD leaves", cautious.box_distance(run.x, 1.0), 0.01, 1.0, 5.0)
+
+    passes_then_fails(monkeypatch, check, lambda mp: _lion_without(mp, "cautious_weight_decay"))
+
+
+def test_14_muon_phase1_fails_without_decay(report, monkeypatch):
+    """(C-Muon's ball of radius max_t ||u_t||_op, u_t recovered from the iterates, is an identity of
+    14, not a check: any iterates satisfy it.)"""
+    from lionlib.companion import cautious_checks as cc
+    from lionlib.theory import cautious
+
+    def check():
+        P = cautious.spectral_problem(0, 8, 6, 32, 3.0, 4.0, 1.0)
+        run = cautious.run_muon(P.grad, P.X0, 150, lr=0.05, momentum=0.95, lam=1.0)
+        return cc.check_phase1_radius(report, "Muon note", "phase 1", [cautious.spectral_distance(run.x, 1.0)],
+                                      0.05, 1.0, 5.0)
+
+    passes_then_fails(monkeypatch, check, _muon_without_decay)

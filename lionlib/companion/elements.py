@@ -35,6 +35,8 @@ ELEMENTS = (
     "Sanity",
     "Fused kernel",
     "Distributed Lion (arXiv 2404.00438)",
+    "Cautious optimizers (arXiv 2411.16085)",
+    "Cautious weight decay (arXiv 2510.12402)",
 )
 
 

@@ -71,6 +71,10 @@ PAPER_MAP = (  # the closed list of paper elements, in the paper's order (PAPER.
     MapEntry("Muon follow-up", "Muon on the CIFAR-10 ResNet: phase 1 ends, λ σ_max ≤ 1", ("Muon follow-up (Fig. 4)",)),
     MapEntry("Distributed Lion", "Lion-K under data parallelism and FSDP: the same steps as one process",
              ("Distributed Lion (arXiv 2404.00438)",)),
+    MapEntry("Cautious optimizers", "C-Lion / C-Muon: the step masked where it disagrees with the gradient, rescaled; "
+             "the box and ball it keeps", ("Cautious optimizers (arXiv 2411.16085)",)),
+    MapEntry("Cautious weight decay", "decay only where update and parameter agree: the box and ball it does not keep",
+             ("Cautious weight decay (arXiv 2510.12402)",)),
     MapEntry("Fused kernel", "not a paper element: one fused Lion-K step against the memory-bandwidth limit"),
 )
 NOT_ELEMENTS = ("Companion map", "Sanity")  # recorded names that are no paper element (the index's own, training works)

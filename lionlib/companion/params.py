@@ -164,6 +164,7 @@ RANGES = {
     "ALPHA": "(0, inf)", "GAMMA": "(0, inf)", "EPS": "(0, inf)", "EPS_NESTEROV": "(0, inf)", "DELTA": "(0, inf)",
     "SIGMA_TRUE": "(0, inf)", "SIGMA_START": "(0, inf)", "SIGMA_FIXED": "[0, inf)",
     "WAVY_AMP": "[0, inf)", "WAVY_FREQ": "(0, inf)", "LP_P": "[1, inf)",  # p < 1 is not a norm
+    "MUON_STEPS": "[1, inf)", "MUON_LR": "(0, inf)", "NOISE": "[0, inf)", "START_RANGE": "(0, inf)",
 }
 NUMERIC = {"int", "float", "Optional[int]", "Optional[float]"}  # the annotations RANGES must cover
 

@@ -195,6 +195,17 @@ def setup_plotting() -> None:
     matplotlib.rcParams["savefig.dpi"] = DPI
 
 
+def _decide_sesoi(effects: list[float], sesoi: float, test: str) -> str:
+    """stats.decide for one contrast: superiority (H: effect > 0; against: effect < sesoi) or
+    non-inferiority (H: effect > -sesoi; against: effect < -sesoi), MDE from the effects' SD."""
+    if not sesoi > 0 or test not in ("superiority", "non-inferiority"):
+        raise ValueError(f"sesoi must be > 0 and test 'superiority' or 'non-inferiority', got {sesoi!r}, {test!r}")
+    bound = 0.0 if test == "superiority" else -sesoi
+    against = stats.p_less(effects, sesoi if test == "superiority" else -sesoi)
+    return stats.decide(stats.p_greater(effects, bound), against, n=len(effects),
+                        mde=stats.mde(stats.sd(effects), len(effects)), sesoi=sesoi)
+
+
 class Report:
     """Figures and claims of one notebook.
 
@@ -273,9 +284,12 @@ class Report:
         return verdict
 
     def finding(self, element: str, claim: str, effects: Sequence[float], *, protocol: Protocol,
-                fmt: str = ".3g", across: Tolerance | None = None) -> str:
+                fmt: str = ".3g", across: Tolerance | None = None, sesoi: float | None = None,
+                test: str = "superiority") -> str:
         """Record a finding about `element` from per-seed `effects` (signed so that the protocol's
-        hypothesis predicts > 0) and return its verdict. Never fails the run."""
+        hypothesis predicts > 0) and return its verdict. Never fails the run. With `sesoi` (the
+        smallest effect of interest, or the margin of a `test="non-inferiority"`) the verdict is
+        `stats.decide`'s (one of `stats.DECISIONS`), else the older interval rule (`stats.verdict`)."""
         check_element(element)
         if not isinstance(protocol, Protocol):
             raise TypeError(f"protocol must be a lionlib.companion.report.Protocol, got {type(protocol).__name__}")
@@ -283,7 +297,7 @@ class Report:
         if len(effects) != len(protocol.seeds):
             raise ValueError(f"{claim!r}: {len(effects)} effects for the protocol's {len(protocol.seeds)} seeds")
         ci = stats.t_interval(effects)
-        verdict = stats.verdict(ci)
+        verdict = stats.verdict(ci) if sesoi is None else _decide_sesoi(effects, sesoi, test)
         across = across or FLOAT64
         self.found[(element, claim)] = Finding(element, claim, effects, ci.mean, ci.low, ci.high, ci.n, verdict,
                                                protocol, fmt, {"rtol": across.rtol, "atol": across.atol,

@@ -77,6 +77,7 @@ REGISTRY = [  # minutes: wall time measured through this driver on the 2-core de
           {"cpu": 2.4}),
     Entry("12_mirror_classical", ("Section 3.1 (mirror descent)", "Section 3.1 (classical ODEs)"), {"cpu": 1.2}),
     Entry("13_stochastic_rate", ("Stochastic gradients (arXiv v2+)", "Theorem 4.1 (rate)"), {"cpu": 0.7}),
+    Entry("14_cautious", ("Cautious optimizers (arXiv 2411.16085)", "Cautious weight decay (arXiv 2510.12402)"), {"smoke": 0.6, "cpu": 1.2}),
     Entry("cifar10", ("Section 5 (CIFAR-10)",), {"smoke": 0.8, "cpu": 8.1}),
     Entry("gpt", ("Section 5 (GPT-2)",), {"smoke": 0.4, "cpu": 8.7}),
     Entry("fused_update", ("Fused kernel",)),
