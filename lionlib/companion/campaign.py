@@ -19,18 +19,23 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import math
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from lionlib.companion.protocol import Protocol, check_registered, stamp
-from lionlib.companion.protocol_analysis import admitted
+from lionlib.companion.protocol_analysis import admitted, analyse
+from lionlib.companion.report import Finding
+from lionlib.companion.report import Protocol as ReportProtocol
 from lionlib.companion.protocol_library import PROTOCOLS
-from lionlib.companion.protocol_records import as_dicts, matches, plan
+from lionlib.companion.protocol_records import as_dicts, eval_records, matches, plan, tuned_lrs
 from lionlib.experiments.record import RunRecord
 from lionlib.experiments.specs import cifar_spec, distributed_spec, gpt_spec, spec_hash
 from lionlib.experiments.store import RunStore
 
-__all__ = ["BUILDERS", "resolve", "complete", "load_records", "status", "run_campaign", "parse_until", "main"]
+__all__ = ["BUILDERS", "resolve", "complete", "load_records", "status", "run_campaign", "parse_until", "ProtocolFinding",
+           "report_protocols", "curves", "main"]
 
 BUILDERS = {"cifar": cifar_spec, "gpt": gpt_spec, "distributed": distributed_spec}
 
@@ -157,6 +162,71 @@ def _stamped(protocols: list[Protocol], records: list[dict]) -> list[dict]:
         for r in admitted(p, records):
             keep[r["spec_hash"]] = r
     return list(keep.values())
+
+
+@dataclass
+class ProtocolFinding(Finding):
+    """A protocol finding in a notebook's claims file: the report's finding fields (its `verdict` the
+    Holm-adjusted one for a primary finding) plus what the decision rests on."""
+
+    primary: bool = False
+    verdict_raw: str = ""
+    verdict_holm: str | None = None
+    p: float = math.nan
+    p_holm: float | None = None
+    mde: float = math.nan
+    sesoi: float = math.nan
+    units: str = ""
+    reason: str = ""
+    protocol_name: str = ""
+    protocol_hash: str = ""
+
+
+def report_protocols(report, protocols: list[Protocol], records, element: str) -> dict:
+    """Everything a companion notebook reports from its protocols, into `report`: per protocol a check
+    "all protocol runs recorded (k of n)"; for the complete protocols, in one `analyse` call (Holm over
+    their primary findings), every regime check and every finding. An incomplete protocol gives no
+    finding, and while one is incomplete the Holm family is too: the primary findings' adjusted
+    verdict is then "pending". Returns {"analysis", "recorded", "pending", "complete"}."""
+    records = as_dicts(records)
+    recorded, pending = status(protocols, records)
+    for p in protocols:
+        k, n = len(recorded[p.name]), len(recorded[p.name]) + len(pending[p.name])
+        report.check(element, f"{p.name}: all protocol runs recorded ({k} of {n})", k, ">=", n, stable=False)
+    done = [p for p in protocols if not pending[p.name]]
+    out = analyse(done, records) if done else {"findings": [], "checks": [], "tuning": {}}
+    whole = len(done) == len(protocols)
+    for c in out["checks"]:
+        report.check(element, f"{c['protocol']}: {c['check']} ({c['arm']})", c["value"], c["op"], c["threshold"], stable=False)
+    for f in out["findings"]:
+        if f["primary"] and not whole:
+            f["verdict_holm"] = f"pending ({len(done)} of {len(protocols)} protocols of the primary family complete)"
+        hyp = ReportProtocol(f["hypothesis"], f"{f['label']} ({f['units']})", tuple(f["seeds"]), source=f["source"],
+                             choices=next(p.notes for p in done if p.name == f["protocol"]),
+                             decision_rule=next(p.rule for p in done if p.name == f["protocol"]))
+        report.found[(element, f"{f['protocol']}: {f['name']}")] = ProtocolFinding(
+            element, f"{f['protocol']}: {f['hypothesis']}", list(f["effects"]), f["effect"], f["ci_low"], f["ci_high"], f["n"],
+            f["verdict_holm"] if f["primary"] and whole else f["verdict"], hyp, primary=f["primary"], verdict_raw=f["verdict"],
+            verdict_holm=f["verdict_holm"], p=f["p"], p_holm=f["p_holm"], mde=f["mde"], sesoi=f["sesoi"], units=f["units"],
+            reason=f["reason"], protocol_name=f["protocol"], protocol_hash=f["protocol_hash"])
+    return {"analysis": out, "recorded": recorded, "pending": pending, "complete": [p.name for p in done]}
+
+
+def curves(protocols: list[Protocol], records, section: str, keys: tuple[str, ...]):
+    """The evaluation runs' curves `record[section][key]` as a long DataFrame (protocol, arm, seed, lr,
+    step, key, value), for figures; arms whose tuning is unfinished are left out."""
+    import pandas as pd
+
+    rows = []
+    for p in protocols:
+        recs = admitted(p, as_dicts(records))
+        lrs = tuned_lrs(p, recs)
+        for (arm, seed), r in eval_records(p, recs, lrs).items():
+            for key in keys:
+                for step, v in zip(r[section]["step"], r[section][key]):
+                    rows.append(dict(protocol=p.name, arm=arm, seed=seed, lr=r["spec"]["lr"], step=step, key=key,
+                                     value=math.nan if v is None else v))
+    return pd.DataFrame(rows, columns=["protocol", "arm", "seed", "lr", "step", "key", "value"])
 
 
 def main(argv=None) -> int:
