@@ -151,5 +151,6 @@ with pd.option_context("display.max_colwidth", 80, "display.width", 200):
 report.table()
 
 # %%
-# NBVAL_CHECK_OUTPUT
+# NBVAL_IGNORE_OUTPUT
+# (smoke reads the tiny protocols, whose checks are not the cpu ones: --check-sync compares these lines with the claims file)
 report.summary()
