@@ -1,12 +1,17 @@
 """The protocol runner end to end at the tiny scale: plan -> train -> stamp -> store, and analyse."""
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 
 from lionlib.companion.campaign import parse_until, resolve, run_campaign, status
 from lionlib.companion.protocol_analysis import analyse
+from lionlib.experiments.common import REPO
 from lionlib.experiments.store import RunStore
+
+DATA = str(Path(os.environ.get("LIONLIB_DATA_DIR") or REPO.parent / "shared" / "data"))  # the offline tiny Shakespeare
 
 
 @pytest.fixture
@@ -20,7 +25,7 @@ def test_campaign_trains_stamps_and_never_retrains(store):
     _, pending = status([p], [])
     first = len(pending[p.name])
     assert first == 2 * 3 + 2 * 5  # 3 grid points per tuned arm, then every arm on 5 evaluation seeds (lr still None)
-    part = run_campaign([p], "tiny", max_runs=4, store=store, show_progress=False)
+    part = run_campaign([p], "tiny", max_runs=4, store=store, data_dir=DATA, show_progress=False)
     assert len(part) == 4 and all(r["protocols"] == {p.name: p.hash} for r in part)
     files = list(store.root.glob("gpt/*.json"))
     assert len(files) == 4 and all(json.loads(f.read_text())["protocols"][p.name] == p.hash for f in files)
@@ -28,11 +33,11 @@ def test_campaign_trains_stamps_and_never_retrains(store):
     assert len(recorded[p.name]) == 4 and pending[p.name]
     with pytest.raises(ValueError, match="runs missing"):  # never a finding from partial data
         analyse([p], part)
-    done = run_campaign([p], "tiny", store=store, show_progress=False)
+    done = run_campaign([p], "tiny", store=store, data_dir=DATA, show_progress=False)
     recorded, pending = status([p], done)
     assert pending[p.name] == [] and len(recorded[p.name]) == len(done) >= 16
     stamps = {f.name: f.stat().st_mtime_ns for f in store.root.glob("gpt/*.json")}
-    again = run_campaign([p], "tiny", store=store, show_progress=False)  # nothing left: nothing trained or rewritten
+    again = run_campaign([p], "tiny", store=store, data_dir=DATA, show_progress=False)  # nothing left: nothing trained or rewritten
     assert {r["spec_hash"] for r in again} == {r["spec_hash"] for r in done}
     assert stamps == {f.name: f.stat().st_mtime_ns for f in store.root.glob("gpt/*.json")}
     out = analyse([p], again)
