@@ -50,7 +50,7 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-from lionlib.companion.campaign import curves, report_protocols, resolve, run_campaign, status
+from lionlib.companion.campaign import curves, report_protocols, resolve, run_campaign, status, tuning_frame
 from lionlib.companion.protocol_analysis import sentence
 from lionlib.companion.report import Report, setup_plotting
 
@@ -90,6 +90,24 @@ for p in protocols:
 if not train and any(pending.values()):
     names = " ".join(f"--protocol {p.name.rsplit('_', 1)[0]}" for p in protocols)
     print(f"to train them: python -m lionlib.companion.campaign {names} --scale {PSCALE}")
+
+# %% [markdown]
+# ## The tuning grids so far (every point run, from the tuning records)
+
+# %%
+grids = tuning_frame(protocols, records)
+if len(grids):
+    g = sns.relplot(data=grids, x="lr", y="score", hue="arm", col="protocol", kind="line", marker="o", height=3.4, aspect=1.3,
+                    facet_kws=dict(sharey=False))
+    g.set(xscale="log", ylabel="validation loss (nats), tuning seed")
+    chosen = grids[grids.chosen]
+    for ax, (name, d) in zip(g.axes.flat, grids.groupby("protocol", sort=False)):
+        c = chosen[chosen.protocol == name]
+        ax.scatter(c.lr, c.score, s=90, facecolors="none", edgecolors="k", zorder=3, label="chosen")
+    report.savefig(g.figure, "gpt_tuning", element=EL)
+    plt.show()
+else:
+    print("no tuning run recorded yet")
 
 # %% [markdown]
 # ## Findings and regime checks

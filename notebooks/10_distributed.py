@@ -64,7 +64,7 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-from lionlib.companion.campaign import complete, curves, report_protocols, resolve, run_campaign, status
+from lionlib.companion.campaign import complete, curves, report_protocols, resolve, run_campaign, status, tuning_frame
 from lionlib.companion.protocol_analysis import sentence
 from lionlib.companion.report import Report, setup_plotting
 from lionlib.experiments import distributed_train
@@ -122,6 +122,24 @@ if records:
     n, w = records[0]["data"]["params"], records[0]["spec"]["workers"]
     print(f"{n:,} parameters; bytes per worker per step on {w} workers: global Lion "
           f"{distributed_train.bytes_per_step('lion', n, w):,.0f}, Distributed Lion {distributed_train.bytes_per_step('distributed_lion', n, w):,.0f}")
+
+# %% [markdown]
+# ## The tuning grids so far (every point run, from the tuning records)
+
+# %%
+grids = tuning_frame(protocols, records)
+if len(grids):
+    g = sns.relplot(data=grids, x="lr", y="score", hue="arm", col="protocol", kind="line", marker="o", height=3.4, aspect=1.3,
+                    facet_kws=dict(sharey=False))
+    g.set(xscale="log", ylabel="validation loss (nats/char), tuning seed")
+    chosen = grids[grids.chosen]
+    for ax, (name, d) in zip(g.axes.flat, grids.groupby("protocol", sort=False)):
+        c = chosen[chosen.protocol == name]
+        ax.scatter(c.lr, c.score, s=90, facecolors="none", edgecolors="k", zorder=3, label="chosen")
+    report.savefig(g.figure, "distributed_lion_tuning", element=EL)
+    plt.show()
+else:
+    print("no tuning run recorded yet")
 
 # %% [markdown]
 # ## Findings and regime checks

@@ -35,7 +35,7 @@ from lionlib.experiments.specs import cifar_spec, distributed_spec, gpt_spec, sp
 from lionlib.experiments.store import RunStore
 
 __all__ = ["BUILDERS", "resolve", "complete", "load_records", "status", "run_campaign", "parse_until", "ProtocolFinding",
-           "report_protocols", "curves", "main"]
+           "report_protocols", "curves", "tuning_frame", "main"]
 
 BUILDERS = {"cifar": cifar_spec, "gpt": gpt_spec, "distributed": distributed_spec}
 
@@ -227,6 +227,22 @@ def curves(protocols: list[Protocol], records, section: str, keys: tuple[str, ..
                     rows.append(dict(protocol=p.name, arm=arm, seed=seed, lr=r["spec"]["lr"], step=step, key=key,
                                      value=math.nan if v is None else v))
     return pd.DataFrame(rows, columns=["protocol", "arm", "seed", "lr", "step", "key", "value"])
+
+
+def tuning_frame(protocols: list[Protocol], records):
+    """Every tuned arm's grid so far as a DataFrame (protocol, arm, lr, score, chosen): the mean tuning
+    score per lr point run, and whether it is the chosen lr (only once the grid is complete)."""
+    import pandas as pd
+
+    rows = []
+    for p in protocols:
+        lrs = tuned_lrs(p, admitted(p, as_dicts(records)))
+        for a in p.arms:
+            if a.tune:
+                t = lrs[a.name]
+                rows += [dict(protocol=p.name, arm=a.name, lr=a.lr * p.tuning.factor ** k, score=v, chosen=k == t["k"])
+                         for k, v in sorted(t["scores"].items())]
+    return pd.DataFrame(rows, columns=["protocol", "arm", "lr", "score", "chosen"])
 
 
 def main(argv=None) -> int:
