@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from lionlib.companion.campaign import parse_until, resolve, run_campaign, status
+from lionlib.companion.campaign import parse_until, report_protocols, resolve, run_campaign, status
 from lionlib.companion.protocol_analysis import analyse
+from lionlib.companion.report import Report
 from lionlib.experiments.common import REPO
 from lionlib.experiments.store import RunStore
 
@@ -20,7 +21,7 @@ def store(tmp_path, monkeypatch):
     return RunStore(tmp_path / "runs")
 
 
-def test_campaign_trains_stamps_and_never_retrains(store):
+def test_campaign_trains_stamps_and_never_retrains(store, tmp_path):
     (p,) = resolve("lion_vs_adamw_gpt", "tiny")
     _, pending = status([p], [])
     first = len(pending[p.name])
@@ -33,6 +34,10 @@ def test_campaign_trains_stamps_and_never_retrains(store):
     assert len(recorded[p.name]) == 4 and pending[p.name]
     with pytest.raises(ValueError, match="runs missing"):  # never a finding from partial data
         analyse([p], part)
+    rep = Report("08_gpt", out_dir=tmp_path / "out", scale="smoke", parameters={})
+    report_protocols(rep, [p], part, "Section 5 (GPT-2)")
+    assert not rep.found and [c.verdict for c in rep.claims.values()] == [False]
+    assert next(iter(rep.claims.values())).claim.endswith(f"all protocol runs recorded (4 of {4 + len(pending[p.name])})")
     done = run_campaign([p], "tiny", store=store, data_dir=DATA, show_progress=False)
     recorded, pending = status([p], done)
     assert pending[p.name] == [] and len(recorded[p.name]) == len(done) >= 16
@@ -42,6 +47,13 @@ def test_campaign_trains_stamps_and_never_retrains(store):
     assert stamps == {f.name: f.stat().st_mtime_ns for f in store.root.glob("gpt/*.json")}
     out = analyse([p], again)
     assert [f["name"] for f in out["findings"]] == ["non_inferior"] and out["findings"][0]["n"] == 5
+    rep = Report("08_gpt", out_dir=tmp_path / "out", scale="smoke", parameters={})
+    res = report_protocols(rep, [p], again, "Section 5 (GPT-2)")
+    (f,) = rep.found.values()
+    assert f.primary and f.verdict == f.verdict_holm == res["analysis"]["findings"][0]["verdict_holm"]
+    assert f.mde == out["findings"][0]["mde"] and f.sesoi == 0.02 and f.n == 5
+    words = " ".join(c.claim for c in rep.claims.values())
+    assert "all protocol runs recorded" in words and "plateau" in words and "interior" in words
 
 
 def test_until_and_bad_names():
