@@ -45,7 +45,7 @@ import os
 from typing import Optional
 
 SCALE: str = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke (the tiny protocols) | cpu | paper (CUDA)
-TRAIN_MISSING: bool = True  # train the runs the protocols still need; False: report what is recorded
+TRAIN_MISSING: bool = os.environ.get("LIONLIB_TRAIN_MISSING", "1") != "0"  # train the runs the protocols still need; False: report what is recorded
 MAX_RUNS: Optional[int] = None  # train at most this many runs in this sitting (None: all that are missing)
 DATA_DIR: Optional[str] = None  # None -> $LIONLIB_DATA_DIR, data/, ../shared/data
 OUT_DIR: Optional[str] = None  # None -> build/paper_figures/<SCALE>/ (the driver's cpu run: paper_figures/)
@@ -58,7 +58,7 @@ import torch
 from IPython.display import Markdown, display
 
 from lionlib.companion import cifar_companion as cc
-from lionlib.companion.campaign_standin import run_campaign, status  # lionlib.companion.campaign at the merge
+from lionlib.companion.campaign import run_campaign, status
 from lionlib.companion.protocol_analysis import analyse, sentence
 from lionlib.companion.protocol_records import PHASE1_SUM
 from lionlib.companion.report import Report, setup_plotting
@@ -145,7 +145,8 @@ display(Markdown(f"The cpu campaign from an empty store is {cost['runs_min']} to
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-records = run_campaign(PROTOCOLS, PSCALE, max_runs=MAX_RUNS, train=TRAIN_MISSING)
+records = run_campaign(PROTOCOLS, PSCALE, max_runs=MAX_RUNS, train=TRAIN_MISSING,
+                       device="cuda" if PSCALE == "paper" else "cpu")
 recorded, pending = status(PROTOCOLS, records)
 table = cc.campaign_table(PROTOCOLS, records)
 complete = [p for p in PROTOCOLS if not pending[p.name]]

@@ -39,174 +39,158 @@
 # and for the all-gather of packed signs (each worker sends (N−1)·⌈n/8⌉ bytes); on 2 gloo workers with
 # 1M parameters the sockets carried 131,360 and 4,194,880 bytes per step per worker (README).
 #
-# **Settings chosen here (not from the paper):** the `08_gpt` model at each scale; a short constant
-# learning rate after 10 % linear warmup (lr 1e-3 at the cpu scale, the same for all methods), betas
-# (0.9, 0.99), decay λ = 1 on the 2-D tensors only, no gradient clipping; the global batch of the scale's
-# preset split evenly over the workers.
+# **How it is decided.** Under the registered protocol `distributed_lion` (`lionlib.companion.protocol_library`,
+# `docs/protocols.md`): every arm's lr tuned on a x2 grid (tuning seed, validation stream), 5 fresh
+# evaluation seeds, at least 1,000 steps at the cpu scale, non-inferiority at equal steps with a stated
+# margin (primary: majority vote), and bytes to a target loss computed from the curves. The records in
+# `paper_figures/runs/distributed/` are the data; missing runs are trained when `TRAIN_MISSING` is true
+# (`python -m lionlib.companion.campaign --protocol distributed_lion`, the same code from a terminal).
+# `smoke` (CI) reads the `tiny` protocol: seconds of training, verdicts that mean nothing.
 
 # %% tags=["parameters"]
 import os
 from typing import Optional
 
-SCALE: str = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper (paper: prints commands, runs the cpu study)
-SEEDS: Optional[int] = None  # None -> 2 seeds (smoke), 5 (cpu, paper)
-WORKERS: int = 4
-STEPS: Optional[int] = None  # None -> 40 (smoke), 100 (cpu, paper)
-LR: Optional[float] = None  # None -> 3e-3 (smoke), 1e-3 (cpu, paper)
-EVAL_BATCHES: Optional[int] = None  # validation batches per evaluation; None -> 4 (smoke), 6 (cpu)
+SCALE: str = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
+TRAIN_MISSING: bool = os.environ.get("LIONLIB_TRAIN_MISSING", "1") != "0"  # train missing runs (False: report what is recorded)
+REFRESH: bool = False  # True: retrain every run the protocol needs
+MAX_RUNS: Optional[int] = None  # train at most this many runs in this execution (None: all missing)
 OUT_DIR: Optional[str] = None  # None -> the repo's paper_figures/
 DATA_DIR: Optional[str] = None  # None -> $LIONLIB_DATA_DIR, else data/
-THREADS: int = 1
-REFRESH: bool = False  # True: retrain runs whose records are stored
 
 # %%
-import time
-
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 import torch
 
-from lionlib.companion.report import Protocol, Report, setup_plotting
+from lionlib.companion.campaign import complete, curves, report_protocols, resolve, run_campaign, status, tuning_frame
+from lionlib.companion.protocol_analysis import sentence
+from lionlib.companion.report import Report, setup_plotting
 from lionlib.experiments import distributed_train
-from lionlib.experiments.specs import distributed_spec
-from lionlib.experiments.store import RunStore
+from lionlib.experiments.specs import SCALES
 
 setup_plotting()
 report = Report("10_distributed", out_dir=OUT_DIR)
-if THREADS:
-    torch.set_num_threads(THREADS)
-study = "smoke" if SCALE == "smoke" else "cpu"
-seeds = list(range(SEEDS if SEEDS else {"smoke": 2, "cpu": 5}[study]))
-steps = STEPS or {"smoke": 40, "cpu": 100}[study]
-lr = LR or {"smoke": 3e-3, "cpu": 1e-3}[study]
-eval_batches = EVAL_BATCHES or {"smoke": 4, "cpu": 6}[study]
-BETAS, WD = (0.9, 0.99), 1.0
-METHODS = {"global Lion": dict(optimizer="lion"), "DLion MaVo": dict(optimizer="distributed_lion", vote="majority"),
-           "DLion Avg": dict(optimizer="distributed_lion", vote="average")}
-
-
-def spec(method: str, seed: int, **kw):
-    """The run's spec: the 08 model of the scale, a constant lr after 10 % warm-up, no gradient clipping."""
-    return distributed_spec(study, **{**dict(seed=seed, steps=steps, lr=lr, weight_decay=WD, betas=BETAS, workers=WORKERS,
-                                             eval_every=max(1, steps // 8), eval_batches=eval_batches,
-                                             warmup=max(1, steps // 10)), **METHODS[method], **kw})
-
-
-batch = spec("global Lion", 0).batch_size
-print(f"scale={SCALE} (study at {study} sizes) workers={WORKERS} seeds={seeds} steps={steps} lr={lr} global batch={batch}")
-
-# %% [markdown]
-# ## The commands on several GPUs
-#
-# Global Lion under DDP is the GPT trainer of `08_gpt`; Distributed Lion replaces the optimizer and
-# drops the DDP wrapper (README, "Many processes"). A `--optimizer distributed_lion` option of the
-# trainer is not written yet, so only the DDP command runs as printed.
-
-# %%
-print("torchrun --standalone --nproc_per_node 8 -m lionlib.experiments.gpt --scale paper --optimizer lion")
-print("# Distributed Lion: in your script, no DDP wrapper, and")
-print("#   opt = lionlib.distributed.DistributedLion(model.parameters(), lr=1e-4, weight_decay=0.1, vote='majority')")
-
-# %% [markdown]
-# ## The three ways to train
-#
-# `lionlib.experiments.distributed_train` trains all three. The decayed tensors are the 2-D ones (as in
-# `08_gpt`). For Distributed Lion a coordinate whose c is exactly 0 is sent as +1 by even workers and −1 by
-# odd ones (one bit cannot say 0), as `DistributedLion` does.
+PSCALE = {"smoke": "tiny"}.get(SCALE, SCALE)  # the protocol's scale
+protocols = resolve(["distributed_lion"], PSCALE)
+EL = "Distributed Lion (arXiv 2404.00438)"
 
 # %% [markdown]
 # ## A check of the simulation
 #
-# With one worker, Distributed Lion is Lion: the vote of one sign is that sign. The simulation above and
+# With one worker, Distributed Lion is Lion: the vote of one sign is that sign. The simulation and
 # `lionlib.Lion` (its default, fused path) must then take the same steps, bit for bit, as long as no
 # coordinate of c is exactly 0 (where Lion steps by sign(0) = 0 and one bit says ±1).
 
 # %%
-one = distributed_train.trace(spec("DLion MaVo", 0, workers=1), 3, DATA_DIR)
-ref = distributed_train.trace(spec("global Lion", 0, workers=1), 3, DATA_DIR)
+small = "cpu" if PSCALE == "paper" else PSCALE  # the check is about the simulation, not the size: GPT-2 124M is not needed
+base = {a.name: {**a.partial, "scale": small, "model": SCALES["distributed"][small]["model"], "lr": 1e-3, "seed": 0,
+                 "role": "tune", "workers": 1} for a in protocols[0].arms}
+one = distributed_train.trace(complete(base["mavo"]), 3, DATA_DIR)
+ref = distributed_train.trace(complete(base["global"]), 3, DATA_DIR)
 mismatch = sum(int((a != b).sum()) for sa, sb in zip(one, ref) for a, b in zip(sa, sb))
-report.check("Distributed Lion (arXiv 2404.00438)", "one worker: simulated Distributed Lion = lionlib.Lion over 3 steps, coordinates that differ",
+report.check(EL, "one worker: simulated Distributed Lion = lionlib.Lion over 3 steps, coordinates that differ",
              mismatch, "==", 0, fmt=".0f");
 
 # %% [markdown]
-# ## Protocol (written before the runs)
-#
-# The Distributed Lion paper reports that both votes train about as well as global Lion while sending
-# 1/32 of the bits. At this scale we test, over the seeds, with the paired difference per seed:
+# ## The protocol (registered before the runs)
 
 # %%
-MARGIN = 0.05  # nats: "about as well" at equal steps
-protocols = {
-    method: Protocol(
-        hypothesis=f"{method} ends within {MARGIN} nats of global Lion at equal steps (non-inferiority)",
-        metric=f"{MARGIN} - (final val loss {method} - final val loss global Lion), nats, per seed",
-        seeds=tuple(seeds), design="paired", source="paper [inferred] (arXiv 2404.00438: comparable to global Lion)",
-        choices=f"{WORKERS} simulated workers, {steps} steps, lr {lr}, lambda {WD} on 2-D tensors, no clipping")
-    for method in ("DLion MaVo", "DLion Avg")
-}
-protocols["bytes"] = Protocol(
-    hypothesis="at equal bytes sent per worker, Distributed Lion MaVo reaches a lower val loss than global Lion",
-    metric="val loss global Lion at the bytes MaVo sent in the whole run - final val loss MaVo, nats, per seed",
-    seeds=tuple(seeds), design="paired", source="companion",
-    choices="ring all-reduce vs all-gather byte counts; global Lion read at the last evaluation within that budget")
+for p in protocols:
+    print(f"{p.name} (hash {p.hash}): {p.claim} [{p.source}]")
+    for a in p.arms:
+        print(f"  arm {a.name}: {a.partial}, lr tuned around {a.lr:g}")
+    for h in p.hypotheses:
+        print(f"  {'primary' if h.primary else 'exploratory'} {h.test}: {h.text}")
+    print(f"  tuning seeds {p.tuning.seeds}, evaluation seeds {p.eval_seeds}; {p.notes}")
 
 # %% [markdown]
-# ## The runs
+# ## The plan, and the runs still missing
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-t0 = time.perf_counter()
-keys = [(method, seed) for seed in seeds for method in METHODS]
-records = dict(zip(keys, RunStore().run([spec(m, s) for m, s in keys], REFRESH, 0, DATA_DIR)))
-runs = pd.DataFrame([dict(method=m, seed=s, step=st, val_loss=v, bytes=b) for (m, s), r in records.items()
-                     for st, v, b in zip(r.eval["step"], r.eval["val_loss"], r.eval["bytes"])])
-n_params = records[keys[0]].data["params"]
-print(f"{len(keys)} runs of {steps} steps ({time.perf_counter() - t0:.0f} s here, stored runs read back); "
-      f"{n_params:,} parameters; bytes per worker per step: global Lion "
-      f"{distributed_train.bytes_per_step('lion', n_params, WORKERS):,.0f}, Distributed Lion "
-      f"{distributed_train.bytes_per_step('distributed_lion', n_params, WORKERS):,.0f}")
+train = TRAIN_MISSING and (PSCALE != "paper" or torch.cuda.is_available())
+records = run_campaign(protocols, PSCALE, train=train, refresh=REFRESH, max_runs=MAX_RUNS, data_dir=DATA_DIR,
+                       device="cuda" if PSCALE == "paper" and train else "cpu")
+recorded, pending = status(protocols, records)
+for p in protocols:
+    k, todo = len(recorded[p.name]), pending[p.name]
+    print(f"{p.name}: {k} of {k + len(todo)} runs recorded, {len(todo)} pending")
+    for t in todo[:6]:
+        print(f"  pending: {t['role']} {t['optimizer']} vote {t['vote']} lr {t['lr']} seed {t['seed']}")
+if not train and any(pending.values()):
+    print(f"to train them: python -m lionlib.companion.campaign --protocol distributed_lion --scale {PSCALE}")
+if records:
+    n, w = records[0]["data"]["params"], records[0]["spec"]["workers"]
+    print(f"{n:,} parameters; bytes per worker per step on {w} workers: global Lion "
+          f"{distributed_train.bytes_per_step('lion', n, w):,.0f}, Distributed Lion {distributed_train.bytes_per_step('distributed_lion', n, w):,.0f}")
+
+# %% [markdown]
+# ## The tuning grids so far (every point run, from the tuning records)
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
-sns.lineplot(data=runs, x="step", y="val_loss", hue="method", marker="o", errorbar=("ci", 95), seed=0, ax=axes[0])
-sns.lineplot(data=runs[runs.step > 0], x="bytes", y="val_loss", hue="method", marker="o", errorbar=("ci", 95), seed=0, ax=axes[1], legend=False)
-axes[0].set_title(f"{WORKERS} workers, mean and 95% CI over {len(seeds)} seeds")
-axes[1].set_xscale("log")
-axes[1].set_xlabel("bytes sent per worker (cumulative)")
-axes[0].set_ylabel("validation loss (nats/char)")
-report.savefig(fig, "distributed_lion_loss", element="Distributed Lion (arXiv 2404.00438)")
+grids = tuning_frame(protocols, records)
+if len(grids):
+    g = sns.relplot(data=grids, x="lr", y="score", hue="arm", col="protocol", kind="line", marker="o", height=3.4, aspect=1.3,
+                    facet_kws=dict(sharey=False))
+    g.set(xscale="log", ylabel="validation loss (nats/char), tuning seed")
+    chosen = grids[grids.chosen]
+    for ax, (name, d) in zip(g.axes.flat, grids.groupby("protocol", sort=False)):
+        c = chosen[chosen.protocol == name]
+        ax.scatter(c.lr, c.score, s=90, facecolors="none", edgecolors="k", zorder=3, label="chosen")
+    report.savefig(g.figure, "distributed_lion_tuning", element=EL)
+    plt.show()
+else:
+    print("no tuning run recorded yet")
+
+# %% [markdown]
+# ## Findings and regime checks
+#
+# With runs missing the protocol gives no finding, only the failing check "all protocol runs recorded".
+# Complete, it gives its regime checks ("at least 1,000 steps", "plateau", "interior") and its findings.
 
 # %%
-final = runs[runs.step == steps].pivot(index="seed", columns="method", values="val_loss")
-start = runs[runs.step == 0].pivot(index="seed", columns="method", values="val_loss")
-for method in ("global Lion", "DLion MaVo", "DLion Avg"):
-    report.check("Distributed Lion (arXiv 2404.00438)", f"{method} trains: worst seed's final - initial val loss",
-                 (final[method] - start[method]).max(), "<", 0, stable=False, sanity=True)
-for method in ("DLion MaVo", "DLion Avg"):
-    report.finding("Distributed Lion (arXiv 2404.00438)", f"{method} within {MARGIN} nats of global Lion at equal steps",
-                   (MARGIN - (final[method] - final["global Lion"])).tolist(), protocol=protocols[method])
-budget = runs[(runs.method == "DLion MaVo") & (runs.step == steps)].set_index("seed")["bytes"]
-lion_runs = runs[runs.method == "global Lion"]
-at_budget = pd.Series({s: lion_runs[(lion_runs.seed == s) & (lion_runs.bytes <= budget[s])].sort_values("step").val_loss.iloc[-1] for s in seeds})
-report.finding("Distributed Lion (arXiv 2404.00438)", "MaVo beats global Lion at equal bytes sent",
-               (at_budget - final["DLion MaVo"]).tolist(), protocol=protocols["bytes"])
+res = report_protocols(report, protocols, records, EL)
+out = res["analysis"]
+for name, arms in out["tuning"].items():
+    for arm, t in arms.items():
+        grid = ", ".join(f"{k:+d}: {v:.4g}" for k, v in sorted(t.get("scores", {}).items()))
+        print(f"tuning {arm}: lr {t['lr']:.3g}, interior {t['interior']}; grid (k: val loss) {grid}")
+for c in out["checks"]:
+    print(f"{'PASS' if c['passed'] else 'FAIL'} {c['check']} ({c['arm']}): {c['value']:.4g} {c['op']} {c['threshold']:g}")
+print()
+for f in out["findings"]:
+    print(sentence(f), "\n")
+if not out["findings"]:
+    print("no finding: the protocol's runs are not all recorded")
+
+# %% [markdown]
+# ## Figures from the records: validation loss against steps and against bytes sent per worker
 
 # %%
-# NBVAL_IGNORE_OUTPUT
-report.findings()
+ev = curves(protocols, records, "eval", ("val_loss", "bytes"))
+if len(ev):
+    wide = ev.pivot_table(index=["arm", "seed", "step"], columns="key", values="value").reset_index()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    sns.lineplot(data=wide, x="step", y="val_loss", hue="arm", errorbar=("ci", 95), seed=0, ax=axes[0])
+    sns.lineplot(data=wide[wide.step > 0], x="bytes", y="val_loss", hue="arm", errorbar=("ci", 95), seed=0, ax=axes[1], legend=False)
+    axes[0].set_title("mean and 95% CI over the evaluation seeds")
+    axes[1].set_xscale("log")
+    axes[1].set_xlabel("bytes sent per worker (cumulative)")
+    axes[0].set_ylabel("validation loss (nats/char)")
+    report.savefig(fig, "distributed_lion_loss", element=EL)
+    plt.show()
+else:
+    print("no evaluation run recorded yet: no figure")
 
 # %% [markdown]
 # ## Reading the findings
 #
-# - The equal-steps findings are non-inferiority tests with a 0.05-nat margin: "inconclusive" means the
-#   95 % interval over seeds reaches past the margin, not that Distributed Lion is worse.
-# - The horizon is short (the steps printed above, one learning rate for all three methods, no tuning
-#   per method). The paper's claim is about full training runs; this notebook does not test it at that
-#   length, and a method that is ahead early need not stay ahead.
-# - Bytes are counted for ring collectives from the parameter count; the socket measurement in the
-#   tests agrees for 2 workers (README). Latency, which dominates small messages, is not modelled, and
-#   the all-gather's advantage shrinks as the number of workers grows (it vanishes near 64).
+# - The equal-steps findings are non-inferiority tests: "inconclusive" means the 95 % interval reaches
+#   past the margin, not that Distributed Lion is worse.
+# - Bytes are counted for ring collectives from the parameter count; the socket measurement in the tests
+#   agrees for 2 workers (README). Latency, which dominates small messages, is not modelled.
 # - The workers are simulated in one process; that gloo processes compute the same is a test
 #   (`tests/test_distributed_lion.py`), not a claim of this notebook.
 
@@ -215,8 +199,11 @@ report.findings()
 
 # %%
 # NBVAL_IGNORE_OUTPUT
+with pd.option_context("display.max_colwidth", 80, "display.width", 200):
+    print(report.findings()[["claim", "verdict", "mean", "ci_low", "ci_high", "n"]].round(4).to_string())
 report.table()
 
 # %%
-# NBVAL_CHECK_OUTPUT
+# NBVAL_IGNORE_OUTPUT
+# (smoke reads the tiny protocols, whose checks are not the cpu ones: --check-sync compares these lines with the claims file)
 report.summary()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lionlib.companion import cifar_companion as cc
-from lionlib.companion.campaign_standin import complete_spec, load_records, run_campaign, status
+from lionlib.companion.campaign import complete, load_records, run_campaign, status
 from lionlib.companion.protocol_analysis import analyse, sentence
 from lionlib.companion.report import Report
 from lionlib.experiments.common import OFFLINE_DATA
@@ -47,12 +47,10 @@ def test_record_keeps_its_stamps():
     assert stamped.numbers() == rec.numbers()  # a stamp is no part of what a re-run must reproduce
 
 
-def test_complete_spec_fills_the_scale_and_refuses_another():
-    spec = complete_spec({"task": "cifar", "scale": "tiny", "model": "vit_tiny", "optimizer": "lion", "lr": 2e-3,
-                          "weight_decay": 10.0, "seed": 3, "role": "eval"}, "tiny")
+def test_complete_fills_the_scale():
+    spec = complete({"task": "cifar", "scale": "tiny", "model": "vit_tiny", "optimizer": "lion", "lr": 2e-3,
+                     "weight_decay": 10.0, "seed": 3, "role": "eval"})
     assert (spec.model, spec.lr, spec.weight_decay, spec.seed, spec.steps, spec.precision) == ("vit_tiny", 2e-3, 10.0, 3, 8, "fp32")
-    with pytest.raises(ValueError, match="scale 'cpu'"):
-        complete_spec({"task": "cifar", "scale": "cpu", "model": "resnet8"}, "tiny")
 
 
 def test_plan_counts_from_an_empty_store(store):
@@ -77,7 +75,7 @@ def test_campaign_trains_within_its_budget_and_stamps(campaign):
     assert cc.campaign_table(protocols, records).loc["all (distinct runs)"].to_make_at_least == 0
     shared = [r for r in records if len(r.get("protocols", {})) >= 3]  # Lion on the ResNet serves three protocols
     assert shared and all(r["spec"]["model"] == "resnet_tiny" and r["spec"]["optimizer"] == "lion" for r in shared)
-    assert sorted(r["spec_hash"] for r in load_records("cifar", "tiny")) == sorted(r["spec_hash"] for r in records)
+    assert sorted(r["spec_hash"] for r in load_records(["cifar"], "tiny")) == sorted(r["spec_hash"] for r in records)
     again = run_campaign(protocols, "tiny", max_runs=0)  # nothing left to train: the same records
     assert sorted(json.dumps(r, sort_keys=True) for r in again) == sorted(json.dumps(r, sort_keys=True) for r in records)
 

@@ -153,11 +153,11 @@ def _fits(value, node) -> bool:
 # cells. Interval notation, "inf" unbounded. tests/test_params.py keeps this table and the notebooks'
 # cells in step (each numeric parameter has a range, each range a parameter, each default is in it).
 RANGES = {
-    "SEED": "[0, inf)", "N_SEEDS": "[2, inf)", "SEEDS": "[2, inf)",  # a 95 % t interval needs two seeds
+    "SEED": "[0, inf)", "N_SEEDS": "[2, inf)", "MAX_RUNS": "[1, inf)",  # a 95 % t interval needs two seeds
     "STEPS": "[1, inf)", "TAIL": "[1, inf)", "MD_STEPS": "[1, inf)", "NS_STEPS": "[1, inf)", "N_STATES": "[1, inf)",
-    "EVAL_BATCHES": "[1, inf)", "MAX_RUNS": "[0, inf)", "T_END": "(0, inf)",  # MAX_RUNS: trainings in one sitting
+    "T_END": "(0, inf)",
     "DIM": "[1, inf)", "N_SAMPLES": "[1, inf)", "ROWS": "[1, inf)", "COLS": "[1, inf)",
-    "CPU_SIZE_M": "[1, inf)", "GPU_SIZE_M": "[1, inf)", "WORKERS": "[1, inf)", "THREADS": "[1, inf)",
+    "CPU_SIZE_M": "[1, inf)", "GPU_SIZE_M": "[1, inf)", "WORKERS": "[1, inf)",
     "LR": "(0, inf)", "LR_FIXED": "(0, inf)", "ODE_LR": "(0, inf)", "RATE_EPS0": "(0, inf)", "FD_STEP": "(0, inf)", "TOL": "(0, inf)",
     "BETA": "[0, 1)", "MU": "[0, 1)", "MOMENTUM": "[0, 1)",
     "WEIGHT_DECAY": "[0, inf)", "LAM": "(0, inf)", "MD_LAM": "(0, inf)", "LAMBDA_FACTOR": "(0, inf)",

@@ -169,7 +169,7 @@ class RunRecord:
     wall_seconds: float
     finished: str
     data: dict = field(default_factory=dict)  # what the data were: label, sha256, sizes
-    protocols: dict = field(default_factory=dict)  # {protocol name: hash} it was made under (a stamp beside the spec)
+    protocols: dict = field(default_factory=dict)  # {protocol name: hash} it was trained for (outside spec: no rehash)
     model: object = field(default=None, repr=False, compare=False)  # the trained model, in memory only
 
     @property
@@ -196,7 +196,7 @@ class RunRecord:
         return {"schema": SCHEMA, "task": self.task, "spec": json.loads(canonical(self.spec)), "spec_hash": self.spec_hash,
                 "code": self.code, "env": self.env, "train": self.train, "eval": self.eval, "monitor": self.monitor,
                 "final": self.final, "data": self.data, "wall_seconds": self.wall_seconds, "finished": self.finished,
-                **({"protocols": self.protocols} if self.protocols else {})}
+                **({"protocols": dict(sorted(self.protocols.items()))} if self.protocols else {})}
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), sort_keys=True, indent=1) + "\n"
@@ -211,7 +211,7 @@ class RunRecord:
             raise ValueError(f"{where}: spec_hash {d['spec_hash']} does not match its spec ({spec_hash(spec)})")
         return cls(spec=spec, **{k: d[k] for k in ("code", "env", "train", "eval", "monitor", "final", "wall_seconds",
                                                    "finished")}, data=d.get("data", {}),
-                   protocols=d.get("protocols", {}))
+                   protocols=dict(d.get("protocols", {})))
 
     def monitor_frame(self):
         """The monitor's per-tensor values as a long DataFrame (step, name, constraint, bound)."""
