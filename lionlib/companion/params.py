@@ -157,10 +157,10 @@ RANGES = {
     "STEPS": "[1, inf)", "TAIL": "[1, inf)", "MD_STEPS": "[1, inf)", "NS_STEPS": "[1, inf)", "N_STATES": "[1, inf)",
     "T_END": "(0, inf)",
     "DIM": "[1, inf)", "N_SAMPLES": "[1, inf)", "ROWS": "[1, inf)", "COLS": "[1, inf)",
-    "CPU_SIZE_M": "[1, inf)", "GPU_SIZE_M": "[1, inf)", "WORKERS": "[1, inf)",
+    "CPU_SIZE_M": "[1, inf)", "GPU_SIZE_M": "[1, inf)",
     "LR": "(0, inf)", "LR_FIXED": "(0, inf)", "ODE_LR": "(0, inf)", "RATE_EPS0": "(0, inf)", "FD_STEP": "(0, inf)", "TOL": "(0, inf)",
     "BETA": "[0, 1)", "MU": "[0, 1)", "MOMENTUM": "[0, 1)",
-    "WEIGHT_DECAY": "[0, inf)", "LAM": "(0, inf)", "MD_LAM": "(0, inf)", "LAMBDA_FACTOR": "(0, inf)",
+    "WEIGHT_DECAY": "[0, inf)", "LAM": "(0, inf)", "MD_LAM": "(0, inf)",
     "ALPHA": "(0, inf)", "GAMMA": "(0, inf)", "EPS": "(0, inf)", "EPS_NESTEROV": "(0, inf)", "DELTA": "(0, inf)",
     "SIGMA_TRUE": "(0, inf)", "SIGMA_START": "(0, inf)", "SIGMA_FIXED": "[0, inf)",
     "WAVY_AMP": "[0, inf)", "WAVY_FREQ": "(0, inf)", "LP_P": "[1, inf)",  # p < 1 is not a norm

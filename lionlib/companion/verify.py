@@ -172,8 +172,8 @@ def _as_committed(py, scale: str, committed: dict) -> dict:
         if name in declared and name != "SCALE" and (value is None or isinstance(value, (bool, int, float))):
             try:
                 default = ast.literal_eval(declared[name]["default"])
-            except (ValueError, SyntaxError):
-                continue
+            except (ValueError, SyntaxError):  # a default computed at run time (an environment variable):
+                default = object()  # pass the committed value, so the re-run cannot take another one
             if value != default:
                 params[name] = value
     return params
