@@ -41,7 +41,7 @@ from typing import Optional
 
 SCALE: str = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
 SEED: int = 0  # seed of the random states of the one-step checks (the runs themselves are deterministic)
-OUT_DIR: Optional[str] = None  # None -> the repo's paper_figures/
+OUT_DIR: Optional[str] = None  # None -> build/paper_figures/<SCALE>/ (the driver's cpu run: paper_figures/)
 STEPS: Optional[int] = None  # Lion steps per run; None -> 1500 (smoke), 3000 (cpu, paper)
 C: tuple[float, float] = (2.0, -3.0)  # c, the unconstrained minimiser of f (outside the box for lambda ≥ 0.5)
 WEIGHT_DECAYS: tuple = (0.5, 1.0, 2.0)  # lambda: the box has radius 1/lambda

@@ -55,7 +55,7 @@ SCALE: str = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
 TRAIN_MISSING: bool = os.environ.get("LIONLIB_TRAIN_MISSING", "1") != "0"  # train missing runs (False: report what is recorded)
 REFRESH: bool = False  # True: retrain every run the protocol needs
 MAX_RUNS: Optional[int] = None  # train at most this many runs in this execution (None: all missing)
-OUT_DIR: Optional[str] = None  # None -> the repo's paper_figures/
+OUT_DIR: Optional[str] = None  # None -> build/paper_figures/<SCALE>/ (the driver's cpu run: paper_figures/)
 DATA_DIR: Optional[str] = None  # None -> $LIONLIB_DATA_DIR, else data/
 
 # %%

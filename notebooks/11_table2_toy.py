@@ -38,7 +38,7 @@ from typing import Optional
 
 SCALE: str = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
 SEED: int = 0  # seed of the random states of the gradient-enhancement counter-example
-OUT_DIR: Optional[str] = None  # None -> the repo's paper_figures/
+OUT_DIR: Optional[str] = None  # None -> build/paper_figures/<SCALE>/ (the driver's cpu run: paper_figures/)
 STEPS: Optional[int] = None  # steps per run; None -> 1500 (smoke), 2000 (cpu), 3000 (paper)
 C: tuple[float, float] = (2.0, -3.0)
 LAM: float = 1.0

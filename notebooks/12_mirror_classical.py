@@ -56,7 +56,7 @@ import os
 from typing import Optional
 
 SCALE: str = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
-OUT_DIR: Optional[str] = None  # None -> the repo's paper_figures/
+OUT_DIR: Optional[str] = None  # None -> build/paper_figures/<SCALE>/ (the driver's cpu run: paper_figures/)
 MD_STEPS: Optional[int] = None  # mirror-descent steps compared; None -> 5 (smoke), 12 (cpu), 40 (paper)
 MD_KAPPAS: tuple = ("logcosh", "relativistic", "half_sq_l2")  # smooth strictly convex K*
 MD_BETAS: tuple[float, float] = (0.0, 0.9)  # beta1 and beta2 both equal to beta

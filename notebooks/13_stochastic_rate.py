@@ -44,7 +44,7 @@ from typing import Optional
 
 SCALE: str = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
 SEED: int = 0  # first seed; the runs use SEED, SEED+1, ...
-OUT_DIR: Optional[str] = None  # None -> the repo's paper_figures/
+OUT_DIR: Optional[str] = None  # None -> build/paper_figures/<SCALE>/ (the driver's cpu run: paper_figures/)
 N_SEEDS: Optional[int] = None  # None -> 2 (smoke), 5 (cpu), 10 (paper)
 STEPS: Optional[int] = None  # None -> 1500 (smoke), 3000 (cpu), 6000 (paper)
 C: tuple[float, float] = (0.5, -3.0)
