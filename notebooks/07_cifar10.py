@@ -45,7 +45,7 @@ import os
 from typing import Optional
 
 SCALE: str = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke (the tiny protocols) | cpu | paper (CUDA)
-TRAIN_MISSING: bool = os.environ.get("LIONLIB_TRAIN_MISSING", "1") != "0"  # train the runs the protocols still need; False: report what is recorded
+TRAIN_MISSING: bool = os.environ.get("LIONLIB_TRAIN_MISSING", "1") not in ("0",)  # train the runs the protocols still need; False: report what is recorded
 MAX_RUNS: Optional[int] = None  # train at most this many runs in this sitting (None: all that are missing)
 DATA_DIR: Optional[str] = None  # None -> $LIONLIB_DATA_DIR, data/, ../shared/data
 OUT_DIR: Optional[str] = None  # None -> build/paper_figures/<SCALE>/ (the driver's cpu run: paper_figures/)

@@ -52,7 +52,7 @@ import os
 from typing import Optional
 
 SCALE: str = os.environ.get("LIONLIB_SCALE", "cpu")  # smoke | cpu | paper
-TRAIN_MISSING: bool = os.environ.get("LIONLIB_TRAIN_MISSING", "1") != "0"  # train missing runs (False: report what is recorded)
+TRAIN_MISSING: bool = os.environ.get("LIONLIB_TRAIN_MISSING", "1") not in ("0",)  # train missing runs (False: report what is recorded)
 REFRESH: bool = False  # True: retrain every run the protocol needs
 MAX_RUNS: Optional[int] = None  # train at most this many runs in this execution (None: all missing)
 OUT_DIR: Optional[str] = None  # None -> build/paper_figures/<SCALE>/ (the driver's cpu run: paper_figures/)
